@@ -1,0 +1,1 @@
+"""The NBWSS protocol without I/O: message builders, the codec, notification batching."""

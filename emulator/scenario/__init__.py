@@ -1,0 +1,7 @@
+"""Scenarios: the YAML format, its loader, and the timeline a scenario produces."""
+
+from emulator.scenario.loader import ScenarioError, bundled, load, parse
+from emulator.scenario.model import Scenario
+from emulator.scenario.timeline import TimedMessage, Timeline
+
+__all__ = ["Scenario", "ScenarioError", "TimedMessage", "Timeline", "bundled", "load", "parse"]

@@ -1,0 +1,199 @@
+"""A scenario run in simulated time: the NBWSS messages it produces, in order.
+
+The timeline builds the masters a scenario describes (names and sizes from the
+seed), then walks the steps: each operation starts at its scenario time on the
+shared :class:`~emulator.domain.clock.Scheduler`, and a step that waits lets
+simulated time run until its operations end. Messages come out as soon as no
+later event can join them, so a long scenario streams in constant memory.
+Same scenario and seed: the same messages, byte for byte.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from emulator.data import ENVIRONMENTS, DataPools, build_policies
+from emulator.domain.clock import Scheduler
+from emulator.domain.master import MasterServer, Operation
+from emulator.domain.model import Image, Policy
+from emulator.protocol.batching import Outbox
+from emulator.scenario.loader import ScenarioError
+from emulator.scenario.model import Scenario, Step
+
+
+@dataclass(frozen=True, slots=True)
+class TimedMessage:
+    """A NOTIFICATION REQUEST of one master and the scenario time it is sent at."""
+
+    master: str
+    at: float
+    message: dict[str, Any]
+
+
+class Timeline:
+    """One run of a scenario with one seed."""
+
+    def __init__(self, scenario: Scenario, *, seed: int | None = None, start: float | None = None) -> None:
+        self.scenario = scenario
+        self.seed = scenario.seed if seed is None else seed
+        self.scheduler = Scheduler(scenario.start if start is None else start)
+        self.rng = random.Random(self.seed)
+        self.notes: list[str] = []
+        pools = DataPools.from_seed(self.seed)
+        self.masters: dict[str, MasterServer] = {}
+        self.outboxes: dict[str, Outbox] = {}
+        for index, spec in enumerate(scenario.masters):
+            counts = dict(ENVIRONMENTS[spec.environment]) if spec.environment else {}
+            counts.update(spec.clients)
+            master = MasterServer(
+                spec.hostname or pools.master_hostname(index),
+                self.scheduler,
+                random.Random(self.rng.getrandbits(64)),
+                clock_offset_hours=spec.clock_offset_hours,
+                failures=scenario.failures,
+                first_job_id=self.rng.randint(1_000, 90_000),
+            )
+            for policy in build_policies(pools, {k: v for k, v in counts.items() if v > 0}):
+                master.add_policy(policy)
+            self.masters[spec.key] = master
+            self.outboxes[spec.key] = Outbox(random.Random(self.rng.getrandbits(64)), cycle=scenario.cycle, max_items=scenario.max_items)
+        for spec in scenario.masters:
+            if spec.replicate_to is not None:
+                self.masters[spec.key].add_replication_target(self.masters[spec.replicate_to])
+        self._round_robin: dict[tuple[str, str | None], int] = {}
+        self.operations: list[Operation] = []
+
+    # -- the public iteration ----------------------------------------------------
+
+    def messages(self, *, repeat: bool = False) -> Iterator[TimedMessage]:
+        """The messages of the scenario; with ``repeat``, its steps again and again (state carries on)."""
+        produced = 0
+        while True:
+            before = produced
+            for message in self._run_steps(self.scenario.steps, self.scheduler.now()):
+                produced += 1
+                yield message
+            if not repeat:
+                break
+            # Drain what this pass left running so the next pass sees a settled domain.
+            for message in self._advance(lambda: self.scheduler.next_due() is not None):
+                produced += 1
+                yield message
+            if produced == before:
+                return  # a pass that sends nothing would loop forever
+        for message in self._advance(lambda: self.scheduler.next_due() is not None):
+            yield message
+        yield from self._release(None)
+
+    # -- steps -------------------------------------------------------------------
+
+    def _run_steps(self, steps: tuple[Step, ...], cursor: float) -> Iterator[TimedMessage]:
+        for step in steps:
+            cursor = yield from self._run_step(step, cursor)
+        return cursor
+
+    def _run_step(self, step: Step, cursor: float) -> Iterator[TimedMessage]:
+        if step.kind == "wait":
+            return cursor + step.options["seconds"]
+        if step.kind == "repeat":
+            every = step.options["every"]
+            for iteration in range(step.options["times"]):
+                begin = cursor + iteration * every if every is not None else cursor
+                yield from self._advance_to(begin)
+                end = yield from self._run_steps(step.steps, max(begin, self.scheduler.now()))
+                if every is None:
+                    cursor = end
+            return max(cursor, self.scheduler.now()) if every is None else cursor + step.options["times"] * every
+        count, spacing = step.options["count"], step.options["spacing"]
+        started: list[Operation] = []
+        for index in range(count):
+            self.scheduler.call_at(cursor + index * spacing, lambda: started.append(self._start(step)))
+        if step.options.get("wait", True):
+            yield from self._advance(lambda: len(started) < count or not all(op.finished for op in started))
+            return max(self.scheduler.now(), cursor)
+        return cursor + (count - 1) * spacing
+
+    def _start(self, step: Step) -> Operation:
+        options = step.options
+        key = options.get("master") or self.scenario.masters[0].key
+        master = self.masters[key]
+        if step.kind in ("backup", "fail"):
+            policy = self._policy(step, master)
+            operation = master.backup(
+                policy.name, options.get("schedule", "full"), streams=options.get("streams"), status=options.get("status")
+            )
+        elif step.kind == "restore":
+            candidates = master.restorable_images()
+            operation = master.restore(self._pick(candidates, options.get("pick", "random")), status=options.get("status"))
+        elif step.kind == "expire":
+            local = options.get("copies", "all") == "local"
+            candidates = master.expirable_images(local_only=local)
+            operation = master.expire(self._pick(candidates, options.get("pick", "oldest")), local_only=local)
+        else:  # replicate
+            target = self._target(step, key)
+            candidates = master.replicable_images(target)
+            operation = master.replicate(self._pick(candidates, options.get("pick", "newest")), target)
+        if operation.skipped:
+            self.notes.append(f"{step.where}: {step.label}: {operation.skipped} at scenario time {int(self.scheduler.now())}; skipped")
+        self.operations.append(operation)
+        return operation
+
+    def _policy(self, step: Step, master: MasterServer) -> Policy:
+        name, policy_type = step.options.get("policy"), step.options.get("policy_type")
+        if name is not None:
+            if name not in master.policies:
+                raise ScenarioError(f"{step.where}: {step.label}.policy: {master.hostname} has no policy {name!r}")
+            return master.policies[name]
+        policies = [p for p in master.policies.values() if policy_type is None or p.policy_type == policy_type]
+        if not policies:
+            raise ScenarioError(f"{step.where}: {step.label}.policy_type: {master.hostname} has no {policy_type} clients")
+        turn = self._round_robin.get((master.hostname, policy_type), 0)
+        self._round_robin[(master.hostname, policy_type)] = turn + 1
+        return policies[turn % len(policies)]
+
+    def _target(self, step: Step, key: str) -> MasterServer:
+        target_key = step.options.get("to") or next(m.replicate_to for m in self.scenario.masters if m.key == key)
+        if target_key is None or target_key == key:
+            raise ScenarioError(f"{step.where}: {step.label}: no replication target (give 'to' or the master's replicate_to)")
+        target = self.masters[target_key]
+        self.masters[key].add_replication_target(target)
+        return target
+
+    def _pick(self, images: list[Image], how: str) -> Image | None:
+        if not images:
+            return None
+        if how == "oldest":
+            return images[0]
+        if how == "newest":
+            return images[-1]
+        return self.rng.choice(images)
+
+    # -- moving time and releasing messages ------------------------------------
+
+    def _advance_to(self, when: float) -> Iterator[TimedMessage]:
+        self.scheduler.run_until(when)
+        yield from self._release(self.scheduler.now())
+
+    def _advance(self, condition: Callable[[], bool]) -> Iterator[TimedMessage]:
+        # Release messages now and then so a long wait streams instead of piling up.
+        while condition():
+            due = self.scheduler.next_due()
+            if due is None:
+                return
+            self.scheduler.run_while(condition, until=due + 3600)
+            yield from self._release(self.scheduler.now())
+
+    def _release(self, before: float | None) -> Iterator[TimedMessage]:
+        """Messages of cycles that no later event can join (all, when ``before`` is None), in time order."""
+        ready: list[tuple[float, int, TimedMessage]] = []
+        for order, (key, master) in enumerate(self.masters.items()):
+            outbox = self.outboxes[key]
+            outbox.add(master.drain())
+            for at, message in outbox.take(before):
+                ready.append((at, order, TimedMessage(key, at, message)))
+        ready.sort(key=lambda entry: (entry[0], entry[1]))
+        for _, _, message in ready:
+            yield message

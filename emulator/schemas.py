@@ -1,0 +1,174 @@
+"""The NBWSS contract as JSON Schema, and the one function that checks a message.
+
+Two validators share the same schema files:
+
+* the hot path uses ``jsonschema-rs`` (compiled, about a microsecond per
+  notification), and only builds findings when a message is invalid;
+* ``jsonschema`` (pure Python) serves where its meta-schema checks and rich
+  errors are worth their cost: checking the schema files themselves and
+  scenario files, and as the reference the fast path is tested against.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import jsonschema_rs
+import referencing
+from referencing.jsonschema import DRAFT202012
+
+from emulator.findings import Finding, json_pointer
+from emulator.resources import schemas_dir
+
+SCHEMA_BASE = "https://nbwss-emulator.example/schemas/"
+
+#: The schema of each (type, subType) pair; anything else is checked against
+#: the bare envelope, which names what is wrong with type or subType.
+MESSAGE_SCHEMAS: Mapping[tuple[str, str], str] = {
+    ("CONNECT", "REQUEST"): "connect-request.json",
+    ("CONNECT", "RESPONSE"): "connect-response.json",
+    ("COMMAND", "REQUEST"): "command-request.json",
+    ("COMMAND", "RESPONSE"): "command-response.json",
+    ("NOTIFICATION", "REQUEST"): "notification-request.json",
+    ("NOTIFICATION", "RESPONSE"): "notification-response.json",
+}
+ENVELOPE = "envelope.json"
+
+_NOT_AN_OBJECT = (Finding("", "type", "a message must be a JSON object"),)
+
+
+def schema_name(message: Any) -> str:
+    """The schema file that applies to ``message``, chosen by type and subType."""
+    if isinstance(message, dict):
+        key = (message.get("type"), message.get("subType"))
+        name = MESSAGE_SCHEMAS.get(key)  # type: ignore[arg-type]
+        if name is not None:
+            return name
+    return ENVELOPE
+
+
+class SchemaSet:
+    """The schema files of one folder, loaded once, with both validators built."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self.directory = directory or schemas_dir()
+        self.documents: dict[str, dict[str, Any]] = {}
+        for path in sorted(self.directory.glob("*.json")):
+            with path.open(encoding="utf-8") as handle:
+                self.documents[path.name] = json.load(handle)
+        resources = [(doc["$id"], doc) for doc in self.documents.values()]
+        self._fast_registry = jsonschema_rs.Registry(resources)
+        self._reference_registry: referencing.Registry[Any] = referencing.Registry().with_resources(
+            (uri, DRAFT202012.create_resource(doc)) for uri, doc in resources
+        )
+        self._fast: dict[str, Any] = {}
+        self._reference: dict[str, jsonschema.Draft202012Validator] = {}
+
+    # -- building -------------------------------------------------------------
+
+    def fast_validator(self, name: str) -> Any:
+        """The compiled ``jsonschema-rs`` validator of one schema file."""
+        validator = self._fast.get(name)
+        if validator is None:
+            validator = jsonschema_rs.validator_for(self.documents[name], registry=self._fast_registry, base_uri=SCHEMA_BASE + name)
+            self._fast[name] = validator
+        return validator
+
+    def reference_validator(self, name: str) -> jsonschema.Draft202012Validator:
+        """The ``jsonschema`` validator of one schema file (rich errors, slow)."""
+        validator = self._reference.get(name)
+        if validator is None:
+            validator = jsonschema.Draft202012Validator(self.documents[name], registry=self._reference_registry)
+            self._reference[name] = validator
+        return validator
+
+    def check_schemas(self) -> list[str]:
+        """Problems with the schema files themselves, checked against the meta-schema."""
+        problems = []
+        for name, doc in self.documents.items():
+            try:
+                jsonschema.Draft202012Validator.check_schema(doc)
+            except jsonschema.SchemaError as error:
+                problems.append(f"{name}: {error.message}")
+            if not doc.get("$id", "").endswith("/" + name):
+                problems.append(f"{name}: $id does not end with its file name")
+        return problems
+
+    # -- validating -----------------------------------------------------------
+
+    def validate(self, message: Any) -> list[Finding]:
+        """Findings for one decoded message; an empty list when it is valid.
+
+        This is the hot path: a valid message costs one compiled ``is_valid``.
+        """
+        if not isinstance(message, dict):
+            return list(_NOT_AN_OBJECT)
+        validator = self.fast_validator(schema_name(message))
+        if validator.is_valid(message):
+            return []
+        return sorted(set(_fast_findings(validator.iter_errors(message))), key=_order)
+
+    def validate_reference(self, message: Any) -> list[Finding]:
+        """The same verdict as :meth:`validate`, from the pure-Python validator."""
+        if not isinstance(message, dict):
+            return list(_NOT_AN_OBJECT)
+        validator = self.reference_validator(schema_name(message))
+        return sorted(set(_reference_findings(validator.iter_errors(message))), key=_order)
+
+
+def _order(finding: Finding) -> tuple[str, str, str]:
+    return (finding.pointer, finding.rule, finding.message)
+
+
+def _fast_findings(errors: Iterator[Any]) -> Iterator[Finding]:
+    for error in errors:
+        path = list(error.instance_path)
+        rule = _keyword(error.schema_path)
+        kind = error.kind
+        if rule == "required":
+            yield Finding(json_pointer([*path, kind.property]), rule, error.message)
+        elif rule == "additionalProperties":
+            for name in kind.unexpected:
+                yield Finding(json_pointer([*path, name]), rule, f"unexpected member {name!r}")
+        else:
+            yield Finding(json_pointer(path), rule, error.message)
+
+
+def _reference_findings(errors: Iterator[jsonschema.ValidationError]) -> Iterator[Finding]:
+    for error in errors:
+        path = list(error.absolute_path)
+        rule = str(error.validator)
+        if rule == "required":
+            for name in error.validator_value:
+                if isinstance(error.instance, dict) and name not in error.instance:
+                    yield Finding(json_pointer([*path, name]), rule, f"{name!r} is a required property")
+        elif rule == "additionalProperties" and isinstance(error.instance, dict):
+            known = error.schema.get("properties", {})
+            for name in error.instance:
+                if name not in known:
+                    yield Finding(json_pointer([*path, name]), rule, f"unexpected member {name!r}")
+        else:
+            yield Finding(json_pointer(path), rule, error.message)
+
+
+def _keyword(schema_path: Any) -> str:
+    for part in reversed(list(schema_path)):
+        if isinstance(part, str):
+            return part
+    return "schema"
+
+
+@cache
+def default_schemas() -> SchemaSet:
+    """The schema set shipped with the emulator, loaded on first use."""
+    return SchemaSet()
+
+
+def validate(message: Any) -> list[Finding]:
+    """Findings for one decoded NBWSS message, its schema chosen by ``type``/``subType``."""
+    return default_schemas().validate(message)
