@@ -45,10 +45,9 @@ _NOT_AN_OBJECT = (Finding("", "type", "a message must be a JSON object"),)
 def schema_name(message: Any) -> str:
     """The schema file that applies to ``message``, chosen by type and subType."""
     if isinstance(message, dict):
-        key = (message.get("type"), message.get("subType"))
-        name = MESSAGE_SCHEMAS.get(key)  # type: ignore[arg-type]
-        if name is not None:
-            return name
+        type_, sub_type = message.get("type"), message.get("subType")
+        if isinstance(type_, str) and isinstance(sub_type, str):
+            return MESSAGE_SCHEMAS.get((type_, sub_type), ENVELOPE)
     return ENVELOPE
 
 

@@ -39,6 +39,14 @@ _CHANGE_RATE = {"ST_FULL": (1.0, 1.0), "ST_INCR": (0.01, 0.08), "ST_CINC": (0.04
 _RESTORE_FAILURE_RATE = 0.01
 _RESTORE_FAILURE_CODE = 5
 
+#: What makes an image fit for each purpose (the second argument names the AIR target).
+_PURPOSES: dict[str, Callable[[Image, str], bool]] = {
+    "restore": lambda image, _: image.has_local_copy,
+    "expire": lambda image, _: True,
+    "expire-local": lambda image, _: image.has_local_copy and any(copy.replica for copy in image.copies),
+    "replicate": lambda image, target: image.has_local_copy and not image.replicated_to(target),
+}
+
 
 @dataclass(slots=True)
 class Operation:
@@ -77,6 +85,8 @@ class MasterServer:
         self.policies: dict[str, Policy] = {}
         self.jobs: dict[int, Job] = {}
         self.images: dict[str, Image] = {}  # deleted images stay, with deleted_time set
+        self._live: dict[str, Image] = {}  # not deleted, oldest first
+        self._replicated: dict[str, Image] = {}  # live, with a local copy and an AIR replica
         self.replication_targets: dict[str, MasterServer] = {}
         self.notifications: list[Notification] = []
         self._next_job_id = first_job_id
@@ -101,21 +111,42 @@ class MasterServer:
 
     def live_images(self) -> list[Image]:
         """Images in the catalog now, oldest first."""
-        return [image for image in self.images.values() if not image.deleted]
+        return list(self._live.values())
 
     def restorable_images(self) -> list[Image]:
         """Live images with a local copy, oldest first."""
-        return [image for image in self.live_images() if image.has_local_copy]
+        return [image for image in self._live.values() if _PURPOSES["restore"](image, "")]
 
     def expirable_images(self, *, local_only: bool = False) -> list[Image]:
         """Live images; with ``local_only``, those whose local copies can go while AIR replicas stay."""
         if not local_only:
             return self.live_images()
-        return [image for image in self.restorable_images() if any(copy.replica for copy in image.copies)]
+        return [image for image in self._replicated.values() if _PURPOSES["expire-local"](image, "")]
 
     def replicable_images(self, target: MasterServer) -> list[Image]:
         """Live images with a local copy and no replica to ``target`` yet."""
-        return [image for image in self.restorable_images() if not image.replicated_to(target.hostname)]
+        return [image for image in self._live.values() if _PURPOSES["replicate"](image, target.hostname)]
+
+    def pick_image(self, purpose: str, how: str, rng: random.Random, target: MasterServer | None = None) -> Image | None:
+        """One image fit for ``purpose`` (restore, expire, expire-local, replicate): the oldest, newest or a random one.
+
+        Cheap on a large catalog: oldest and newest stop at the first fit, random draws before it filters.
+        """
+        eligible = _PURPOSES[purpose]
+        target_name = target.hostname if target is not None else ""
+        pool = self._replicated if purpose == "expire-local" else self._live
+        if how == "random":
+            images = list(pool.values())
+            for _ in range(16):
+                if not images:
+                    return None
+                candidate = rng.choice(images)
+                if eligible(candidate, target_name):
+                    return candidate
+            images = [image for image in images if eligible(image, target_name)]
+            return rng.choice(images) if images else None
+        ordered = pool.values() if how == "oldest" else reversed(pool.values())
+        return next((image for image in ordered if eligible(image, target_name)), None)
 
     def drain(self) -> list[Notification]:
         """Take the notifications recorded so far."""
@@ -161,6 +192,7 @@ class MasterServer:
         replicas = [copy for copy in image.copies if copy.replica]
         if local_only and replicas and image.has_local_copy:
             image.copies = replicas
+            self._replicated.pop(image.backup_id, None)
             items = (
                 image_item(image, "UPDATE", now, self.clock_offset),
                 image_item(image, "NO_LOCAL_COPY_AVAILABLE", now, self.clock_offset),
@@ -169,6 +201,8 @@ class MasterServer:
         else:
             image.copies = []
             image.deleted_time = now
+            self._live.pop(image.backup_id, None)
+            self._replicated.pop(image.backup_id, None)
             self._emit_image(image, "DELETE")
         operation.end_time = now
         return operation
@@ -190,6 +224,8 @@ class MasterServer:
                 self._finish(job, 191, operation)  # 191: no images were successfully processed
                 return
             image.copies.append(ImageCopy(len(image.copies) + 1, replica=True, location=target.hostname))
+            if image.has_local_copy:
+                self._replicated[image.backup_id] = image
             self._emit_image(image, "UPDATE")
             self._finish(job, 0, None)
             delay = self.rng.uniform(30, 300)  # the target's import manager polls for new replicas
@@ -304,8 +340,9 @@ class MasterServer:
                 copies=[ImageCopy(1, location=source)],
                 job_id=job.job_id,
             )
-            if image.backup_id not in self.images or self.images[image.backup_id].deleted:
+            if image.backup_id not in self._live:
                 self.images[image.backup_id] = image
+                self._live[image.backup_id] = image
                 self._backup_ids.add(image.backup_id)
                 self._emit_image(image, "CREATE")
             self.scheduler.call_later(self.rng.uniform(1, 5), lambda: self._finish(job, 0, operation))
@@ -361,6 +398,7 @@ class MasterServer:
         )
         self._backup_ids.add(image.backup_id)
         self.images[image.backup_id] = image
+        self._live[image.backup_id] = image
         job.backup_id = image.backup_id
         self._emit_image(image, "CREATE")
 

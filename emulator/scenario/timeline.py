@@ -18,7 +18,7 @@ from typing import Any
 from emulator.data import ENVIRONMENTS, DataPools, build_policies
 from emulator.domain.clock import Scheduler
 from emulator.domain.master import MasterServer, Operation
-from emulator.domain.model import Image, Policy
+from emulator.domain.model import Policy
 from emulator.protocol.batching import Outbox
 from emulator.scenario.loader import ScenarioError
 from emulator.scenario.model import Scenario, Step
@@ -114,7 +114,7 @@ class Timeline:
         if step.options.get("wait", True):
             yield from self._advance(lambda: len(started) < count or not all(op.finished for op in started))
             return max(self.scheduler.now(), cursor)
-        return cursor + (count - 1) * spacing
+        return cursor  # the operations go on alongside the next step
 
     def _start(self, step: Step) -> Operation:
         options = step.options
@@ -126,16 +126,15 @@ class Timeline:
                 policy.name, options.get("schedule", "full"), streams=options.get("streams"), status=options.get("status")
             )
         elif step.kind == "restore":
-            candidates = master.restorable_images()
-            operation = master.restore(self._pick(candidates, options.get("pick", "random")), status=options.get("status"))
+            image = master.pick_image("restore", options.get("pick", "random"), self.rng)
+            operation = master.restore(image, status=options.get("status"))
         elif step.kind == "expire":
             local = options.get("copies", "all") == "local"
-            candidates = master.expirable_images(local_only=local)
-            operation = master.expire(self._pick(candidates, options.get("pick", "oldest")), local_only=local)
+            image = master.pick_image("expire-local" if local else "expire", options.get("pick", "oldest"), self.rng)
+            operation = master.expire(image, local_only=local)
         else:  # replicate
             target = self._target(step, key)
-            candidates = master.replicable_images(target)
-            operation = master.replicate(self._pick(candidates, options.get("pick", "newest")), target)
+            operation = master.replicate(master.pick_image("replicate", options.get("pick", "newest"), self.rng, target), target)
         if operation.skipped:
             self.notes.append(f"{step.where}: {step.label}: {operation.skipped} at scenario time {int(self.scheduler.now())}; skipped")
         self.operations.append(operation)
@@ -161,15 +160,6 @@ class Timeline:
         target = self.masters[target_key]
         self.masters[key].add_replication_target(target)
         return target
-
-    def _pick(self, images: list[Image], how: str) -> Image | None:
-        if not images:
-            return None
-        if how == "oldest":
-            return images[0]
-        if how == "newest":
-            return images[-1]
-        return self.rng.choice(images)
 
     # -- moving time and releasing messages ------------------------------------
 

@@ -1,0 +1,323 @@
+"""The emulated master: NetBackup's order of events, and invariants that hold for any sequence of operations."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from emulator.data import DataPools, build_policies
+from emulator.domain import Client, MasterServer, Notification, Policy, Schedule, Scheduler
+from emulator.domain.status import STATUS_CODES, describe, worst
+from emulator.protocol.messages import new_id, notification_request
+from emulator.schemas import validate
+
+START = 1_767_643_200.0
+SCHEDULES = {
+    "full": Schedule("Full", "ST_FULL", 28 * 86400),
+    "incremental": Schedule("Incr", "ST_INCR", 14 * 86400),
+    "cumulative": Schedule("Cinc", "ST_CINC", 14 * 86400),
+}
+
+
+def make_master(hostname="master1.corp", scheduler=None, *, failures=0.0, offset=0, seed=1) -> MasterServer:
+    scheduler = scheduler or Scheduler(START)
+    master = MasterServer(hostname, scheduler, random.Random(seed), failures=failures, clock_offset_hours=offset, first_job_id=100)
+    master.add_policy(Policy("std", "STANDARD", [Client("web01", "STANDARD", 10.0)], dict(SCHEDULES)))
+    master.add_policy(Policy("vip", "VMWARE", [Client(f"vm{i}", "VMWARE", 20.0) for i in range(5)], dict(SCHEDULES), max_jobs=2))
+    return master
+
+
+def run(master: MasterServer) -> list[Notification]:
+    master.scheduler.run_while(lambda: True)
+    return master.drain()
+
+
+def flat(notifications: list[Notification]) -> list[tuple[str, dict]]:
+    return [(n.object, item) for n in notifications for item in n.items]
+
+
+def job_states(notifications, job_id):
+    return [item["state"] for obj, item in flat(notifications) if obj == "JOB" and item["jobId"] == job_id]
+
+
+def test_standard_backup_is_queued_active_image_done() -> None:
+    """QUEUED, ACTIVE, image CREATE, then DONE; backupId is client_backupTime and backupTime the job's start."""
+    master = make_master()
+    operation = master.backup("std")
+    events = flat(run(master))
+    assert [(o, i.get("state") or i.get("operationId")) for o, i in events] == [
+        ("JOB", "QUEUED"),
+        ("JOB", "ACTIVE"),
+        ("IMAGE", "CREATE"),
+        ("JOB", "DONE"),
+    ]
+    job, image = events[0][1], events[2][1]
+    assert job["parentJobId"] == job["jobId"] == 100
+    assert (job["policyName"], job["policyType"], job["jobType"], job["scheduleType"]) == ("std", "STANDARD", "BACKUP", "ST_FULL")
+    assert image["backupId"] == f"web01_{image['backupTime']}"
+    assert image["backupTime"] == job["startTime"] == int(START)
+    assert image["clientType"] == "STANDARD"
+    assert operation.finished and operation.end_time > START
+
+
+def test_vmware_policy_runs_parent_then_one_child_per_vm_then_parent_done() -> None:
+    """The discovery job is ACTIVE first; children carry its id; the parent ends last with the worst status."""
+    master = make_master(failures=30.0, seed=4)  # a high failure scale gives a mix of child statuses
+    master.backup("vip")
+    notifications = run(master)
+    events = flat(notifications)
+    parent = events[0][1]
+    assert (parent["state"], parent["clientName"], parent["parentJobId"]) == ("ACTIVE", "master1.corp", parent["jobId"])
+    children = {i["jobId"]: i for o, i in events if o == "JOB" and i["parentJobId"] == parent["jobId"] and i["jobId"] != parent["jobId"]}
+    assert sorted(i["clientName"] for i in children.values()) == [f"vm{i}" for i in range(5)]
+    final = events[-1][1]
+    assert (final["jobId"], final["state"]) == (parent["jobId"], "DONE")
+    child_status = [master.jobs[j].status for j in children]
+    assert final["status"] == worst(child_status)
+    assert any(child_status), "the seed should give at least one failing child"
+    images = {i["clientName"] for o, i in events if o == "IMAGE"}
+    assert images == {master.jobs[j].client_name for j in children if describe(master.jobs[j].status).makes_image}
+
+
+def test_incremental_and_cumulative_schedules() -> None:
+    master = make_master()
+    master.backup("std", "incremental")
+    master.backup("std", "cumulative")
+    kinds = {i["scheduleType"] for o, i in flat(run(master)) if o == "JOB"}
+    assert kinds == {"ST_INCR", "ST_CINC"}
+
+
+def test_multiple_streams_make_a_parent_and_a_child_and_image_per_stream() -> None:
+    master = make_master()
+    master.backup("std", streams=3)
+    events = flat(run(master))
+    jobs = [i for o, i in events if o == "JOB"]
+    parent_id = jobs[0]["jobId"]
+    child_ids = {i["jobId"] for i in jobs if i["parentJobId"] == parent_id and i["jobId"] != parent_id}
+    assert len(child_ids) == 3
+    backup_ids = [i["backupId"] for o, i in events if o == "IMAGE"]
+    assert len(backup_ids) == len(set(backup_ids)) == 3
+    assert jobs[-1]["jobId"] == parent_id and jobs[-1]["state"] == "DONE"
+
+
+def test_failures_follow_their_status_code() -> None:
+    """196 never goes active; 58 goes active and fails without an image; 1 keeps its image."""
+    for status, states, image in (
+        (196, ["QUEUED", "DONE"], False),
+        (58, ["QUEUED", "ACTIVE", "DONE"], False),
+        (1, ["QUEUED", "ACTIVE", "DONE"], True),
+    ):
+        master = make_master()
+        operation = master.backup("std", status=status)
+        notifications = run(master)
+        assert job_states(notifications, operation.jobs[0].job_id) == states
+        assert any(o == "IMAGE" for o, _ in flat(notifications)) is image
+        assert flat(notifications)[-1][1]["status"] == status
+
+
+def test_realistic_failure_mix() -> None:
+    """About 95 % of backups succeed, most of the rest partially; VMware-only codes stay on VMware."""
+    master = make_master(failures=1.0, seed=11)
+    draws = [master._draw_status("STANDARD") for _ in range(20000)]
+    assert 0.90 < draws.count(0) / len(draws) < 0.97
+    assert draws.count(1) > sum(1 for d in draws if d > 1)
+    assert 156 not in draws
+    assert all(code in STATUS_CODES for code in draws)
+
+
+def test_restore_job_has_an_empty_policy_name() -> None:
+    master = make_master()
+    master.backup("std")
+    run(master)
+    image = master.restorable_images()[0]
+    operation = master.restore(image)
+    events = flat(run(master))
+    assert [i["state"] for _, i in events] == ["ACTIVE", "DONE"]
+    job = events[-1][1]
+    assert (job["jobType"], job["policyName"], job["clientName"], job["status"]) == ("RESTORE", "", "web01", 0)
+    assert operation.jobs[0].backup_id == image.backup_id
+
+
+def test_restore_of_a_deleted_image_is_skipped() -> None:
+    master = make_master()
+    master.backup("std")
+    run(master)
+    image = master.live_images()[0]
+    master.expire(image)
+    assert master.restore(image).skipped
+    assert master.restore(None).skipped
+
+
+def test_expiry_deletes_the_image() -> None:
+    master = make_master()
+    master.backup("std")
+    run(master)
+    image = master.live_images()[0]
+    master.expire(image)
+    (notification,) = master.drain()
+    assert [i["operationId"] for i in notification.items] == ["DELETE"]
+    assert image.deleted and master.live_images() == []
+
+
+def test_air_replication_and_expiry_of_the_local_copy() -> None:
+    """REPLICATE + UPDATE on the source, IMPORT + CREATE on the target; then UPDATE and NO_LOCAL_COPY_AVAILABLE together."""
+    scheduler = Scheduler(START)
+    source = make_master("src.corp", scheduler)
+    target = MasterServer("dr.corp", scheduler, random.Random(9), first_job_id=5000)
+    source.backup("std")
+    run(source)
+    image = source.live_images()[0]
+    operation = source.replicate(image, target)
+    scheduler.run_while(lambda: True)
+    assert operation.finished
+    src = flat(source.drain())
+    assert [(o, i.get("jobType"), i.get("state") or i.get("operationId")) for o, i in src] == [
+        ("JOB", "REPLICATE", "ACTIVE"),
+        ("IMAGE", None, "UPDATE"),
+        ("JOB", "REPLICATE", "DONE"),
+    ]
+    dst = flat(target.drain())
+    assert [(o, i.get("jobType"), i.get("state") or i.get("operationId")) for o, i in dst] == [
+        ("JOB", "IMPORT", "ACTIVE"),
+        ("IMAGE", None, "CREATE"),
+        ("JOB", "IMPORT", "DONE"),
+    ]
+    assert dst[0][1]["jobId"] == 5000 and dst[1][1]["backupId"] == image.backup_id
+    assert source.replicable_images(target) == []
+    source.expire(image, local_only=True)
+    (pair,) = source.drain()
+    assert [i["operationId"] for i in pair.items] == ["UPDATE", "NO_LOCAL_COPY_AVAILABLE"]
+    assert {i["backupId"] for i in pair.items} == {image.backup_id}
+    assert not image.deleted and not image.has_local_copy
+    assert source.restore(image).skipped  # a replica cannot be restored here
+    source.expire(image)
+    assert [i["operationId"] for i in source.drain()[0].items] == ["DELETE"]
+
+
+def test_clock_offset_applies_to_start_and_created_times_only() -> None:
+    """As in the captures: startTime and createdTime run whole hours ahead, backupTime does not."""
+    master = make_master(offset=5)
+    master.backup("std")
+    events = flat(run(master))
+    job, image = events[0][1], events[2][1]
+    assert job["startTime"] == int(START) + 5 * 3600
+    assert image["backupTime"] == int(START)
+    assert image["createdTime"] - image["backupTime"] > 5 * 3600
+
+
+def test_worst_status() -> None:
+    assert worst([0, 0]) == 0
+    assert worst([0, 1, 0]) == 1
+    assert worst([1, 58, 13, 0]) == 58
+    assert worst([]) == 0
+
+
+def test_environment_pools_are_reproducible() -> None:
+    """Same seed, same names and sizes; another seed, others."""
+    counts = {"STANDARD": 5, "VMWARE": 10, "MS_WINDOWS": 3}
+
+    def names(seed):
+        return [(p.name, [(c.name, c.full_size_gb) for c in p.clients]) for p in build_policies(DataPools.from_seed(seed), counts)]
+
+    assert names(3) == names(3)
+    assert names(3) != names(4)
+    policies = build_policies(DataPools.from_seed(3), counts)
+    assert sum(len(p.clients) for p in policies) == 18
+    assert len({c.name for p in policies for c in p.clients}) == 18
+    assert len({p.name for p in policies}) == len(policies)
+
+
+# -- invariants under any sequence of operations -----------------------------------
+
+OPERATIONS = st.lists(
+    st.tuples(
+        st.sampled_from(["std", "vip", "std-streams", "incremental", "restore", "expire", "expire-local", "replicate", "fail"]),
+        st.integers(min_value=0, max_value=4 * 3600),
+    ),
+    min_size=1,
+    max_size=25,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(operations=OPERATIONS, seed=st.integers(0, 2**32), failures=st.sampled_from([0.0, 1.0, 20.0]))
+def test_invariants_hold_for_any_sequence_of_operations(operations, seed, failures) -> None:
+    scheduler = Scheduler(START)
+    rng = random.Random(seed)
+    source = make_master("src.corp", scheduler, failures=failures, seed=seed)
+    target = MasterServer("dr.corp", scheduler, random.Random(seed + 1), first_job_id=7)
+    log: dict[str, list[Notification]] = {"src.corp": [], "dr.corp": []}
+    for kind, gap in operations:
+        scheduler.run_until(scheduler.now() + gap)
+        live = source.live_images()
+        pick = rng.choice(live) if live else None
+        if kind == "std":
+            source.backup("std")
+        elif kind == "vip":
+            source.backup("vip")
+        elif kind == "std-streams":
+            source.backup("std", streams=2)
+        elif kind == "incremental":
+            source.backup("vip", "incremental")
+        elif kind == "fail":
+            source.backup("std", status=rng.choice([13, 58, 96, 196]))
+        elif kind == "restore":
+            source.restore(pick)
+        elif kind == "expire":
+            source.expire(pick)
+        elif kind == "expire-local":
+            source.expire(pick, local_only=True)
+        else:
+            source.replicate(pick, target)
+        for master in (source, target):
+            log[master.hostname].extend(master.drain())
+    scheduler.run_while(lambda: True)
+    for master in (source, target):
+        log[master.hostname].extend(master.drain())
+        check_invariants(master, log[master.hostname])
+
+
+def check_invariants(master: MasterServer, notifications: list[Notification]) -> None:
+    times = [n.at for n in notifications]
+    assert times == sorted(times), "notifications come out in time order"
+    first_seen: list[int] = []
+    states: dict[int, list[str]] = defaultdict(list)
+    done_at: dict[int, float] = {}
+    image_ops: dict[str, list[str]] = defaultdict(list)
+    rank = {"QUEUED": 0, "ACTIVE": 1, "DONE": 2}
+    for notification in notifications:
+        for item in notification.items:
+            if notification.object == "JOB":
+                job_id = item["jobId"]
+                if job_id not in states:
+                    first_seen.append(job_id)
+                assert not states[job_id] or states[job_id][-1] != "DONE", "nothing follows DONE"
+                states[job_id].append(item["state"])
+                if item["state"] == "DONE":
+                    done_at[job_id] = notification.at
+                assert item["startTime"] <= int(notification.at) + master.clock_offset, "a job does not end before it starts"
+            else:
+                assert item["backupId"] == f"{item['clientName']}_{item['backupTime']}"
+                image_ops[item["backupId"]].append(item["operationId"])
+        # every notification is a valid NBWSS message on its own
+        assert validate(notification_request(new_id(random.Random(0)), int(notification.at), [notification])) == []
+    assert first_seen == sorted(first_seen) and len(set(first_seen)) == len(first_seen), "job ids unique and increasing"
+    for job_id, sequence in states.items():
+        assert [rank[s] for s in sequence] == sorted(rank[s] for s in sequence), f"job {job_id} went back: {sequence}"
+        assert sequence[-1] == "DONE", f"job {job_id} never ended"
+    for job in master.jobs.values():
+        for child in job.children:
+            assert done_at[child] <= done_at[job.job_id], "a child never finishes after its parent"
+        if job.job_type == "RESTORE":
+            image = master.images[job.backup_id]
+            assert image.deleted_time is None or job.start_time < image.deleted_time, "never restored after deletion"
+    for backup_id, ops in image_ops.items():
+        assert ops[0] == "CREATE", f"{backup_id}: first event is {ops[0]}"
+        if "DELETE" in ops:
+            assert ops.index("DELETE") == len(ops) - 1, f"{backup_id}: events after DELETE"
+        for index, op in enumerate(ops):
+            if op == "NO_LOCAL_COPY_AVAILABLE":
+                assert ops[index - 1] == "UPDATE"
