@@ -88,6 +88,7 @@ class MasterServer:
         self._live: dict[str, Image] = {}  # not deleted, oldest first
         self._replicated: dict[str, Image] = {}  # live, with a local copy and an AIR replica
         self.replication_targets: dict[str, MasterServer] = {}
+        self.vm_servers: dict[str, dict[str, object]] = {}  # VMware servers registered for VIP discovery
         self.notifications: list[Notification] = []
         self._next_job_id = first_job_id
         self._backup_ids: set[str] = set()

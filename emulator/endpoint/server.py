@@ -1,0 +1,287 @@
+"""The reference endpoint as an asyncio WebSocket server, with switchable faults.
+
+It is the default target of ``nbwss-emu run``, the fixture of the tests, and,
+with a fault switched on, the way to prove that each contract rule catches
+what it should.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import ssl
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from enum import Enum
+from http import HTTPStatus
+from typing import Any
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from emulator.endpoint.core import Close, EndpointSession, Reply
+from emulator.protocol.codec import encode
+from emulator.protocol.messages import new_id
+
+DEFAULT_MAX_SIZE = 1024 * 1024  # our decision: 1 MiB frames at most, websockets' default too
+
+
+class Fault(Enum):
+    """Misbehaviours the reference endpoint can switch on, to test the tester."""
+
+    NO_ACK = "no-ack"  # never acknowledges notifications
+    LATE_ACK = "late-ack"  # acknowledges after late_ack_delay
+    WRONG_ID = "wrong-id"  # acknowledges with an id the master never sent
+    WRONG_SUBTYPE = "wrong-subtype"  # answers with subType REQUEST instead of RESPONSE
+    MALFORMED_JSON = "malformed-json"  # answers with text that is not JSON
+    DUPLICATE_ACK = "duplicate-ack"  # acknowledges every notification twice
+    REFUSE = "refuse"  # answers every CONNECT with valid: false
+    CLOSE_MID_STREAM = "close-mid-stream"  # closes the first connection after close_after notifications
+    OVERSIZED_FRAME = "oversized-frame"  # once, sends a frame larger than the master accepts
+    BINARY_FRAME = "binary-frame"  # acknowledges in binary frames
+    ACCEPT_ANY_TOKEN = "accept-any-token"  # says valid: true whatever the token
+
+    @classmethod
+    def parse(cls, name: str) -> Fault:
+        for fault in cls:
+            if fault.value == name:
+                return fault
+        raise ValueError(f"unknown fault {name!r}; known: {', '.join(f.value for f in cls)}")
+
+
+@dataclass(slots=True)
+class Connection:
+    """One master connection to the endpoint."""
+
+    websocket: ServerConnection
+    session: EndpointSession
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+class ReferenceEndpoint:
+    """A correct NBWSS endpoint on loopback; ``async with ReferenceEndpoint() as endpoint: ...``."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        fault: Fault | None = None,
+        late_ack_delay: float = 3.0,
+        close_after: int = 3,
+        max_size: int = DEFAULT_MAX_SIZE,
+        max_connections: int = 64,
+        probe_commands: bool = False,
+        ping_interval: float | None = 20.0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.token = token or secrets.token_urlsafe(24)
+        self.ssl_context = ssl_context
+        self.fault = fault
+        self.late_ack_delay = late_ack_delay
+        self.close_after = close_after
+        self.max_size = max_size
+        self.max_connections = max_connections
+        self.probe_commands = probe_commands
+        self.ping_interval = ping_interval
+        self.connections: list[Connection] = []
+        self.connects = 0
+        self.refused = 0
+        self._server: Server | None = None
+        self._fired: set[Fault] = set()  # one-shot faults already done
+        self._open = 0
+
+    # -- life ----------------------------------------------------------------------------
+
+    async def start(self) -> ReferenceEndpoint:
+        self._server = await serve(
+            self._handle,
+            self.host,
+            self.port,
+            ssl=self.ssl_context,
+            max_size=self.max_size,
+            compression=None,
+            ping_interval=self.ping_interval,
+            process_request=self._admit,
+        )
+        sock = next(iter(self._server.sockets))
+        self.port = sock.getsockname()[1]
+        return self
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def __aenter__(self) -> ReferenceEndpoint:
+        return await self.start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    @property
+    def url(self) -> str:
+        scheme = "wss" if self.ssl_context else "ws"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}/nbwss"
+
+    # -- what it received ------------------------------------------------------------------
+
+    @property
+    def notifications(self) -> list[dict[str, Any]]:
+        """Every NOTIFICATION REQUEST received, duplicates included, in order."""
+        return [m for c in self.connections for m in c.session.notifications]
+
+    def unique_notifications(self) -> list[dict[str, Any]]:
+        """Notifications by id, first copy kept: what a consumer should process."""
+        seen: dict[str, dict[str, Any]] = {}
+        for message in self.notifications:
+            seen.setdefault(message["id"], message)
+        return list(seen.values())
+
+    def items(self, object_: str | None = None) -> list[dict[str, Any]]:
+        """Data items of the unique notifications, optionally of one object kind (JOB or IMAGE)."""
+        return [
+            item
+            for message in self.unique_notifications()
+            for group in message["payload"]
+            if object_ is None or group["object"] == object_
+            for item in group["data"]
+        ]
+
+    # -- commands --------------------------------------------------------------------------
+
+    async def command(
+        self,
+        uri: str,
+        method: str = "GET",
+        *,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 5.0,
+    ) -> dict[str, Any]:
+        """Send a COMMAND REQUEST to the connected master and wait for its RESPONSE message."""
+        connection = self._current()
+        reply = connection.session.command(uri, method, headers, body)
+        await connection.websocket.send(encode(reply.message).decode())
+        message_id = reply.message["id"]
+
+        async def answered() -> dict[str, Any]:
+            while message_id not in connection.session.command_responses:
+                await asyncio.sleep(0.005)
+            return connection.session.command_responses.pop(message_id)
+
+        return await asyncio.wait_for(answered(), timeout)
+
+    def _current(self) -> Connection:
+        for connection in reversed(self.connections):
+            if connection.session.state.value == "open" and connection.websocket.state.name == "OPEN":
+                return connection
+        raise RuntimeError("no master is connected")
+
+    # -- serving ---------------------------------------------------------------------------
+
+    def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
+        if self._open >= self.max_connections:
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "too many connections\n")
+        return None
+
+    async def _handle(self, websocket: ServerConnection) -> None:
+        session = EndpointSession(self.token, accept=self.fault is not Fault.REFUSE, accept_any_token=self.fault is Fault.ACCEPT_ANY_TOKEN)
+        connection = Connection(websocket, session)
+        self.connections.append(connection)
+        self.connects += 1
+        self._open += 1
+        acks = 0
+        closing = False
+        try:
+            async for frame in websocket:
+                if closing:
+                    continue  # keep reading so that the master's close frame gets through
+                for output in session.receive(frame):
+                    if isinstance(output, Close):
+                        closing = True
+                        self._spawn(connection, websocket.close(output.code, output.reason))
+                        break
+                    if output.kind == "connect" and not output.message["payload"]["valid"]:
+                        self.refused += 1
+                    if output.kind == "connect" and output.message["payload"]["valid"] and self.probe_commands:
+                        self._spawn(connection, self._probe(connection))
+                    if output.kind == "ack":
+                        acks += 1
+                        if self.fault is Fault.CLOSE_MID_STREAM and acks > self.close_after and Fault.CLOSE_MID_STREAM not in self._fired:
+                            self._fired.add(Fault.CLOSE_MID_STREAM)  # once: the master must be able to finish
+                            closing = True
+                            self._spawn(connection, websocket.close(1011, "endpoint going away mid-stream"))
+                            break
+                    await self._send(connection, output)
+        except ConnectionClosed:
+            pass
+        finally:
+            self._open -= 1
+            for task in list(connection.tasks):
+                if not closing:
+                    task.cancel()
+
+    async def _send(self, connection: Connection, reply: Reply) -> None:
+        websocket, fault = connection.websocket, self.fault
+        if reply.kind != "ack" or fault is None:
+            await websocket.send(encode(reply.message).decode())
+            return
+        message = reply.message
+        if fault is Fault.NO_ACK:
+            return
+        if fault is Fault.LATE_ACK:
+            self._spawn(connection, self._later(websocket, encode(message).decode()))
+            return
+        if fault is Fault.WRONG_ID:
+            message = {**message, "id": new_id(connection.session.rng)}
+        elif fault is Fault.WRONG_SUBTYPE:
+            message = {**message, "subType": "REQUEST"}
+        elif fault is Fault.MALFORMED_JSON:
+            await websocket.send('{"version": "1.0", "id": "' + message["id"] + '", "type": NOTIFICATION')
+            return
+        elif fault is Fault.BINARY_FRAME:
+            await websocket.send(encode(message))
+            return
+        elif fault is Fault.OVERSIZED_FRAME and fault not in self._fired:
+            self._fired.add(fault)
+            await websocket.send(encode({**message, "payload": {"padding": "x" * (self.max_size + 1024)}}).decode())
+            return
+        text = encode(message).decode()
+        await websocket.send(text)
+        if fault is Fault.DUPLICATE_ACK:
+            await websocket.send(text)
+
+    async def _later(self, websocket: ServerConnection, text: str) -> None:
+        await asyncio.sleep(self.late_ack_delay)
+        with contextlib.suppress(ConnectionClosed):
+            await websocket.send(text)
+
+    async def _probe(self, connection: Connection) -> None:
+        """What a cloud application does after connecting: log in, then read the jobs."""
+        with contextlib.suppress(ConnectionClosed, TimeoutError, RuntimeError):
+            login = await self.command(
+                "/netbackup/login",
+                "POST",
+                body={"domainType": "unixpwd", "domainName": "nbu", "userName": "cloudapp", "password": secrets.token_hex(8)},
+                headers=_content_type(),
+            )
+            token = login["payload"].get("body", {}).get("token")
+            if token:
+                await self.command("/netbackup/admin/jobs?page[limit]=5", headers={**_content_type(), "Authorization": token})
+
+    def _spawn(self, connection: Connection, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        connection.tasks.add(task)
+        task.add_done_callback(connection.tasks.discard)
+
+
+def _content_type() -> dict[str, str]:
+    return {"Content-Type": "application/vnd.netbackup+json;version=1.0"}

@@ -1,0 +1,308 @@
+"""The master's side of one NBWSS connection, without I/O.
+
+A driver feeds :meth:`MasterSession.receive` with each frame the endpoint sent
+and writes out the frames the session returns; the session does the rest, the
+same for every driver (asyncio, gevent, a test):
+
+* the CONNECT handshake, and nothing else before ``valid: true``;
+* correlation by ``id``: every NOTIFICATION REQUEST stays *pending* until its
+  RESPONSE arrives, is sent again with the same ``id`` every
+  ``resend_interval``, and survives a lost connection (it is resent after the
+  next CONNECT);
+* checking every frame both ways against the schemas, and the rules of
+  direction and correlation; what is wrong becomes a :class:`Violation`, never
+  an exception.
+
+Time comes from the ``clock`` callable, so tests drive it by hand.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from emulator.findings import Finding
+from emulator.protocol.codec import DecodeError, decode, encode
+from emulator.protocol.messages import connect_request, new_id
+from emulator.schemas import SchemaSet, default_schemas
+
+#: How many acknowledged ids are remembered to tell a duplicate ack from an unknown one.
+ACKED_MEMORY = 65_536
+
+
+class State(Enum):
+    """Where the connection stands."""
+
+    IDLE = "idle"  # transport not open yet
+    CONNECTING = "connecting"  # CONNECT sent, no answer yet
+    OPEN = "open"  # CONNECT answered valid: true
+    REFUSED = "refused"  # CONNECT answered valid: false
+    CLOSED = "closed"  # transport lost or closed
+
+
+@dataclass(frozen=True, slots=True)
+class Established:
+    """The endpoint accepted the token."""
+
+    latency: float
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """The endpoint answered CONNECT with ``valid: false``; the master closes, as NetBackup does."""
+
+    latency: float
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledged:
+    """A NOTIFICATION RESPONSE for a pending notification."""
+
+    message_id: str
+    latency: float  # since the send it answers (the latest one)
+    attempts: int  # how many times the notification was sent
+    frame: bytes  # what was sent, for a deliberate duplicate later
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRequested:
+    """The endpoint asks the master to run a REST call."""
+
+    message: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """A frame that breaks a rule; ``frame`` is the offending text (or a prefix of it)."""
+
+    rule: str
+    finding: Finding
+    frame: str
+
+
+@dataclass(frozen=True, slots=True)
+class CloseRequested:
+    """The master must close the connection (an undecodable frame, a refused token)."""
+
+    code: int
+    reason: str
+
+
+Event = Established | Refused | Acknowledged | CommandRequested | Violation | CloseRequested
+
+
+@dataclass(slots=True)
+class Pending:
+    """A notification sent and not yet acknowledged."""
+
+    message_id: str
+    frame: bytes
+    first_sent: float
+    last_sent: float
+    attempts: int = 1
+    sent_on_connection: int = 0
+
+
+@dataclass(slots=True)
+class Counters:
+    """What went over this session, for reports."""
+
+    sent: int = 0  # notifications sent the first time
+    resent: int = 0  # sends of the same id again
+    acknowledged: int = 0
+    duplicate_acks: int = 0
+    connects: int = 0
+    frames_in: int = 0
+    frames_out: int = 0
+    latencies: list[float] = field(default_factory=list)
+
+
+class MasterSession:
+    """The NBWSS master's protocol state for a run, across reconnections."""
+
+    def __init__(
+        self,
+        token: str,
+        *,
+        clock: Callable[[], float],
+        resend_interval: float = 5.0,
+        ignore_decoder: bool = False,
+        validate_outgoing: bool = True,
+        schemas: SchemaSet | None = None,
+        rng: random.Random | None = None,
+        max_frame_text: int = 2_000,
+    ) -> None:
+        self.token = token
+        self.clock = clock
+        self.resend_interval = resend_interval
+        self.ignore_decoder = ignore_decoder
+        self.validate_outgoing = validate_outgoing
+        self.schemas = schemas or default_schemas()
+        self.rng = rng or random.Random()
+        self.max_frame_text = max_frame_text
+        self.state = State.IDLE
+        self.connection = 0
+        self.pending: dict[str, Pending] = {}
+        self.counters = Counters()
+        self.outgoing_violations: list[Violation] = []  # the master's own frames that break the schemas
+        self._acked: OrderedDict[str, int] = OrderedDict()  # id -> acks received
+        self._connect_id: str | None = None
+        self._connect_sent = 0.0
+
+    # -- connection life -------------------------------------------------------------
+
+    def connect(self) -> bytes:
+        """The CONNECT REQUEST to write first on a newly opened transport."""
+        self.connection += 1
+        self.counters.connects += 1
+        self.state = State.CONNECTING
+        self._connect_id = new_id(self.rng)
+        self._connect_sent = self.clock()
+        return self._outgoing(connect_request(self._connect_id, int(self._wall()), self.token))
+
+    def connection_lost(self) -> None:
+        """The transport is gone; pending notifications wait for the next connection."""
+        self.state = State.CLOSED
+        self._connect_id = None
+
+    def resend_all(self) -> list[bytes]:
+        """After a new CONNECT succeeded: every pending notification again, same ids."""
+        return [self._resend(pending) for pending in self.pending.values()]
+
+    # -- sending -----------------------------------------------------------------------
+
+    def can_send(self) -> bool:
+        return self.state is State.OPEN
+
+    def send(self, message: dict[str, Any]) -> bytes:
+        """Register a NOTIFICATION REQUEST as pending and return its frame."""
+        if self.state is not State.OPEN:
+            raise RuntimeError(f"cannot send a notification while {self.state.value}")
+        frame = self._outgoing(message)
+        now = self.clock()
+        self.pending[message["id"]] = Pending(message["id"], frame, now, now, sent_on_connection=self.connection)
+        self.counters.sent += 1
+        return frame
+
+    def send_frame(self, message: dict[str, Any]) -> bytes:
+        """Any other message the master sends (a COMMAND RESPONSE): checked and encoded."""
+        return self._outgoing(message)
+
+    def next_resend(self) -> float | None:
+        """When the earliest pending notification is due to be sent again."""
+        if not self.pending or self.state is not State.OPEN:
+            return None
+        return min(p.last_sent for p in self.pending.values()) + self.resend_interval
+
+    def resend_due(self) -> list[bytes]:
+        """Frames of pending notifications unacknowledged for ``resend_interval``."""
+        if self.state is not State.OPEN:
+            return []
+        deadline = self.clock() - self.resend_interval
+        return [self._resend(p) for p in self.pending.values() if p.last_sent <= deadline]
+
+    def _resend(self, pending: Pending) -> bytes:
+        pending.last_sent = self.clock()
+        pending.attempts += 1
+        pending.sent_on_connection = self.connection
+        self.counters.resent += 1
+        self.counters.frames_out += 1
+        return pending.frame
+
+    def _outgoing(self, message: dict[str, Any]) -> bytes:
+        self.counters.frames_out += 1
+        frame = encode(message)
+        if self.validate_outgoing:
+            for finding in self.schemas.validate(message):
+                self.outgoing_violations.append(Violation("frames.schema.sent", finding, self._excerpt(frame.decode())))
+        return frame
+
+    # -- receiving ---------------------------------------------------------------------
+
+    def receive(self, data: str | bytes) -> list[Event]:
+        """Events for one frame from the endpoint (text frames carry JSON; binary frames are a violation)."""
+        self.counters.frames_in += 1
+        if isinstance(data, bytes):
+            return [self.violation("frames.text", "", "the endpoint sent a binary frame; NBWSS uses text frames", data)]
+        try:
+            message = decode(data)
+        except DecodeError as error:
+            events: list[Event] = [Violation("frames.json", error.finding, self._excerpt(data))]
+            if not self.ignore_decoder:
+                events.append(CloseRequested(1003, "undecodable message"))  # NBWSS closes on a decoder exception
+            return events
+        findings = self.schemas.validate(message)
+        events = [Violation("frames.schema", finding, self._excerpt(data)) for finding in findings]
+        if not isinstance(message, dict):
+            return events
+        kind = (message.get("type"), message.get("subType"))
+        if kind == ("NOTIFICATION", "RESPONSE"):
+            events.extend(self._acknowledgement(message, data))
+        elif kind == ("CONNECT", "RESPONSE"):
+            events.extend(self._connect_response(message, data))
+        elif kind == ("COMMAND", "REQUEST"):
+            if self.state is not State.OPEN:
+                events.append(self.violation("command.after-connect", "", "COMMAND REQUEST before the connection was established", data))
+            elif not findings:
+                events.append(CommandRequested(message))
+        elif isinstance(kind[0], str) and isinstance(kind[1], str):
+            events.append(self.violation("frames.direction", "/subType", f"an endpoint never sends {kind[0]} {kind[1]}", data))
+        return events
+
+    def _connect_response(self, message: dict[str, Any], data: str) -> list[Event]:
+        if self.state is not State.CONNECTING or message.get("id") != self._connect_id:
+            return [self.violation("connect.answered", "/id", "CONNECT RESPONSE that answers no CONNECT REQUEST", data)]
+        valid = message.get("payload", {}).get("valid") if isinstance(message.get("payload"), dict) else None
+        if not isinstance(valid, bool):
+            return []  # the schema finding already says what is wrong; keep waiting
+        latency = self.clock() - self._connect_sent
+        if valid:
+            self.state = State.OPEN
+            return [Established(latency)]
+        self.state = State.REFUSED
+        return [Refused(latency), CloseRequested(1000, "token refused")]
+
+    def _acknowledgement(self, message: dict[str, Any], data: str) -> list[Event]:
+        message_id = message.get("id")
+        if not isinstance(message_id, str):
+            return []
+        pending = self.pending.pop(message_id, None)
+        if pending is not None:
+            latency = self.clock() - pending.last_sent
+            self.counters.acknowledged += 1
+            self.counters.latencies.append(latency)
+            self._remember_ack(message_id)
+            return [Acknowledged(message_id, latency, pending.attempts, pending.frame)]
+        if message_id in self._acked:
+            self._acked[message_id] += 1
+            self.counters.duplicate_acks += 1
+            return [self.violation("ack.once", "/id", f"notification {message_id} acknowledged again", data)]
+        return [self.violation("ack.known-id", "/id", f"acknowledgement of {message_id}, which the master never sent", data)]
+
+    def _remember_ack(self, message_id: str) -> None:
+        self._acked[message_id] = 1
+        if len(self._acked) > ACKED_MEMORY:
+            self._acked.popitem(last=False)
+
+    def forget_ack(self, message_id: str) -> None:
+        """A deliberate duplicate of ``message_id`` is about to be sent: its next ack is expected, not a duplicate."""
+        self._acked.pop(message_id, None)
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def violation(self, rule: str, pointer: str, text: str, data: str | bytes) -> Violation:
+        """A violation of ``rule`` located at ``pointer``, with an excerpt of the frame."""
+        return Violation(rule, Finding(pointer, rule, text), self._excerpt(data))
+
+    def _excerpt(self, data: str | bytes) -> str:
+        text = data if isinstance(data, str) else repr(data[: self.max_frame_text])
+        return text if len(text) <= self.max_frame_text else text[: self.max_frame_text] + f"…({len(text)} characters)"
+
+    @staticmethod
+    def _wall() -> float:
+        return time.time()  # envelope timestamps are wall-clock time even when the session clock is simulated

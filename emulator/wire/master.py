@@ -1,0 +1,452 @@
+"""The emulated master over a real WebSocket: a thin asyncio layer over :class:`MasterSession`.
+
+It opens the connection (TLS verified unless asked otherwise), performs the
+CONNECT handshake, streams notifications within a window of pending
+acknowledgements (or at a rate, or in scenario time), answers COMMAND requests,
+and when the connection drops it reconnects with back-off, repeats CONNECT and
+resends what is unacknowledged. At the end every notification is either
+acknowledged or reported lost. All protocol decisions are the session's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import socket
+import ssl
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
+from websockets.protocol import State as WsState
+
+from emulator.protocol.codec import decode
+from emulator.protocol.properties import NbwssProperties
+from emulator.protocol.session import (
+    Acknowledged,
+    CloseRequested,
+    CommandRequested,
+    Established,
+    MasterSession,
+    Refused,
+    State,
+    Violation,
+)
+from emulator.responders import CommandExchange, CommandResponder
+from emulator.wire.tls import TlsOptions, client_context
+from emulator.wire.transcript import Transcript
+
+
+class ConnectError(Exception):
+    """The endpoint could not be reached; the message is one line saying why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """An endpoint as registered with NetBackup."""
+
+    url: str
+    token: str
+    group: str = "default"
+    priority: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Reconnect:
+    """A step in a message stream: drop the connection now (as a network would) and carry on."""
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """A step in a message stream: send an already acknowledged notification again, same id."""
+
+
+@dataclass(slots=True)
+class Settings:
+    """How a run sends; the NBWSS timings come from ``properties``."""
+
+    properties: NbwssProperties = field(default_factory=NbwssProperties)
+    window: int = 64  # pending notifications at most
+    rate: float | None = None  # notifications per second (open model); None: as fast as the window allows
+    ack_timeout: float | None = None  # an ack later than this is a finding; default notification.sendTimeout
+    connect_timeout: float = 10.0  # for the WebSocket opening handshake and for the CONNECT answer
+    drain_timeout: float | None = None  # wait for the last acks; default ack timeout + 2 resend cycles
+    reconnect_attempts: int = 8  # consecutive failed attempts before the run gives up
+    max_size: int = 1024 * 1024
+    validate: bool = True
+
+    def ack_limit(self) -> float:
+        return self.ack_timeout if self.ack_timeout is not None else self.properties.send_timeout
+
+
+@dataclass(slots=True)
+class Report:
+    """What happened in one run of one master connection group."""
+
+    url: str = ""
+    established: int = 0  # CONNECTs answered valid: true
+    refused: bool = False
+    drops: int = 0  # connections lost without the master closing them
+    deliberate_drops: int = 0
+    connect_latencies: list[float] = field(default_factory=list)
+    acks: list[tuple[str, float, int]] = field(default_factory=list)  # (id, latency, attempts)
+    late_acks: list[tuple[str, float]] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)
+    sent: int = 0
+    resent: int = 0
+    duplicates_sent: list[str] = field(default_factory=list)
+    duplicate_acks: int = 0
+    violations: list[Violation] = field(default_factory=list)
+    commands: list[CommandExchange] = field(default_factory=list)
+    close_codes: list[int] = field(default_factory=list)
+    reconnect_failures: list[str] = field(default_factory=list)
+    error: str | None = None
+    elapsed: float = 0.0
+
+
+class EmulatedMaster:
+    """One NetBackup master's NBWSS client for one endpoint group."""
+
+    def __init__(
+        self,
+        targets: Iterable[Target],
+        settings: Settings | None = None,
+        *,
+        tls: TlsOptions | None = None,
+        responder: CommandResponder | None = None,
+        transcript: Transcript | None = None,
+        rng: random.Random | None = None,
+        on_ack: Callable[[Acknowledged], None] | None = None,
+    ) -> None:
+        self.targets = sorted(targets, key=lambda t: t.priority)
+        if not self.targets:
+            raise ValueError("no endpoint to connect to")
+        self.settings = settings or Settings()
+        self.tls = tls or TlsOptions()
+        self.responder = responder
+        self.transcript = transcript
+        self.rng = rng or random.Random()
+        self.on_ack = on_ack
+        self.report = Report(url=self.targets[0].url)
+        self._ws: ClientConnection | None = None
+        self._wake = asyncio.Event()
+        self._session: MasterSession | None = None
+        self._acked_frames: list[tuple[str, bytes]] = []  # a few acknowledged notifications, for Duplicate steps
+        self._current: Target = self.targets[0]
+        self._closing = False  # the master itself is closing the current connection
+        self._duplicates_wanted = 0  # Duplicate steps waiting for a first acknowledgement
+
+    # -- one-off CONNECT (the wrong-token probe) ------------------------------------------
+
+    async def try_token(self, token: str) -> tuple[bool | None, str]:
+        """Connect with ``token`` and close. (valid, how): valid is None when no CONNECT RESPONSE came."""
+        target = self.targets[0]
+        ws = await self._open(target)
+        session = MasterSession(token, clock=time.monotonic, rng=self.rng)
+
+        async def answer() -> tuple[bool | None, str]:
+            await ws.send(session.connect(), text=True)
+            async for frame in ws:
+                for event in session.receive(frame):
+                    if isinstance(event, Established):
+                        return True, "CONNECT answered valid: true"
+                    if isinstance(event, Refused):
+                        return False, "CONNECT answered valid: false"
+            return False, f"connection closed ({ws.close_code}) without a CONNECT RESPONSE"
+
+        try:
+            return await asyncio.wait_for(answer(), self.settings.connect_timeout)
+        except TimeoutError:
+            return None, f"no CONNECT RESPONSE within {self.settings.connect_timeout:g}s"
+        except ConnectionClosed as closed:
+            return False, f"connection closed ({_close_code(closed)}) without valid: true"
+        finally:
+            await ws.close()
+
+    # -- the run --------------------------------------------------------------------------
+
+    async def run(self, messages: Iterable[Any]) -> Report:
+        """Send ``messages`` (NOTIFICATION REQUEST dicts, or Reconnect/Duplicate steps); returns the report.
+
+        Raises :class:`ConnectError` when the first connection cannot be made.
+        """
+        settings, props = self.settings, self.settings.properties
+        start = time.monotonic()
+        session = MasterSession(
+            self._current.token,
+            clock=time.monotonic,
+            resend_interval=props.resend_interval,
+            ignore_decoder=props.ignore_decoder,
+            validate_outgoing=settings.validate,
+            rng=self.rng,
+        )
+        self._session = session
+        source: Iterator[Any] = iter(messages)
+        exhausted = False
+        drain_deadline: float | None = None
+        next_slot = time.monotonic()
+        try:
+            while True:
+                ws = await self._establish(session, first=self.report.established == 0 and not self.report.drops)
+                if ws is None:
+                    break
+                receiver = asyncio.ensure_future(self._receive(ws, session))
+                try:
+                    for frame in session.resend_all():
+                        await self._send(ws, session, frame)
+                    while not receiver.done():
+                        self._wake.clear()  # before looking, so that no wake-up between look and sleep is lost
+                        # Fill the window.
+                        while not exhausted and len(session.pending) < settings.window and session.state is State.OPEN:
+                            if settings.rate is not None:
+                                now = time.monotonic()
+                                if now < next_slot:
+                                    break
+                                next_slot = max(next_slot + 1 / settings.rate, now - 1.0)  # at most a second of catch-up
+                            item = next(source, None)
+                            if item is None:
+                                exhausted = True
+                                drain_deadline = time.monotonic() + self._drain_timeout()
+                                break
+                            if isinstance(item, Reconnect):
+                                self.report.deliberate_drops += 1
+                                self._closing = True
+                                await ws.close(1001, "master reconnecting")
+                                break
+                            if isinstance(item, Duplicate):
+                                self._duplicates_wanted += 1
+                                continue
+                            await self._send(ws, session, session.send(item))
+                        if self._duplicates_wanted and self._acked_frames and session.state is State.OPEN:
+                            self._duplicates_wanted -= 1
+                            await self._send_duplicate(ws, session)
+                        if exhausted and not session.pending and not (self._duplicates_wanted and self._acked_frames):
+                            return self._finish(session, start)
+                        if exhausted and drain_deadline is not None and time.monotonic() >= drain_deadline:
+                            return self._finish(session, start)
+                        for frame in session.resend_due():
+                            await self._send(ws, session, frame)
+                        await self._sleep(session, next_slot if settings.rate is not None and not exhausted else None, drain_deadline)
+                finally:
+                    if not receiver.done():
+                        receiver.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                        await receiver
+                if session.state is State.REFUSED:
+                    break
+                session.connection_lost()
+        finally:
+            await self._close()
+        return self._finish(session, start)
+
+    async def _establish(self, session: MasterSession, *, first: bool) -> ClientConnection | None:
+        """Open a connection (fail-over by priority, back-off between rounds) and complete CONNECT."""
+        props = self.settings.properties
+        failures = 0
+        delay = min(0.05, props.connection_period)
+        while True:
+            errors = []
+            for target in self.targets:
+                try:
+                    ws = await self._open(target)
+                except ConnectError as error:
+                    errors.append(str(error))
+                    continue
+                self._current, self._ws, self._closing = target, ws, False
+                self.report.url = target.url
+                session.token = target.token
+                outcome = await self._handshake(ws, session)
+                if outcome == "open":
+                    return ws
+                if outcome == "refused":
+                    await self._close()
+                    return None
+                errors.append(outcome)
+                await self._close()
+            if first:
+                raise ConnectError(errors[0] if len(errors) == 1 else "; ".join(errors))
+            failures += 1
+            self.report.reconnect_failures.extend(errors)
+            if failures >= self.settings.reconnect_attempts:
+                return None
+            await asyncio.sleep(delay * (0.5 + self.rng.random()))  # jittered exponential back-off
+            delay = min(delay * 2, props.connection_period)
+
+    async def _handshake(self, ws: ClientConnection, session: MasterSession) -> str:
+        """Send CONNECT and wait for its answer: "open", "refused", or why the connection is useless."""
+        await self._send(ws, session, session.connect())
+
+        async def answer() -> str:
+            while True:
+                frame = await ws.recv()
+                self._record("in", session, frame)
+                for event in session.receive(frame):
+                    if isinstance(event, Established):
+                        self.report.established += 1
+                        self.report.connect_latencies.append(event.latency)
+                        return "open"
+                    if isinstance(event, Refused):
+                        self.report.refused = True
+                        self.report.connect_latencies.append(event.latency)
+                        return "refused"
+                    if isinstance(event, Violation):
+                        self.report.violations.append(event)
+                    if isinstance(event, CloseRequested):
+                        return f"closed the connection: {event.reason}"
+
+        try:
+            return await asyncio.wait_for(answer(), self.settings.connect_timeout)
+        except TimeoutError:
+            why = f"no CONNECT RESPONSE within {self.settings.connect_timeout:g}s"
+            self.report.violations.append(session.violation("connect.answered", "", why, ""))
+            return why
+        except ConnectionClosed as closed:
+            self.report.close_codes.append(_close_code(closed))
+            return f"connection closed during CONNECT ({_close_code(closed)})"
+
+    async def _receive(self, ws: ClientConnection, session: MasterSession) -> None:
+        """Read frames until the connection ends; wake the sender after each."""
+        try:
+            async for frame in ws:
+                self._record("in", session, frame)
+                for event in session.receive(frame):
+                    if isinstance(event, Acknowledged):
+                        self._acked(event)
+                    elif isinstance(event, Violation):
+                        self.report.violations.append(event)
+                    elif isinstance(event, CommandRequested):
+                        await self._answer(ws, session, event.message)
+                    elif isinstance(event, CloseRequested):
+                        self._closing = True
+                        await ws.close(event.code, event.reason)
+                self._wake.set()
+        except ConnectionClosed as closed:
+            self._closed(closed)
+        else:
+            self._closed(None)
+        finally:
+            self._wake.set()
+
+    def _closed(self, closed: ConnectionClosed | None) -> None:
+        self.report.close_codes.append(_close_code(closed))
+        if not self._closing:
+            self.report.drops += 1  # the endpoint or the network ended it, not the master
+
+    def _acked(self, event: Acknowledged) -> None:
+        self.report.acks.append((event.message_id, event.latency, event.attempts))
+        if event.latency > self.settings.ack_limit():
+            self.report.late_acks.append((event.message_id, event.latency))
+        if len(self._acked_frames) < 16:
+            self._acked_frames.append((event.message_id, event.frame))
+        if self.on_ack is not None:
+            self.on_ack(event)
+
+    async def _answer(self, ws: ClientConnection, session: MasterSession, message: dict[str, Any]) -> None:
+        if self.responder is None:
+            return
+        response = self.responder.answer(message)
+        self.report.commands.append(self.responder.exchanges[-1])
+        await self._send(ws, session, session.send_frame(response))
+
+    async def _send_duplicate(self, ws: ClientConnection, session: MasterSession) -> None:
+        """Send the first acknowledged notification again, as a master does after a reconnect."""
+        message_id, frame = self._acked_frames[0]
+        session.forget_ack(message_id)
+        self.report.duplicates_sent.append(message_id)
+        await self._send(ws, session, session.send(decode(frame)))
+
+    async def _send(self, ws: ClientConnection, session: MasterSession, frame: bytes) -> None:
+        if ws.state is not WsState.OPEN:
+            return  # closing: a send would wait for the closing handshake; the frame stays pending
+        self._record("out", session, frame)
+        with contextlib.suppress(ConnectionClosed):  # the receiver sees the close and the run reconnects
+            await ws.send(frame, text=True)
+
+    async def _sleep(self, session: MasterSession, slot: float | None, drain_deadline: float | None) -> None:
+        deadlines = [d for d in (session.next_resend(), slot, drain_deadline) if d is not None]
+        timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _drain_timeout(self) -> float:
+        settings = self.settings
+        if settings.drain_timeout is not None:
+            return settings.drain_timeout
+        return settings.ack_limit() + 2 * settings.properties.resend_interval
+
+    def _finish(self, session: MasterSession, start: float) -> Report:
+        report = self.report
+        report.lost = list(session.pending)
+        report.sent = session.counters.sent
+        report.resent = session.counters.resent
+        report.duplicate_acks = session.counters.duplicate_acks
+        report.violations.extend(session.outgoing_violations)
+        session.outgoing_violations.clear()
+        report.elapsed = time.monotonic() - start
+        return report
+
+    async def _close(self) -> None:
+        self._closing = True
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+            self._ws = None
+
+    def _record(self, direction: str, session: MasterSession, frame: str | bytes) -> None:
+        if self.transcript is not None:
+            self.transcript.record(direction, session.connection, frame)
+
+    # -- opening a connection -------------------------------------------------------------
+
+    async def _open(self, target: Target) -> ClientConnection:
+        """A WebSocket connection to ``target``, or :class:`ConnectError` saying in one line why not."""
+        settings, props = self.settings, self.settings.properties
+        url = target.url
+        parts = urlsplit(url)
+        if parts.scheme not in ("ws", "wss") or not parts.hostname:
+            raise ConnectError(f"not a WebSocket URL (ws:// or wss://): {url}")
+        host = parts.hostname
+        context = client_context(self.tls) if parts.scheme == "wss" else None
+        try:
+            return await connect(
+                url,
+                ssl=context,
+                open_timeout=settings.connect_timeout,
+                ping_interval=props.keepalive_interval,
+                ping_timeout=props.keepalive_interval * props.max_pong_miss,
+                close_timeout=2,
+                max_size=settings.max_size,
+                compression=None,
+                proxy=None,
+                user_agent_header="NetBackup-NBWSS-emulator",
+            )
+        except ssl.SSLCertVerificationError as error:
+            raise ConnectError(
+                f"TLS certificate verification failed for {host}: {error.verify_message} (use --cafile for a private CA)"
+            ) from None
+        except ssl.SSLError as error:
+            raise ConnectError(f"TLS handshake with {host} failed: {error.reason or error}") from None
+        except InvalidStatus as error:
+            raise ConnectError(f"{url} answered HTTP {error.response.status_code} instead of upgrading to WebSocket") from None
+        except InvalidURI:
+            raise ConnectError(f"not a valid WebSocket URL: {url}") from None
+        except socket.gaierror:
+            raise ConnectError(f"cannot resolve host {host}") from None
+        except ConnectionRefusedError:
+            raise ConnectError(f"connection refused by {host}:{parts.port or (443 if parts.scheme == 'wss' else 80)}") from None
+        except TimeoutError:
+            raise ConnectError(f"no WebSocket handshake with {url} within {settings.connect_timeout:g}s") from None
+        except (OSError, WebSocketException) as error:
+            raise ConnectError(f"cannot connect to {url}: {error}") from None
+
+
+def _close_code(closed: ConnectionClosed | None) -> int:
+    if closed is None:
+        return 1006
+    frame = closed.rcvd or closed.sent
+    return frame.code if frame is not None else 1006
