@@ -6,19 +6,37 @@ Exit codes: 0 all good, 1 findings, 2 bad input (a one-line error, never a trace
 from __future__ import annotations
 
 import argparse
+import asyncio
 import calendar
+import contextlib
+import dataclasses
 import itertools
+import json
+import os
+import signal
+import ssl
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from rich.console import Console
+
 from emulator import __version__
+from emulator.contract import RULES, ContractOptions, ContractResult, replay, run_scenario
+from emulator.contract.report import as_dict, print_summary, write_junit
+from emulator.endpoint import Fault, ReferenceEndpoint
 from emulator.protocol.codec import DecodeError, decode, encode
+from emulator.protocol.properties import NbwssProperties, PropertiesError
+from emulator.responders import DEFAULT_PROFILE, VERSION_PROFILES
 from emulator.scenario import ScenarioError, Timeline, bundled, load
 from emulator.scenario.loader import resolve
 from emulator.schemas import default_schemas
+from emulator.wire.master import ConnectError, Settings, Target
+from emulator.wire.registration import RegistrationError, registration_groups
+from emulator.wire.tls import TlsOptions, server_context
+from emulator.wire.transcript import read_sent_notifications
 
 OK, FINDINGS, BAD_INPUT = 0, 1, 2
 DEFAULT_SCENARIO = "smoke"
@@ -54,7 +72,84 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = verbs.add_parser("validate", help="check JSON or JSON Lines messages against the NBWSS schemas")
     validate.add_argument("file", help="a file of messages, or - for standard input")
+
+    run = verbs.add_parser("run", help="contract-test an endpoint: run a scenario over NBWSS and judge every rule")
+    run.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO, help=f"bundled name or YAML file (default: {DEFAULT_SCENARIO})")
+    _target_arguments(run)
+    run.add_argument("--seed", type=_non_negative, help="seed for the scenario (default: the scenario's)")
+    run.add_argument("--fault", help="with the embedded endpoint: switch on one of its faults (see 'serve --help')")
+    _session_arguments(run)
+    run.add_argument("--speed", type=_positive_float, help="send in scenario time, this many scenario seconds per second")
+    run.add_argument("--no-probes", action="store_true", help="skip the wrong-token CONNECT, the deliberate reconnect and the duplicate")
+    _report_arguments(run)
+
+    replay = verbs.add_parser("replay", help="send a recorded transcript's notifications again, as its master did")
+    replay.add_argument("transcript", help="a transcript written by 'run --transcript'")
+    _target_arguments(replay)
+    _session_arguments(replay)
+    replay.add_argument("--probes", action="store_true", help="also run the wrong-token, reconnect and duplicate probes")
+    _report_arguments(replay)
+
+    serve = verbs.add_parser("serve", help="run the reference endpoint (the cloud side, done right) until interrupted")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)")
+    serve.add_argument("--port", type=_port, default=8765, help="port (default: 8765; 0 picks a free one)")
+    serve.add_argument("--token", help="the token masters must present (default: $NBWSS_TOKEN, else a new random one, printed)")
+    serve.add_argument("--certfile", help="serve wss:// with this certificate (PEM)")
+    serve.add_argument("--keyfile", help="the certificate's private key (PEM), if not in --certfile")
+    serve.add_argument("--fault", help="misbehave on purpose: " + ", ".join(_fault_names()))
+    serve.add_argument("--max-connections", type=_positive, default=64, help="connections at once (default: 64)")
+    serve.add_argument("--max-size", type=_positive, default=1024 * 1024, help="largest frame accepted, bytes (default: 1 MiB)")
+
+    verbs.add_parser("rules", help="list the contract rules that 'run' checks")
     return parser
+
+
+def _target_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("endpoint (default: the embedded reference endpoint)")
+    group.add_argument("--endpoint", metavar="URL", help="the endpoint under test, wss://... (ws:// for local testing)")
+    group.add_argument("--token", help="the endpoint's token (default: $NBWSS_TOKEN)")
+    group.add_argument("--endpoints", metavar="FILE", help="a registration file: JSON list of {url, token, groupId, priority}")
+    group.add_argument("--cafile", help="trust this CA for wss:// (a private CA)")
+    group.add_argument("--certfile", help="client certificate for wss://, if the endpoint asks for one")
+    group.add_argument("--keyfile", help="the client certificate's private key")
+    group.add_argument("--insecure", action="store_true", help="do not verify the endpoint's certificate (warned about)")
+
+
+def _session_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("NBWSS behaviour (nbwss.properties keys; flags override the file)")
+    group.add_argument("--properties", metavar="FILE", help="an nbwss.properties file")
+    group.add_argument("--reconnect-period", type=_positive_float, help="connectionInfo.period, seconds (default 60)")
+    group.add_argument("--resend-interval", type=_positive_float, help="notification.scheduledRate, seconds (default 5)")
+    group.add_argument(
+        "--ack-timeout", type=_positive_float, help="notification.sendTimeout, seconds: a later ack is a finding (default 2)"
+    )
+    group.add_argument("--keepalive", type=_positive_float, help="keepAlive.scheduledRate, seconds (default 30)")
+    group.add_argument("--max-pong-miss", type=_positive, help="keepAlive.maxPongMissAllowed (default 3)")
+    group.add_argument(
+        "--ignore-decoder",
+        action="store_true",
+        default=None,
+        help="exception.ignoreDecoder=true: keep the connection on undecodable frames",
+    )
+    group.add_argument("--window", type=_positive, default=64, help="notifications awaiting acknowledgement at most (default 64)")
+    group.add_argument("--rate", type=_positive_float, help="notifications per second instead of as fast as acknowledged")
+    group.add_argument(
+        "--connect-timeout", type=_positive_float, default=10.0, help="seconds for the WebSocket and CONNECT handshakes (default 10)"
+    )
+    group.add_argument(
+        "--nbu-version",
+        default=DEFAULT_PROFILE,
+        choices=sorted(VERSION_PROFILES),
+        help=f"NetBackup version profile (default {DEFAULT_PROFILE})",
+    )
+
+
+def _report_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("reports")
+    group.add_argument("--junit", metavar="FILE", help="JUnit XML, one test case per rule")
+    group.add_argument("--json", metavar="FILE", help="the verdict, rules and figures as JSON")
+    group.add_argument("--transcript", metavar="FILE", help="every frame both ways as JSON Lines (secrets redacted)")
+    group.add_argument("--quiet", action="store_true", help="print only the verdict line")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -167,7 +262,193 @@ def _messages(text: str, source: str) -> Iterator[tuple[int, Any]]:
             raise UsageError(f"{source}:{number}: not JSON: {error}") from None
 
 
-_VERBS = {"scenarios": _scenarios, "generate": _generate, "validate": _validate}
+def _rules(args: argparse.Namespace) -> int:
+    width = max(len(rule.id) for rule in RULES)
+    for rule in RULES:
+        note = " (a warning, never a failure)" if rule.warning_only else ""
+        print(f"{rule.id:<{width}}  {rule.description}{note}")
+    return OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    scenario = load(args.scenario)
+    options, groups = _contract_options(args)
+    options.seed = args.seed
+    options.speed = args.speed
+    options.probes = not args.no_probes
+    options.fault = _fault(args.fault) if args.fault else None
+    if options.fault is not None and groups != [[]]:
+        raise UsageError("--fault switches a fault of the embedded endpoint; it cannot be used with --endpoint or --endpoints")
+
+    async def all_groups() -> list[ContractResult]:
+        return await asyncio.gather(*(run_scenario(scenario, _for_group(options, group)) for group in groups))
+
+    return _report(args, _run_async(all_groups()))
+
+
+def _replay(args: argparse.Namespace) -> int:
+    try:
+        messages = read_sent_notifications(args.transcript)
+    except OSError as error:
+        raise UsageError(f"{args.transcript}: cannot read: {error.strerror or error}") from None
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if not messages:
+        raise UsageError(f"{args.transcript}: no NOTIFICATION REQUEST sent by the master in this transcript")
+    options, groups = _contract_options(args)
+    options.probes = args.probes
+
+    async def all_groups() -> list[ContractResult]:
+        return await asyncio.gather(*(replay(messages, _for_group(options, group), name=Path(args.transcript).stem) for group in groups))
+
+    return _report(args, _run_async(all_groups()))
+
+
+def _serve(args: argparse.Namespace) -> int:
+    context = None
+    if args.certfile:
+        try:
+            context = server_context(args.certfile, args.keyfile)
+        except (OSError, ssl.SSLError) as error:
+            raise UsageError(f"cannot load the certificate: {getattr(error, 'strerror', None) or error}") from None
+    elif args.keyfile:
+        raise UsageError("--keyfile needs --certfile")
+    token = args.token or os.environ.get("NBWSS_TOKEN")
+    endpoint = ReferenceEndpoint(
+        host=args.host,
+        port=args.port,
+        token=token,
+        ssl_context=context,
+        fault=_fault(args.fault) if args.fault else None,
+        max_connections=args.max_connections,
+        max_size=args.max_size,
+    )
+
+    async def serve_forever() -> None:
+        try:
+            await endpoint.start()
+        except OSError as error:
+            raise UsageError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}") from None
+        print(f"reference endpoint listening on {endpoint.url}", flush=True)
+        if token is None:
+            print(f"token: {endpoint.token}  (generated; pass --token or set NBWSS_TOKEN to choose it)", flush=True)
+        if endpoint.fault is not None:
+            print(f"fault: {endpoint.fault.value}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            await endpoint.stop()
+            print(f"stopped; {endpoint.connects} connections, {len(endpoint.notifications)} notifications received", flush=True)
+
+    asyncio.run(serve_forever())
+    return OK
+
+
+# -- run helpers ---------------------------------------------------------------------------
+
+
+def _contract_options(args: argparse.Namespace) -> tuple[ContractOptions, list[list[Target]]]:
+    try:
+        properties = NbwssProperties.from_file(args.properties) if args.properties else NbwssProperties()
+        properties = properties.with_overrides(
+            connection_period=args.reconnect_period,
+            resend_interval=args.resend_interval,
+            send_timeout=args.ack_timeout,
+            keepalive_interval=args.keepalive,
+            max_pong_miss=args.max_pong_miss,
+            ignore_decoder=args.ignore_decoder,
+        )
+    except PropertiesError as error:
+        raise UsageError(str(error)) from None
+    settings = Settings(properties=properties, window=args.window, rate=args.rate, connect_timeout=args.connect_timeout)
+    if args.insecure:
+        print("nbwss-emu: warning: --insecure: the endpoint's certificate is not verified", file=sys.stderr)
+    tls = TlsOptions(cafile=args.cafile, certfile=args.certfile, keyfile=args.keyfile, insecure=args.insecure)
+    for name in ("cafile", "certfile", "keyfile"):
+        path = getattr(args, name)
+        if path is not None and not Path(path).is_file():
+            raise UsageError(f"--{name} {path}: no such file")
+    options = ContractOptions(settings=settings, tls=tls, profile=args.nbu_version, transcript=args.transcript)
+    return options, _groups(args)
+
+
+def _groups(args: argparse.Namespace) -> list[list[Target]]:
+    """The endpoint groups to connect to: [[]] means the embedded reference endpoint."""
+    if args.endpoints and args.endpoint:
+        raise UsageError("give --endpoint or --endpoints, not both")
+    if args.endpoints:
+        try:
+            return registration_groups(args.endpoints)
+        except RegistrationError as error:
+            raise UsageError(str(error)) from None
+    if args.endpoint:
+        token = args.token or os.environ.get("NBWSS_TOKEN")
+        if not token:
+            raise UsageError("--endpoint needs --token (or NBWSS_TOKEN in the environment)")
+        return [[Target(args.endpoint, token)]]
+    if args.token:
+        raise UsageError("--token needs --endpoint (the embedded endpoint makes its own)")
+    return [[]]
+
+
+def _for_group(options: ContractOptions, group: list[Target]) -> ContractOptions:
+    return dataclasses.replace(options, targets=group)
+
+
+def _run_async(work: Any) -> list[ContractResult]:
+    try:
+        return asyncio.run(work)
+    except ConnectError as error:
+        raise UsageError(f"no connection: {error}") from None
+    except OSError as error:
+        raise UsageError(f"cannot write a report: {error.strerror or error}") from None
+
+
+def _report(args: argparse.Namespace, results: list[ContractResult]) -> int:
+    console = Console(highlight=False, soft_wrap=not sys.stdout.isatty())
+    for result in results:
+        if args.quiet:
+            console.print(f"{result.name} against {result.endpoint}: {'PASS' if result.passed else 'FAIL'}")
+        else:
+            print_summary(result, console)
+    try:
+        if args.json:
+            documents = [as_dict(r) for r in results]
+            Path(args.json).write_text(
+                json.dumps(documents[0] if len(documents) == 1 else {"groups": documents}, indent=2) + "\n", encoding="utf-8"
+            )
+        if args.junit:
+            write_junit(results, args.junit)
+    except OSError as error:
+        raise UsageError(f"cannot write a report: {error.strerror or error}") from None
+    return OK if all(r.passed for r in results) else FINDINGS
+
+
+def _fault(name: str) -> Fault:
+    try:
+        return Fault.parse(name)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def _fault_names() -> list[str]:
+    return [fault.value for fault in Fault]
+
+
+_VERBS = {
+    "scenarios": _scenarios,
+    "generate": _generate,
+    "validate": _validate,
+    "run": _run,
+    "replay": _replay,
+    "serve": _serve,
+    "rules": _rules,
+}
 
 
 # -- argument types ----------------------------------------------------------------------
@@ -192,6 +473,23 @@ def _integer(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _integer(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port number: {value}")
+    return value
 
 
 def _utc(text: str) -> float:

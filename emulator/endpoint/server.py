@@ -58,6 +58,7 @@ class Connection:
     websocket: ServerConnection
     session: EndpointSession
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    acks: int = 0
 
 
 class ReferenceEndpoint:
@@ -74,6 +75,7 @@ class ReferenceEndpoint:
         late_ack_delay: float = 3.0,
         close_after: int = 3,
         max_size: int = DEFAULT_MAX_SIZE,
+        oversized_bytes: int = 2 * DEFAULT_MAX_SIZE,
         max_connections: int = 64,
         probe_commands: bool = False,
         ping_interval: float | None = 20.0,
@@ -86,6 +88,7 @@ class ReferenceEndpoint:
         self.late_ack_delay = late_ack_delay
         self.close_after = close_after
         self.max_size = max_size
+        self.oversized_bytes = oversized_bytes
         self.max_connections = max_connections
         self.probe_commands = probe_commands
         self.ping_interval = ping_interval
@@ -198,7 +201,6 @@ class ReferenceEndpoint:
         self.connections.append(connection)
         self.connects += 1
         self._open += 1
-        acks = 0
         closing = False
         try:
             async for frame in websocket:
@@ -214,9 +216,8 @@ class ReferenceEndpoint:
                     if output.kind == "connect" and output.message["payload"]["valid"] and self.probe_commands:
                         self._spawn(connection, self._probe(connection))
                     if output.kind == "ack":
-                        acks += 1
-                        if self.fault is Fault.CLOSE_MID_STREAM and acks > self.close_after and Fault.CLOSE_MID_STREAM not in self._fired:
-                            self._fired.add(Fault.CLOSE_MID_STREAM)  # once: the master must be able to finish
+                        connection.acks += 1
+                        if self._due(Fault.CLOSE_MID_STREAM, connection):
                             closing = True
                             self._spawn(connection, websocket.close(1011, "endpoint going away mid-stream"))
                             break
@@ -250,14 +251,20 @@ class ReferenceEndpoint:
         elif fault is Fault.BINARY_FRAME:
             await websocket.send(encode(message))
             return
-        elif fault is Fault.OVERSIZED_FRAME and fault not in self._fired:
-            self._fired.add(fault)
-            await websocket.send(encode({**message, "payload": {"padding": "x" * (self.max_size + 1024)}}).decode())
+        elif self._due(Fault.OVERSIZED_FRAME, connection):
+            await websocket.send(encode({**message, "payload": {"padding": "x" * self.oversized_bytes}}).decode())
             return
         text = encode(message).decode()
         await websocket.send(text)
         if fault is Fault.DUPLICATE_ACK:
             await websocket.send(text)
+
+    def _due(self, fault: Fault, connection: Connection) -> bool:
+        """Whether a one-shot fault fires now: once per endpoint, mid-stream (after close_after acks)."""
+        if self.fault is not fault or fault in self._fired or connection.acks <= self.close_after:
+            return False
+        self._fired.add(fault)  # once: the master must be able to finish
+        return True
 
     async def _later(self, websocket: ServerConnection, text: str) -> None:
         await asyncio.sleep(self.late_ack_delay)

@@ -88,6 +88,11 @@ class Timeline:
             yield message
         yield from self._release(None)
 
+    def settle(self) -> Iterator[TimedMessage]:
+        """After the steps: let what is still running (e.g. started by COMMAND requests) finish, and release it."""
+        yield from self._advance(lambda: self.scheduler.next_due() is not None)
+        yield from self._release(None)
+
     # -- steps -------------------------------------------------------------------
 
     def _run_steps(self, steps: tuple[Step, ...], cursor: float) -> Iterator[TimedMessage]:

@@ -16,7 +16,8 @@ import random
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -59,6 +60,14 @@ class Target:
 @dataclass(frozen=True, slots=True)
 class Reconnect:
     """A step in a message stream: drop the connection now (as a network would) and carry on."""
+
+
+@dataclass(frozen=True, slots=True)
+class Paced:
+    """A step in a message stream: send ``message`` no earlier than ``at`` seconds after the run started."""
+
+    at: float
+    message: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +149,7 @@ class EmulatedMaster:
         self._current: Target = self.targets[0]
         self._closing = False  # the master itself is closing the current connection
         self._duplicates_wanted = 0  # Duplicate steps waiting for a first acknowledgement
+        self._held: Any = None  # a Paced message waiting for its time
 
     # -- one-off CONNECT (the wrong-token probe) ------------------------------------------
 
@@ -170,8 +180,11 @@ class EmulatedMaster:
 
     # -- the run --------------------------------------------------------------------------
 
-    async def run(self, messages: Iterable[Any]) -> Report:
-        """Send ``messages`` (NOTIFICATION REQUEST dicts, or Reconnect/Duplicate steps); returns the report.
+    async def run(self, messages: Iterable[Any] | AsyncIterable[Any]) -> Report:
+        """Send ``messages`` (NOTIFICATION REQUEST dicts, or Paced/Reconnect/Duplicate steps); returns the report.
+
+        An asynchronous iterable keeps the connection open until it ends, so a caller
+        can feed notifications while the endpoint sends COMMAND requests.
 
         Raises :class:`ConnectError` when the first connection cannot be made.
         """
@@ -186,7 +199,7 @@ class EmulatedMaster:
             rng=self.rng,
         )
         self._session = session
-        source: Iterator[Any] = iter(messages)
+        source = _Source(messages, self._wake)
         exhausted = False
         drain_deadline: float | None = None
         next_slot = time.monotonic()
@@ -208,7 +221,16 @@ class EmulatedMaster:
                                 if now < next_slot:
                                     break
                                 next_slot = max(next_slot + 1 / settings.rate, now - 1.0)  # at most a second of catch-up
-                            item = next(source, None)
+                            item = self._held if self._held is not None else source.next()
+                            self._held = None
+                            if item is _NOT_YET:
+                                break  # an asynchronous source has nothing for now; it wakes us
+                            if isinstance(item, Paced):
+                                due = start + item.at
+                                if due > time.monotonic():
+                                    self._held, next_slot = item, due  # scenario time: not yet
+                                    break
+                                item = item.message
                             if item is None:
                                 exhausted = True
                                 drain_deadline = time.monotonic() + self._drain_timeout()
@@ -231,7 +253,8 @@ class EmulatedMaster:
                             return self._finish(session, start)
                         for frame in session.resend_due():
                             await self._send(ws, session, frame)
-                        await self._sleep(session, next_slot if settings.rate is not None and not exhausted else None, drain_deadline)
+                        paced = (settings.rate is not None or self._held is not None) and not exhausted
+                        await self._sleep(session, next_slot if paced else None, drain_deadline)
                 finally:
                     if not receiver.done():
                         receiver.cancel()
@@ -241,6 +264,7 @@ class EmulatedMaster:
                     break
                 session.connection_lost()
         finally:
+            source.close()
             await self._close()
         return self._finish(session, start)
 
@@ -334,6 +358,11 @@ class EmulatedMaster:
 
     def _closed(self, closed: ConnectionClosed | None) -> None:
         self.report.close_codes.append(_close_code(closed))
+        if closed is not None and closed.sent is not None and closed.sent.code == 1009 and self._session is not None:
+            limit = f"{self.settings.max_size} bytes"
+            self.report.violations.append(
+                self._session.violation("frames.size", "", f"the endpoint sent a frame over {limit}; the master closed (1009)", "")
+            )
         if not self._closing:
             self.report.drops += 1  # the endpoint or the network ended it, not the master
 
@@ -437,12 +466,56 @@ class EmulatedMaster:
             raise ConnectError(f"not a valid WebSocket URL: {url}") from None
         except socket.gaierror:
             raise ConnectError(f"cannot resolve host {host}") from None
+        except ConnectionResetError:
+            if parts.scheme == "wss":
+                raise ConnectError(f"TLS handshake with {host} failed: connection reset (does it offer TLS 1.2 or later?)") from None
+            raise ConnectError(f"connection reset by {host} during the WebSocket handshake") from None
         except ConnectionRefusedError:
             raise ConnectError(f"connection refused by {host}:{parts.port or (443 if parts.scheme == 'wss' else 80)}") from None
         except TimeoutError:
             raise ConnectError(f"no WebSocket handshake with {url} within {settings.connect_timeout:g}s") from None
         except (OSError, WebSocketException) as error:
             raise ConnectError(f"cannot connect to {url}: {error}") from None
+
+
+_NOT_YET = object()  # what an asynchronous source gives while it waits
+
+
+class _Source:
+    """Items of a synchronous or asynchronous iterable, taken without blocking the sender."""
+
+    def __init__(self, items: Iterable[Any] | AsyncIterable[Any], wake: asyncio.Event) -> None:
+        self._sync: Iterator[Any] | None = None
+        self._task: asyncio.Future[None] | None = None
+        self._buffer: deque[Any] = deque()
+        self._ended = False
+        if isinstance(items, AsyncIterable):
+            self._task = asyncio.ensure_future(self._feed(aiter(items), wake))
+        else:
+            self._sync = iter(items)
+
+    async def _feed(self, items: AsyncIterator[Any], wake: asyncio.Event) -> None:
+        try:
+            async for item in items:
+                self._buffer.append(item)
+                wake.set()
+        finally:
+            self._ended = True
+            wake.set()
+
+    def next(self) -> Any:
+        """The next item, None at the end, or _NOT_YET."""
+        if self._sync is not None:
+            return next(self._sync, None)
+        if self._buffer:
+            return self._buffer.popleft()
+        if self._task is not None and self._task.done() and self._task.exception() is not None:
+            raise self._task.exception()  # type: ignore[misc]
+        return None if self._ended else _NOT_YET
+
+    def close(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
 
 
 def _close_code(closed: ConnectionClosed | None) -> int:

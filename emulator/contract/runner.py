@@ -1,0 +1,147 @@
+"""A contract run: a scenario against an endpoint, probes included, judged by the rules."""
+
+from __future__ import annotations
+
+import random
+import secrets
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from emulator.contract.rules import FAILED, RuleResult, RunFacts, evaluate
+from emulator.domain.clock import Scheduler
+from emulator.domain.master import MasterServer
+from emulator.endpoint.server import Fault, ReferenceEndpoint
+from emulator.responders import DEFAULT_PROFILE, CommandResponder
+from emulator.scenario import Timeline
+from emulator.scenario.model import Scenario
+from emulator.wire.master import Duplicate, EmulatedMaster, Paced, Reconnect, Report, Settings, Target
+from emulator.wire.tls import TlsOptions
+from emulator.wire.transcript import Transcript
+
+RECONNECT_AFTER = 10  # messages before the deliberate reconnect
+
+
+@dataclass(slots=True)
+class ContractOptions:
+    """What to run and against what; without targets, the embedded reference endpoint."""
+
+    targets: list[Target] = field(default_factory=list)
+    settings: Settings = field(default_factory=Settings)
+    tls: TlsOptions = field(default_factory=TlsOptions)
+    seed: int | None = None
+    speed: float | None = None  # scenario seconds per real second; None: as fast as acknowledged
+    profile: str = DEFAULT_PROFILE
+    probes: bool = True  # wrong-token CONNECT, deliberate reconnect, duplicate notification
+    transcript: str | None = None
+    fault: Fault | None = None  # of the embedded endpoint, to see a rule catch it
+
+
+@dataclass(slots=True)
+class ContractResult:
+    """The verdict of a run, with what it was based on."""
+
+    name: str
+    seed: int | None
+    endpoint: str
+    embedded: bool
+    results: list[RuleResult]
+    report: Report
+
+    @property
+    def passed(self) -> bool:
+        return all(r.status != FAILED for r in self.results)
+
+    def stats(self) -> dict[str, Any]:
+        report = self.report
+        latencies = sorted(latency for _, latency, _ in report.acks)
+        return {
+            "sent": report.sent,
+            "acknowledged": len(report.acks),
+            "resent": report.resent,
+            "lost": len(report.lost),
+            "duplicate_acks": report.duplicate_acks,
+            "connections": report.established,
+            "dropped": report.drops,
+            "commands": len(report.commands),
+            "elapsed_s": round(report.elapsed, 3),
+            "ack_latency_ms": {
+                "p50": _percentile(latencies, 50),
+                "p90": _percentile(latencies, 90),
+                "p99": _percentile(latencies, 99),
+                "max": round(latencies[-1] * 1000, 3) if latencies else None,
+            },
+        }
+
+
+def _percentile(sorted_values: list[float], percent: float) -> float | None:
+    if not sorted_values:
+        return None
+    index = min(len(sorted_values) - 1, max(0, round(percent / 100 * len(sorted_values) + 0.5) - 1))
+    return round(sorted_values[index] * 1000, 3)
+
+
+async def run_scenario(scenario: Scenario, options: ContractOptions) -> ContractResult:
+    """Run ``scenario`` as the master of its first domain and judge the endpoint."""
+    timeline = Timeline(scenario, seed=options.seed, start=float(int(time.time())))
+    primary = scenario.masters[0].key
+    responder = CommandResponder(timeline.masters[primary], profile=options.profile, rng=random.Random(timeline.seed))
+    messages = (t for t in timeline.messages() if t.master == primary)
+    start = timeline.scheduler.now()
+    if options.speed:
+        source: Iterable[Any] = (Paced((t.at - start) / options.speed, t.message) for t in messages)
+    else:
+        source = (t.message for t in messages)
+    return await _run(scenario.name, timeline.seed, source, responder, options)
+
+
+async def replay(messages: list[dict[str, Any]], options: ContractOptions, name: str = "replay") -> ContractResult:
+    """Send recorded notifications again, as their master did (no probes unless asked)."""
+    master = MasterServer("replayed-master", Scheduler(time.time()), random.Random(0))
+    responder = CommandResponder(master, profile=options.profile)
+    return await _run(name, None, iter(messages), responder, options)
+
+
+async def _run(name: str, seed: int | None, source: Iterable[Any], responder: CommandResponder, options: ContractOptions) -> ContractResult:
+    endpoint: ReferenceEndpoint | None = None
+    targets = options.targets
+    if not targets:
+        endpoint = await ReferenceEndpoint(
+            probe_commands=True, fault=options.fault, late_ack_delay=options.settings.ack_limit() * 1.5
+        ).start()
+        targets = [Target(endpoint.url, endpoint.token)]
+    transcript = Transcript(options.transcript) if options.transcript else None
+    try:
+        master = EmulatedMaster(targets, options.settings, tls=options.tls, responder=responder, transcript=transcript)
+        token_probe = None
+        if options.probes:
+            token_probe = await master.try_token(_wrong_token(targets[0].token))
+            source = _with_probes(iter(source))
+        report = await master.run(source)
+    finally:
+        if transcript is not None:
+            transcript.close()
+        if endpoint is not None:
+            await endpoint.stop()
+    facts = RunFacts(report, token_probe=token_probe, embedded=endpoint is not None, profile=options.profile)
+    return ContractResult(name, seed, report.url, endpoint is not None, evaluate(facts), report)
+
+
+def _wrong_token(token: str) -> str:
+    wrong = secrets.token_urlsafe(max(8, len(token) * 3 // 4))
+    return wrong if wrong != token else wrong + "x"
+
+
+def _with_probes(messages: Iterator[Any]) -> Iterator[Any]:
+    """The messages, with a deliberate reconnect and a duplicate after the first few (or at the end)."""
+    count = 0
+    for message in messages:
+        yield message
+        count += 1
+        if count == RECONNECT_AFTER:
+            yield Reconnect()
+            yield Duplicate()
+    if count < RECONNECT_AFTER:
+        yield Reconnect()
+        yield Duplicate()

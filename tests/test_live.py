@@ -1,0 +1,313 @@
+"""Real NBWSS sessions over loopback: the reference endpoint in each fault mode, TLS, connection errors.
+
+Each fault must be reported by the rule that should catch it, and a correct
+endpoint must pass. NBWSS timings are compressed so that resends and
+reconnections happen in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import socket
+import ssl
+import warnings
+
+import pytest
+
+from emulator.contract import ContractOptions, run_scenario
+from emulator.contract.rules import FAILED, PASSED, SKIPPED, WARNING
+from emulator.endpoint import Fault, ReferenceEndpoint
+from emulator.protocol.properties import NbwssProperties
+from emulator.responders import CommandResponder
+from emulator.scenario import Timeline, load
+from emulator.wire.master import ConnectError, EmulatedMaster, Settings, Target
+from emulator.wire.tls import TlsOptions, server_context
+
+FAST = NbwssProperties(connection_period=0.5, resend_interval=0.3, send_timeout=0.2)
+
+
+def settings(**kwargs) -> Settings:
+    return Settings(properties=FAST, drain_timeout=1.0, connect_timeout=3.0, **kwargs)
+
+
+def contract(endpoint: ReferenceEndpoint, scenario: str = "smoke", **kwargs):
+    options = ContractOptions(targets=[Target(endpoint.url, endpoint.token)], settings=settings(), **kwargs)
+    return run_scenario(load(scenario), options)
+
+
+def statuses(result) -> dict[str, str]:
+    return {r.rule.id: r.status for r in result.results}
+
+
+def test_a_correct_endpoint_passes_every_rule() -> None:
+    async def scenario():
+        async with ReferenceEndpoint(probe_commands=True) as endpoint:
+            result = await contract(endpoint)
+            return result, endpoint.unique_notifications(), endpoint.notifications
+
+    result, unique, received = asyncio.run(scenario())
+    status = statuses(result)
+    assert result.passed, [(r.rule.id, r.summary, r.evidence) for r in result.results if r.status == FAILED]
+    assert status["transport.wss"] == WARNING  # ws:// to a non-embedded endpoint is warned about
+    assert status["reconnect.accepted"] == PASSED and status["ack.duplicate-accepted"] == PASSED
+    assert status["command.well-formed"] == PASSED  # the endpoint logged in and read jobs
+    stats = result.stats()
+    assert stats["lost"] == 0
+    assert stats["acknowledged"] == stats["sent"] == len(unique) + 1  # one deliberate duplicate
+    assert len(unique) < len(received) <= stats["sent"] + stats["resent"]  # resends after the reconnect arrived too
+    assert stats["ack_latency_ms"]["p99"] >= stats["ack_latency_ms"]["p50"] > 0
+
+
+EXPECTED = {
+    Fault.NO_ACK: ["ack.every-notification"],
+    Fault.LATE_ACK: ["ack.within-timeout"],
+    Fault.WRONG_ID: ["ack.known-id", "ack.every-notification"],
+    Fault.WRONG_SUBTYPE: ["frames.direction", "frames.schema", "ack.every-notification"],
+    Fault.MALFORMED_JSON: ["frames.json"],
+    Fault.DUPLICATE_ACK: ["ack.once"],
+    Fault.REFUSE: ["connect.accepts-token"],
+    Fault.CLOSE_MID_STREAM: ["connection.kept"],
+    Fault.OVERSIZED_FRAME: ["frames.size", "connection.kept"],
+    Fault.BINARY_FRAME: ["frames.json"],
+    Fault.ACCEPT_ANY_TOKEN: ["connect.refuses-wrong-token"],
+}
+
+
+@pytest.mark.parametrize("fault", list(EXPECTED), ids=[f.value for f in EXPECTED])
+def test_each_fault_is_caught_by_its_rule(fault: Fault) -> None:
+    async def scenario():
+        async with ReferenceEndpoint(fault=fault, late_ack_delay=0.4) as endpoint:
+            return await contract(endpoint)
+
+    result = asyncio.run(scenario())
+    status = statuses(result)
+    assert not result.passed
+    for rule in EXPECTED[fault]:
+        assert status[rule] == FAILED, (rule, status)
+    failing = next(r for r in result.results if r.rule.id == EXPECTED[fault][0])
+    assert failing.evidence, "a failure carries its evidence"
+    if fault in (Fault.CLOSE_MID_STREAM, Fault.OVERSIZED_FRAME):
+        # The master survives: it reconnects, resends, and loses nothing.
+        assert status["reconnect.accepted"] == PASSED
+        assert result.stats()["lost"] == 0
+    if fault is Fault.REFUSE:
+        assert result.stats()["sent"] == 0  # nothing before valid: true
+
+
+def test_commands_over_the_socket_are_answered_from_the_masters_state() -> None:
+    """The endpoint logs in, reads a job it was notified of, and starts a restore whose notifications arrive."""
+
+    async def scenario():
+        async with ReferenceEndpoint() as endpoint:
+            timeline = Timeline(load("restore"))
+            master = timeline.masters["primary"]
+            done = asyncio.Event()
+
+            async def notifications():
+                for timed in timeline.messages():
+                    yield timed.message
+                await done.wait()  # keep the connection while the endpoint sends commands
+                for timed in timeline.settle():
+                    yield timed.message  # what the commands started
+
+            emulated = EmulatedMaster([Target(endpoint.url, endpoint.token)], settings(), responder=CommandResponder(master))
+            run = asyncio.ensure_future(emulated.run(notifications()))
+            while len(endpoint.items("IMAGE")) < 3:
+                await asyncio.sleep(0.01)
+            headers = {"Content-Type": "application/vnd.netbackup+json;version=1.0"}
+            login = await endpoint.command("/netbackup/login", "POST", body={"userName": "u", "password": "p"}, headers=headers)
+            headers["Authorization"] = login["payload"]["body"]["token"]
+            job_id = endpoint.items("JOB")[0]["jobId"]
+            job = await endpoint.command(f"/netbackup/admin/jobs/{job_id}", headers=headers)
+            unauthorised = await endpoint.command("/netbackup/admin/jobs", headers={"Content-Type": headers["Content-Type"]})
+            client = endpoint.items("IMAGE")[0]["clientName"]
+            recover = await endpoint.command(
+                "/netbackup/recovery/workloads/standard/scenarios/file/recover",
+                "POST",
+                body={"data": {"attributes": {"recoveryPoint": {"client": client}}}},
+                headers=headers,
+            )
+            done.set()
+            report = await run
+            return job, unauthorised, recover, report, endpoint.items("JOB")
+
+    job, unauthorised, recover, result, jobs = asyncio.run(scenario())
+    assert job["payload"]["statusCode"] == 200 and job["type"] == "COMMAND" and job["subType"] == "RESPONSE"
+    assert unauthorised["payload"]["statusCode"] == 401
+    assert recover["payload"]["statusCode"] == 201
+    restored = int(recover["payload"]["body"]["data"]["id"])
+    assert [j["state"] for j in jobs if j["jobId"] == restored] == ["ACTIVE", "DONE"]
+    assert [c.status for c in result.commands] == [201, 200, 401, 201]
+    assert result.lost == []
+
+
+def test_failover_to_the_next_priority_of_the_group() -> None:
+    async def scenario():
+        with socket.socket() as unused:
+            unused.bind(("127.0.0.1", 0))
+            dead = f"ws://127.0.0.1:{unused.getsockname()[1]}/nbwss"
+        async with ReferenceEndpoint() as endpoint:
+            targets = [Target(endpoint.url, endpoint.token, "g", priority=2), Target(dead, "x", "g", priority=1)]
+            master = EmulatedMaster(targets, settings())
+            report = await master.run([])
+            return report, endpoint.url
+
+    report, url = asyncio.run(scenario())
+    assert report.established == 1 and report.url == url
+
+
+def test_connection_errors_are_one_line_each() -> None:
+    async def attempt(url: str, **tls) -> str:
+        master = EmulatedMaster([Target(url, "t")], settings(), tls=TlsOptions(**tls))
+        with pytest.raises(ConnectError) as raised:
+            await master.run([])
+        message = str(raised.value)
+        assert "\n" not in message
+        return message
+
+    async def http_server(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    async def scenario():
+        with socket.socket() as unused:
+            unused.bind(("127.0.0.1", 0))
+            port = unused.getsockname()[1]
+        refused = await attempt(f"ws://127.0.0.1:{port}/")
+        server = await asyncio.start_server(http_server, "127.0.0.1", 0)
+        http_port = server.sockets[0].getsockname()[1]
+        status = await attempt(f"ws://127.0.0.1:{http_port}/nbwss")
+        server.close()
+        dns = await attempt("wss://nbwss-test.invalid/nbwss")
+        scheme = await attempt("https://example.test/")
+        return refused, status, dns, scheme
+
+    refused, status, dns, scheme = asyncio.run(scenario())
+    assert refused.startswith("connection refused by 127.0.0.1:")
+    assert "answered HTTP 404 instead of upgrading" in status
+    assert dns == "cannot resolve host nbwss-test.invalid"
+    assert scheme.startswith("not a WebSocket URL")
+
+
+@pytest.fixture(scope="module")
+def ca():
+    trustme = pytest.importorskip("trustme")
+    return trustme.CA()
+
+
+def test_tls_is_verified_against_the_given_ca(ca, tmp_path) -> None:
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert.private_key_and_cert_chain_pem.write_to_path(tmp_path / "server.pem")
+    ca.cert_pem.write_to_path(tmp_path / "ca.pem")
+    context = server_context(str(tmp_path / "server.pem"))
+
+    async def scenario():
+        async with ReferenceEndpoint(ssl_context=context) as endpoint:
+            assert endpoint.url.startswith("wss://")
+            verified = await run_scenario(
+                load("smoke"),
+                ContractOptions(
+                    targets=[Target(endpoint.url, endpoint.token)], settings=settings(), tls=TlsOptions(cafile=str(tmp_path / "ca.pem"))
+                ),
+            )
+            with pytest.raises(ConnectError, match=r"TLS certificate verification failed for 127\.0\.0\.1"):
+                await EmulatedMaster([Target(endpoint.url, endpoint.token)], settings()).run([])
+            insecure = await EmulatedMaster([Target(endpoint.url, endpoint.token)], settings(), tls=TlsOptions(insecure=True)).run([])
+            return verified, insecure
+
+    verified, insecure = asyncio.run(scenario())
+    assert verified.passed
+    assert statuses(verified)["transport.wss"] == PASSED
+    assert insecure.established == 1
+
+
+def test_tls_checks_the_host_name(ca, tmp_path) -> None:
+    ca.issue_cert("other.example").private_key_and_cert_chain_pem.write_to_path(tmp_path / "other.pem")
+    ca.cert_pem.write_to_path(tmp_path / "ca.pem")
+
+    async def scenario():
+        async with ReferenceEndpoint(ssl_context=server_context(str(tmp_path / "other.pem"))) as endpoint:
+            master = EmulatedMaster([Target(endpoint.url, endpoint.token)], settings(), tls=TlsOptions(cafile=str(tmp_path / "ca.pem")))
+            with pytest.raises(ConnectError, match=r"verification failed.*(mismatch|match)"):
+                await master.run([])
+
+    asyncio.run(scenario())
+
+
+def test_old_tls_versions_are_refused(ca, tmp_path) -> None:
+    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(tmp_path / "s.pem")
+    ca.cert_pem.write_to_path(tmp_path / "ca.pem")
+    old = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    old.load_cert_chain(str(tmp_path / "s.pem"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # configuring TLS 1.1 is deprecated, which is the point
+        old.minimum_version = ssl.TLSVersion.TLSv1
+        old.maximum_version = ssl.TLSVersion.TLSv1_1
+
+    async def scenario():
+        async with ReferenceEndpoint(ssl_context=old) as endpoint:
+            master = EmulatedMaster([Target(endpoint.url, endpoint.token)], settings(), tls=TlsOptions(cafile=str(tmp_path / "ca.pem")))
+            with pytest.raises(ConnectError, match="TLS"):
+                await master.run([])
+
+    asyncio.run(scenario())
+
+
+def test_rate_and_scenario_time_pacing() -> None:
+    """At 50 notifications/s, 10 take about 0.2 s; in scenario time at high speed, the order holds."""
+
+    async def scenario():
+        async with ReferenceEndpoint() as endpoint:
+            messages = [{**m} for m in _smoke()[:10]]
+            master = EmulatedMaster([Target(endpoint.url, endpoint.token)], settings(rate=50.0))
+            report = await master.run(messages)
+            paced = await run_scenario(
+                load("smoke"), ContractOptions(targets=[Target(endpoint.url, endpoint.token)], settings=settings(), speed=1e6, probes=False)
+            )
+            return report, paced
+
+    report, paced = asyncio.run(scenario())
+    assert len(report.acks) == 10
+    assert report.elapsed >= 9 / 50 * 0.9
+    assert paced.passed and paced.stats()["lost"] == 0
+
+
+def _smoke() -> list[dict]:
+    return [t.message for t in Timeline(load("smoke")).messages()]
+
+
+def test_transcript_records_every_frame_without_secrets(tmp_path) -> None:
+    async def scenario():
+        async with ReferenceEndpoint(probe_commands=True) as endpoint:
+            options = ContractOptions(
+                targets=[Target(endpoint.url, endpoint.token)], settings=settings(), transcript=str(tmp_path / "t.jsonl")
+            )
+            return await run_scenario(load("smoke"), options), endpoint.token
+
+    result, token = asyncio.run(scenario())
+    text = (tmp_path / "t.jsonl").read_text()
+    entries = [json.loads(line) for line in text.splitlines()]
+    assert token not in text
+    assert {e["dir"] for e in entries} == {"in", "out"}
+    connects = [e["frame"] for e in entries if e.get("frame", {}).get("type") == "CONNECT" and e["frame"]["subType"] == "REQUEST"]
+    assert connects and all("…(" in c["payload"]["token"] for c in connects)
+    assert not re.search(r"eyJ[\w-]+\.[\w-]+\.[\w-]+", text)  # no JWT either
+    assert "eyJ…(" in text  # the login token was there, redacted
+    out = [e for e in entries if e["dir"] == "out" and e.get("frame", {}).get("type") == "NOTIFICATION"]
+    assert len(out) == result.stats()["sent"] + result.stats()["resent"]
+    assert [e["t"] for e in entries] == sorted(e["t"] for e in entries)
+
+
+def test_skipped_probes_are_reported_as_skipped() -> None:
+    async def scenario():
+        async with ReferenceEndpoint() as endpoint:
+            return await contract(endpoint, probes=False)
+
+    status = statuses(asyncio.run(scenario()))
+    assert status["connect.refuses-wrong-token"] == SKIPPED
+    assert status["reconnect.accepted"] == SKIPPED
+    assert status["ack.duplicate-accepted"] == SKIPPED

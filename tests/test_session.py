@@ -1,0 +1,184 @@
+"""The master's protocol core, driven by hand: no sockets, time is a number."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from emulator.protocol.codec import encode
+from emulator.protocol.messages import connect_response, notification_response
+from emulator.protocol.session import (
+    Acknowledged,
+    CloseRequested,
+    CommandRequested,
+    Established,
+    MasterSession,
+    Refused,
+    State,
+    Violation,
+)
+from emulator.scenario import Timeline, load
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def notifications() -> list[dict]:
+    return [t.message for t in Timeline(load("smoke")).messages()][:5]
+
+
+def opened(clock: Clock, **kwargs) -> MasterSession:
+    session = MasterSession("secret-token", clock=clock, rng=random.Random(1), **kwargs)
+    connect = json.loads(session.connect())
+    assert connect["type"] == "CONNECT" and connect["payload"] == {"token": "secret-token"}
+    clock.now += 0.01
+    (event,) = session.receive(encode(connect_response(connect["id"], 1, True)).decode())
+    assert isinstance(event, Established) and event.latency == pytest.approx(0.01)
+    assert session.state is State.OPEN
+    return session
+
+
+def ack(message_id: str) -> str:
+    return encode(notification_response(message_id, 1)).decode()
+
+
+def test_nothing_is_sent_before_connect_is_accepted(clock, notifications) -> None:
+    session = MasterSession("t", clock=clock)
+    with pytest.raises(RuntimeError, match="idle"):
+        session.send(notifications[0])
+    session.connect()
+    assert not session.can_send()
+    with pytest.raises(RuntimeError, match="connecting"):
+        session.send(notifications[0])
+
+
+def test_refused_connect_asks_to_close(clock) -> None:
+    session = MasterSession("t", clock=clock)
+    connect = json.loads(session.connect())
+    events = session.receive(encode(connect_response(connect["id"], 1, False)).decode())
+    assert [type(e) for e in events] == [Refused, CloseRequested]
+    assert session.state is State.REFUSED
+
+
+def test_connect_response_with_another_id_is_a_violation(clock) -> None:
+    session = MasterSession("t", clock=clock)
+    session.connect()
+    (event,) = session.receive(encode(connect_response("8E909940-AD50-4543-8AEA-B52003818925", 1, True)).decode())
+    assert isinstance(event, Violation) and event.rule == "connect.answered"
+    assert session.state is State.CONNECTING
+
+
+def test_acknowledgement_is_correlated_and_timed(clock, notifications) -> None:
+    session = opened(clock)
+    session.send(notifications[0])
+    clock.now += 0.25
+    (event,) = session.receive(ack(notifications[0]["id"]))
+    assert isinstance(event, Acknowledged)
+    assert (event.message_id, event.attempts) == (notifications[0]["id"], 1)
+    assert event.latency == pytest.approx(0.25)
+    assert session.pending == {}
+
+
+def test_unacknowledged_notifications_are_resent_with_the_same_id(clock, notifications) -> None:
+    session = opened(clock, resend_interval=5)
+    frames = [session.send(m) for m in notifications[:2]]
+    assert session.next_resend() == pytest.approx(clock.now + 5)
+    clock.now += 4.9
+    assert session.resend_due() == []
+    clock.now += 0.2
+    assert session.resend_due() == frames  # byte-identical: same id, same batch
+    assert session.counters.resent == 2
+    (event,) = session.receive(ack(notifications[0]["id"]))
+    assert isinstance(event, Acknowledged) and event.attempts == 2
+
+
+def test_pending_survive_a_lost_connection_and_are_resent_after_connect(clock, notifications) -> None:
+    session = opened(clock)
+    frames = [session.send(m) for m in notifications[:3]]
+    session.receive(ack(notifications[0]["id"]))
+    session.connection_lost()
+    assert session.state is State.CLOSED and session.next_resend() is None
+    connect = json.loads(session.connect())
+    session.receive(encode(connect_response(connect["id"], 1, True)).decode())
+    assert session.resend_all() == frames[1:]
+    assert session.connection == 2
+
+
+def test_duplicate_and_unknown_acknowledgements_are_violations(clock, notifications) -> None:
+    session = opened(clock)
+    session.send(notifications[0])
+    session.receive(ack(notifications[0]["id"]))
+    (duplicate,) = session.receive(ack(notifications[0]["id"]))
+    assert isinstance(duplicate, Violation) and duplicate.rule == "ack.once"
+    (unknown,) = session.receive(ack("8E909940-AD50-4543-8AEA-B52003818925"))
+    assert isinstance(unknown, Violation) and unknown.rule == "ack.known-id"
+    session.forget_ack(notifications[0]["id"])  # a deliberate duplicate send
+    session.send(notifications[0])
+    assert isinstance(session.receive(ack(notifications[0]["id"]))[0], Acknowledged)
+
+
+def test_undecodable_frames_close_unless_ignored(clock) -> None:
+    strict = opened(clock)
+    events = strict.receive("{not json")
+    assert [type(e) for e in events] == [Violation, CloseRequested]
+    assert events[0].rule == "frames.json" and events[1].code == 1003
+    lenient = opened(clock, ignore_decoder=True)
+    assert [type(e) for e in lenient.receive("{not json")] == [Violation]
+
+
+def test_binary_frames_and_wrong_direction_are_violations(clock, notifications) -> None:
+    session = opened(clock)
+    (binary,) = session.receive(b'{"a": 1}')
+    assert binary.rule == "frames.text"
+    session.send(notifications[0])
+    wrong = json.loads(ack(notifications[0]["id"]))
+    wrong["subType"] = "REQUEST"
+    rules = {e.rule for e in session.receive(json.dumps(wrong)) if isinstance(e, Violation)}
+    assert rules == {"frames.schema", "frames.direction"}
+    assert notifications[0]["id"] in session.pending  # not taken for an acknowledgement
+
+
+def test_schema_violations_are_located(clock) -> None:
+    session = opened(clock)
+    events = session.receive(
+        json.dumps({"version": "2.0", "id": "x", "type": "NOTIFICATION", "subType": "RESPONSE", "timeStamp": 1, "payload": {}})
+    )
+    pointers = {e.finding.pointer for e in events if isinstance(e, Violation)}
+    assert {"/version", "/id"} <= pointers
+
+
+def test_commands_are_passed_on_only_when_open_and_valid(clock) -> None:
+    command = {
+        "version": "1.0",
+        "id": "A17B2C3D-0001-4E5F-9A8B-7C6D5E4F3A21",
+        "type": "COMMAND",
+        "subType": "REQUEST",
+        "timeStamp": 1,
+        "payload": {"uri": "/netbackup/admin/jobs", "method": "GET", "headers": {}},
+    }
+    early = MasterSession("t", clock=clock)
+    early.connect()
+    assert [e.rule for e in early.receive(json.dumps(command))] == ["command.after-connect"]
+    session = opened(clock)
+    (event,) = session.receive(json.dumps(command))
+    assert isinstance(event, CommandRequested) and event.message["id"] == command["id"]
+
+
+def test_the_masters_own_invalid_frames_are_findings(clock, notifications) -> None:
+    session = opened(clock)
+    broken = {**notifications[0], "payload": []}
+    session.send(broken)
+    assert [v.finding.pointer for v in session.outgoing_violations] == ["/payload"]
