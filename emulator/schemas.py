@@ -67,6 +67,7 @@ class SchemaSet:
         )
         self._fast: dict[str, Any] = {}
         self._reference: dict[str, jsonschema.Draft202012Validator] = {}
+        self._by_kind = {kind: self.fast_validator(name) for kind, name in MESSAGE_SCHEMAS.items()}  # the hot path's lookup
 
     # -- building -------------------------------------------------------------
 
@@ -107,7 +108,10 @@ class SchemaSet:
         """
         if not isinstance(message, dict):
             return list(_NOT_AN_OBJECT)
-        validator = self.fast_validator(schema_name(message))
+        try:
+            validator = self._by_kind[(message.get("type"), message.get("subType"))]
+        except (KeyError, TypeError):  # an unknown or unhashable type/subType: the envelope says what is wrong
+            validator = self.fast_validator(ENVELOPE)
         if validator.is_valid(message):
             return []
         return sorted(set(_fast_findings(validator.iter_errors(message))), key=_order)

@@ -96,6 +96,25 @@ def test_each_fault_is_caught_by_its_rule(fault: Fault) -> None:
         assert result.stats()["sent"] == 0  # nothing before valid: true
 
 
+def test_a_half_open_endpoint_is_dropped_after_the_missed_pongs_and_the_master_reconnects() -> None:
+    """keepAlive.scheduledRate pings; after keepAlive.maxPongMissAllowed missed pongs the connection goes."""
+    keepalive = NbwssProperties(connection_period=0.5, resend_interval=0.3, send_timeout=0.2, keepalive_interval=0.1, max_pong_miss=2)
+
+    async def scenario():
+        async with ReferenceEndpoint(fault=Fault.NO_PONG) as endpoint:
+            options = ContractOptions(
+                targets=[Target(endpoint.url, endpoint.token)], settings=Settings(properties=keepalive, drain_timeout=2.0), probes=False
+            )
+            return await run_scenario(load("smoke"), options)
+
+    result = asyncio.run(scenario())
+    report = result.report
+    assert report.drops == 1 and 1011 in report.close_codes  # websockets' keepalive timeout
+    assert report.established == 2
+    assert report.lost == []  # everything resent on the second connection
+    assert statuses(result)["connection.kept"] == FAILED
+
+
 def test_commands_over_the_socket_are_answered_from_the_masters_state() -> None:
     """The endpoint logs in, reads a job it was notified of, and starts a restore whose notifications arrive."""
 

@@ -42,6 +42,7 @@ class Fault(Enum):
     OVERSIZED_FRAME = "oversized-frame"  # once, sends a frame larger than the master accepts
     BINARY_FRAME = "binary-frame"  # acknowledges in binary frames
     ACCEPT_ANY_TOKEN = "accept-any-token"  # says valid: true whatever the token
+    NO_PONG = "no-pong"  # half-open after CONNECT: stops reading, so pings go unanswered
 
     @classmethod
     def parse(cls, name: str) -> Fault:
@@ -110,6 +111,7 @@ class ReferenceEndpoint:
             max_size=self.max_size,
             compression=None,
             ping_interval=self.ping_interval,
+            close_timeout=2,
             process_request=self._admit,
         )
         sock = next(iter(self._server.sockets))
@@ -215,6 +217,11 @@ class ReferenceEndpoint:
                         self.refused += 1
                     if output.kind == "connect" and output.message["payload"]["valid"] and self.probe_commands:
                         self._spawn(connection, self._probe(connection))
+                    if output.kind == "connect" and self._due(Fault.NO_PONG, connection):
+                        await self._send(connection, output)
+                        websocket.transport.pause_reading()  # a half-open peer: nothing is read or answered
+                        await websocket.wait_closed()
+                        return
                     if output.kind == "ack":
                         connection.acks += 1
                         if self._due(Fault.CLOSE_MID_STREAM, connection):
@@ -260,8 +267,8 @@ class ReferenceEndpoint:
             await websocket.send(text)
 
     def _due(self, fault: Fault, connection: Connection) -> bool:
-        """Whether a one-shot fault fires now: once per endpoint, mid-stream (after close_after acks)."""
-        if self.fault is not fault or fault in self._fired or connection.acks <= self.close_after:
+        """Whether a one-shot fault fires now: once per endpoint, mid-stream (after close_after acks; no-pong at once)."""
+        if self.fault is not fault or fault in self._fired or (fault is not Fault.NO_PONG and connection.acks <= self.close_after):
             return False
         self._fired.add(fault)  # once: the master must be able to finish
         return True

@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import random
 import time
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -45,21 +44,21 @@ class State(Enum):
     CLOSED = "closed"  # transport lost or closed
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Established:
     """The endpoint accepted the token."""
 
     latency: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Refused:
     """The endpoint answered CONNECT with ``valid: false``; the master closes, as NetBackup does."""
 
     latency: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Acknowledged:
     """A NOTIFICATION RESPONSE for a pending notification."""
 
@@ -69,14 +68,14 @@ class Acknowledged:
     frame: bytes  # what was sent, for a deliberate duplicate later
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CommandRequested:
     """The endpoint asks the master to run a REST call."""
 
     message: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Violation:
     """A frame that breaks a rule; ``frame`` is the offending text (or a prefix of it)."""
 
@@ -85,7 +84,7 @@ class Violation:
     frame: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CloseRequested:
     """The master must close the connection (an undecodable frame, a refused token)."""
 
@@ -93,6 +92,7 @@ class CloseRequested:
     reason: str
 
 
+# Events are plain slotted dataclasses, not frozen ones: one is built per acknowledgement on the hot path.
 Event = Established | Refused | Acknowledged | CommandRequested | Violation | CloseRequested
 
 
@@ -119,7 +119,6 @@ class Counters:
     connects: int = 0
     frames_in: int = 0
     frames_out: int = 0
-    latencies: list[float] = field(default_factory=list)
 
 
 class MasterSession:
@@ -150,7 +149,9 @@ class MasterSession:
         self.pending: dict[str, Pending] = {}
         self.counters = Counters()
         self.outgoing_violations: list[Violation] = []  # the master's own frames that break the schemas
-        self._acked: OrderedDict[str, int] = OrderedDict()  # id -> acks received
+        self._acked: dict[str, int] = {}  # id -> acks received, oldest first (dicts keep insertion order)
+        self._ack_schema = self.schemas.fast_validator("notification-response.json")
+        self._notification_schema = self.schemas.fast_validator("notification-request.json")
         self._connect_id: str | None = None
         self._connect_sent = 0.0
 
@@ -183,7 +184,10 @@ class MasterSession:
         """Register a NOTIFICATION REQUEST as pending and return its frame."""
         if self.state is not State.OPEN:
             raise RuntimeError(f"cannot send a notification while {self.state.value}")
-        frame = self._outgoing(message)
+        frame = encode(message)
+        self.counters.frames_out += 1
+        if self.validate_outgoing and not self._notification_schema.is_valid(message):
+            self._record_outgoing(message, frame)
         now = self.clock()
         self.pending[message["id"]] = Pending(message["id"], frame, now, now, sent_on_connection=self.connection)
         self.counters.sent += 1
@@ -218,9 +222,12 @@ class MasterSession:
         self.counters.frames_out += 1
         frame = encode(message)
         if self.validate_outgoing:
-            for finding in self.schemas.validate(message):
-                self.outgoing_violations.append(Violation("frames.schema.sent", finding, self._excerpt(frame.decode())))
+            self._record_outgoing(message, frame)
         return frame
+
+    def _record_outgoing(self, message: dict[str, Any], frame: bytes) -> None:
+        for finding in self.schemas.validate(message):
+            self.outgoing_violations.append(Violation("frames.schema.sent", finding, self._excerpt(frame.decode())))
 
     # -- receiving ---------------------------------------------------------------------
 
@@ -236,6 +243,13 @@ class MasterSession:
             if not self.ignore_decoder:
                 events.append(CloseRequested(1003, "undecodable message"))  # NBWSS closes on a decoder exception
             return events
+        if (
+            type(message) is dict
+            and message.get("type") == "NOTIFICATION"
+            and message.get("subType") == "RESPONSE"
+            and self._ack_schema.is_valid(message)
+        ):
+            return self._acknowledgement(message, data)  # the common case: the same schema, less bookkeeping
         findings = self.schemas.validate(message)
         events = [Violation("frames.schema", finding, self._excerpt(data)) for finding in findings]
         if not isinstance(message, dict):
@@ -273,11 +287,9 @@ class MasterSession:
             return []
         pending = self.pending.pop(message_id, None)
         if pending is not None:
-            latency = self.clock() - pending.last_sent
             self.counters.acknowledged += 1
-            self.counters.latencies.append(latency)
             self._remember_ack(message_id)
-            return [Acknowledged(message_id, latency, pending.attempts, pending.frame)]
+            return [Acknowledged(message_id, self.clock() - pending.last_sent, pending.attempts, pending.frame)]
         if message_id in self._acked:
             self._acked[message_id] += 1
             self.counters.duplicate_acks += 1
@@ -285,9 +297,10 @@ class MasterSession:
         return [self.violation("ack.known-id", "/id", f"acknowledgement of {message_id}, which the master never sent", data)]
 
     def _remember_ack(self, message_id: str) -> None:
-        self._acked[message_id] = 1
-        if len(self._acked) > ACKED_MEMORY:
-            self._acked.popitem(last=False)
+        acked = self._acked
+        acked[message_id] = 1
+        if len(acked) > ACKED_MEMORY:
+            del acked[next(iter(acked))]
 
     def forget_ack(self, message_id: str) -> None:
         """A deliberate duplicate of ``message_id`` is about to be sent: its next ack is expected, not a duplicate."""

@@ -149,7 +149,12 @@ class EmulatedMaster:
         self._current: Target = self.targets[0]
         self._closing = False  # the master itself is closing the current connection
         self._duplicates_wanted = 0  # Duplicate steps waiting for a first acknowledgement
-        self._held: Any = None  # a Paced message waiting for its time
+        self._held: Any = None  # a Paced message waiting for its time, or a step left to the sender
+        self._source: _Source | None = None
+        self._start = 0.0
+        self._exhausted = False
+        self._drain_deadline: float | None = None
+        self._next_slot = 0.0
 
     # -- one-off CONNECT (the wrong-token probe) ------------------------------------------
 
@@ -189,7 +194,7 @@ class EmulatedMaster:
         Raises :class:`ConnectError` when the first connection cannot be made.
         """
         settings, props = self.settings, self.settings.properties
-        start = time.monotonic()
+        self._start = time.monotonic()
         session = MasterSession(
             self._current.token,
             clock=time.monotonic,
@@ -199,10 +204,8 @@ class EmulatedMaster:
             rng=self.rng,
         )
         self._session = session
-        source = _Source(messages, self._wake)
-        exhausted = False
-        drain_deadline: float | None = None
-        next_slot = time.monotonic()
+        self._source = _Source(messages, self._wake)
+        self._exhausted, self._drain_deadline, self._next_slot = False, None, self._start
         try:
             while True:
                 ws = await self._establish(session, first=self.report.established == 0 and not self.report.drops)
@@ -214,47 +217,18 @@ class EmulatedMaster:
                         await self._send(ws, session, frame)
                     while not receiver.done():
                         self._wake.clear()  # before looking, so that no wake-up between look and sleep is lost
-                        # Fill the window.
-                        while not exhausted and len(session.pending) < settings.window and session.state is State.OPEN:
-                            if settings.rate is not None:
-                                now = time.monotonic()
-                                if now < next_slot:
-                                    break
-                                next_slot = max(next_slot + 1 / settings.rate, now - 1.0)  # at most a second of catch-up
-                            item = self._held if self._held is not None else source.next()
-                            self._held = None
-                            if item is _NOT_YET:
-                                break  # an asynchronous source has nothing for now; it wakes us
-                            if isinstance(item, Paced):
-                                due = start + item.at
-                                if due > time.monotonic():
-                                    self._held, next_slot = item, due  # scenario time: not yet
-                                    break
-                                item = item.message
-                            if item is None:
-                                exhausted = True
-                                drain_deadline = time.monotonic() + self._drain_timeout()
-                                break
-                            if isinstance(item, Reconnect):
-                                self.report.deliberate_drops += 1
-                                self._closing = True
-                                await ws.close(1001, "master reconnecting")
-                                break
-                            if isinstance(item, Duplicate):
-                                self._duplicates_wanted += 1
-                                continue
-                            await self._send(ws, session, session.send(item))
+                        await self._fill(ws, session, in_receiver=False)
                         if self._duplicates_wanted and self._acked_frames and session.state is State.OPEN:
                             self._duplicates_wanted -= 1
                             await self._send_duplicate(ws, session)
-                        if exhausted and not session.pending and not (self._duplicates_wanted and self._acked_frames):
-                            return self._finish(session, start)
-                        if exhausted and drain_deadline is not None and time.monotonic() >= drain_deadline:
-                            return self._finish(session, start)
+                        if self._exhausted and not session.pending and not (self._duplicates_wanted and self._acked_frames):
+                            return self._finish(session)
+                        if self._exhausted and self._drain_deadline is not None and time.monotonic() >= self._drain_deadline:
+                            return self._finish(session)
                         for frame in session.resend_due():
                             await self._send(ws, session, frame)
-                        paced = (settings.rate is not None or self._held is not None) and not exhausted
-                        await self._sleep(session, next_slot if paced else None, drain_deadline)
+                        paced = (settings.rate is not None or self._held is not None) and not self._exhausted
+                        await self._sleep(session, self._next_slot if paced else None, self._drain_deadline)
                 finally:
                     if not receiver.done():
                         receiver.cancel()
@@ -264,9 +238,54 @@ class EmulatedMaster:
                     break
                 session.connection_lost()
         finally:
-            source.close()
+            self._source.close()
             await self._close()
-        return self._finish(session, start)
+        return self._finish(session)
+
+    async def _fill(self, ws: ClientConnection, session: MasterSession, *, in_receiver: bool) -> bool:
+        """Send notifications while the window has room; True when the sender loop has something to do.
+
+        The receiver calls it right after an acknowledgement, so in the steady state the
+        next notification leaves without waking the sender task. Steps that close the
+        connection are left to the sender: the receiver must keep reading for a close.
+        """
+        settings = self.settings
+        while not self._exhausted and len(session.pending) < settings.window and session.state is State.OPEN:
+            if settings.rate is not None:
+                now = time.monotonic()
+                if now < self._next_slot:
+                    return False
+                self._next_slot = max(self._next_slot + 1 / settings.rate, now - 1.0)  # at most a second of catch-up
+            item = self._held if self._held is not None else self._source.next()
+            self._held = None
+            if type(item) is dict:  # the common case first
+                await self._send(ws, session, session.send(item))
+                continue
+            if item is _NOT_YET:
+                return False  # an asynchronous source has nothing for now; it wakes the sender
+            if isinstance(item, Paced):
+                due = self._start + item.at
+                if due > time.monotonic():
+                    self._held, self._next_slot = item, due  # scenario time: not yet
+                    return True
+                item = item.message
+            if item is None:
+                self._exhausted = True
+                self._drain_deadline = time.monotonic() + self._drain_timeout()
+                return True
+            if isinstance(item, Reconnect):
+                if in_receiver:
+                    self._held = item
+                    return True
+                self.report.deliberate_drops += 1
+                self._closing = True
+                await ws.close(1001, "master reconnecting")
+                return True
+            if isinstance(item, Duplicate):
+                self._duplicates_wanted += 1
+                continue
+            await self._send(ws, session, session.send(item))
+        return self._exhausted
 
     async def _establish(self, session: MasterSession, *, first: bool) -> ClientConnection | None:
         """Open a connection (fail-over by priority, back-off between rounds) and complete CONNECT."""
@@ -337,10 +356,13 @@ class EmulatedMaster:
         """Read frames until the connection ends; wake the sender after each."""
         try:
             async for frame in ws:
-                self._record("in", session, frame)
+                if self.transcript is not None:
+                    self.transcript.record("in", session.connection, frame)
+                acknowledged = False
                 for event in session.receive(frame):
                     if isinstance(event, Acknowledged):
                         self._acked(event)
+                        acknowledged = True
                     elif isinstance(event, Violation):
                         self.report.violations.append(event)
                     elif isinstance(event, CommandRequested):
@@ -348,7 +370,8 @@ class EmulatedMaster:
                     elif isinstance(event, CloseRequested):
                         self._closing = True
                         await ws.close(event.code, event.reason)
-                self._wake.set()
+                if not acknowledged or self._held is not None or await self._fill(ws, session, in_receiver=True):
+                    self._wake.set()
         except ConnectionClosed as closed:
             self._closed(closed)
         else:
@@ -392,9 +415,12 @@ class EmulatedMaster:
     async def _send(self, ws: ClientConnection, session: MasterSession, frame: bytes) -> None:
         if ws.state is not WsState.OPEN:
             return  # closing: a send would wait for the closing handshake; the frame stays pending
-        self._record("out", session, frame)
-        with contextlib.suppress(ConnectionClosed):  # the receiver sees the close and the run reconnects
+        if self.transcript is not None:
+            self.transcript.record("out", session.connection, frame)
+        try:  # noqa: SIM105 - contextlib.suppress costs a microsecond per frame on the hot path
             await ws.send(frame, text=True)
+        except ConnectionClosed:
+            pass  # the receiver sees the close and the run reconnects; the frame stays pending
 
     async def _sleep(self, session: MasterSession, slot: float | None, drain_deadline: float | None) -> None:
         deadlines = [d for d in (session.next_resend(), slot, drain_deadline) if d is not None]
@@ -408,7 +434,7 @@ class EmulatedMaster:
             return settings.drain_timeout
         return settings.ack_limit() + 2 * settings.properties.resend_interval
 
-    def _finish(self, session: MasterSession, start: float) -> Report:
+    def _finish(self, session: MasterSession) -> Report:
         report = self.report
         report.lost = list(session.pending)
         report.sent = session.counters.sent
@@ -416,7 +442,7 @@ class EmulatedMaster:
         report.duplicate_acks = session.counters.duplicate_acks
         report.violations.extend(session.outgoing_violations)
         session.outgoing_violations.clear()
-        report.elapsed = time.monotonic() - start
+        report.elapsed = time.monotonic() - self._start
         return report
 
     async def _close(self) -> None:
@@ -448,7 +474,7 @@ class EmulatedMaster:
                 open_timeout=settings.connect_timeout,
                 ping_interval=props.keepalive_interval,
                 ping_timeout=props.keepalive_interval * props.max_pong_miss,
-                close_timeout=2,
+                close_timeout=min(2.0, props.send_timeout),  # a peer that cannot close within sendTimeout is gone
                 max_size=settings.max_size,
                 compression=None,
                 proxy=None,

@@ -1,0 +1,105 @@
+"""Notifications per second of the emulated master, next to a bare websockets client.
+
+Run: python benchmarks/bench_live.py [--count N] [--window W] [--rounds R]
+
+The reference endpoint runs in a separate process (``nbwss-emu serve``). Both
+clients send the same notifications with the same window of unacknowledged
+messages to the same endpoint, alternately, in this one run:
+
+* bare: pre-built frames, one ``send`` each, a counter for the window, no parsing;
+* emulated master: the full session (every frame both ways validated against the
+  schemas, acknowledgements correlated by id and timed, resend timers, transcript off).
+
+The figure that matters is the ratio of the two rates (target: 0.8 or more).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import secrets
+import statistics
+import subprocess
+import sys
+import time
+
+from websockets.asyncio.client import connect
+
+from emulator.protocol.codec import encode
+from emulator.protocol.messages import connect_request
+from emulator.scenario import Timeline, load
+from emulator.wire.master import EmulatedMaster, Settings, Target
+
+
+async def bare(url: str, token: str, frames: list[bytes], window: int) -> float:
+    """Rate of a bare client: pre-built frames, a window, acks counted."""
+    async with connect(url, compression=None, proxy=None, max_size=2**20) as ws:
+        await ws.send(encode(connect_request("8E909940-AD50-4543-8AEA-B52003818925", 0, token)), text=True)
+        await ws.recv()
+        slots = asyncio.Semaphore(window)
+        done = asyncio.Event()
+        received = 0
+
+        async def reader() -> None:
+            nonlocal received
+            async for _ in ws:
+                received += 1
+                slots.release()
+                if received == len(frames):
+                    done.set()
+                    return
+
+        task = asyncio.ensure_future(reader())
+        start = time.perf_counter()
+        for frame in frames:
+            await slots.acquire()
+            await ws.send(frame, text=True)
+        await done.wait()
+        elapsed = time.perf_counter() - start
+        await task
+    return len(frames) / elapsed
+
+
+async def emulated(url: str, token: str, messages: list[dict], window: int) -> float:
+    master = EmulatedMaster([Target(url, token)], Settings(window=window))
+    report = await master.run(messages)
+    assert len(report.acks) == len(messages) and not report.lost and not report.violations, "the run must be clean"
+    return len(messages) / report.elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=20_000)
+    parser.add_argument("--window", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    messages = [t.message for t in itertools.islice(Timeline(load("datacenter-day"), seed=1).messages(repeat=True), args.count)]
+    frames = [encode(m) for m in messages]
+    token = secrets.token_urlsafe(24)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "emulator", "serve", "--port", "0", "--token", token],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().split()[-1]
+        bares, masters = [], []
+        for _ in range(args.rounds):  # alternate, so that drifts of the machine hit both alike
+            bares.append(asyncio.run(bare(url, token, frames, args.window)))
+            masters.append(asyncio.run(emulated(url, token, messages, args.window)))
+    finally:
+        server.terminate()
+        server.communicate()
+    best_bare, best_master = max(bares), max(masters)
+    paired = statistics.median(m / b for m, b in zip(masters, bares, strict=True))
+    print(f"{args.count} notifications, window {args.window}, endpoint in a separate process, {args.rounds} alternating rounds")
+    print(f"{'client':<40}{'best notifications/s':>22}{'ratio':>8}")
+    print(f"{'bare websockets (baseline)':<40}{best_bare:>22,.0f}{1:>8.2f}")
+    print(f"{'emulated master (validating)':<40}{best_master:>22,.0f}{best_master / best_bare:>8.2f}")
+    print(f"median of the per-round ratios: {paired:.2f}")
+
+
+if __name__ == "__main__":
+    main()
