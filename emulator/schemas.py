@@ -67,7 +67,7 @@ class SchemaSet:
         )
         self._fast: dict[str, Any] = {}
         self._reference: dict[str, jsonschema.Draft202012Validator] = {}
-        self._by_kind = {kind: self.fast_validator(name) for kind, name in MESSAGE_SCHEMAS.items()}  # the hot path's lookup
+        self._by_kind = {kind: self.fast_validator(name) for kind, name in MESSAGE_SCHEMAS.items() if name in self.documents}
 
     # -- building -------------------------------------------------------------
 
