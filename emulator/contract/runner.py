@@ -18,7 +18,7 @@ from emulator.scenario import Timeline
 from emulator.scenario.model import Scenario
 from emulator.wire.master import Duplicate, EmulatedMaster, Paced, Reconnect, Report, Settings, Target
 from emulator.wire.tls import TlsOptions
-from emulator.wire.transcript import Transcript
+from emulator.wire.transcript import FrameRecorder, Transcript
 
 RECONNECT_AFTER = 10  # messages before the deliberate reconnect
 
@@ -34,7 +34,7 @@ class ContractOptions:
     speed: float | None = None  # scenario seconds per real second; None: as fast as acknowledged
     profile: str = DEFAULT_PROFILE
     probes: bool = True  # wrong-token CONNECT, deliberate reconnect, duplicate notification
-    transcript: str | None = None
+    transcript: str | FrameRecorder | None = None  # a path, or a recorder such as RecentFrames
     fault: Fault | None = None  # of the embedded endpoint, to see a rule catch it
 
 
@@ -111,7 +111,7 @@ async def _run(name: str, seed: int | None, source: Iterable[Any], responder: Co
             probe_commands=True, fault=options.fault, late_ack_delay=options.settings.ack_limit() * 1.5
         ).start()
         targets = [Target(endpoint.url, endpoint.token)]
-    transcript = Transcript(options.transcript) if options.transcript else None
+    transcript = Transcript(options.transcript) if isinstance(options.transcript, str) else options.transcript
     try:
         master = EmulatedMaster(targets, options.settings, tls=options.tls, responder=responder, transcript=transcript)
         token_probe = None

@@ -136,6 +136,13 @@ class ReferenceEndpoint:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{scheme}://{host}:{self.port}/nbwss"
 
+    def reset(self) -> None:
+        """Forget what was received and switch faults off; open connections stay open."""
+        self.connections = []
+        self.fault = None
+        self._fired.clear()
+        self.connects = self.refused = 0
+
     # -- what it received ------------------------------------------------------------------
 
     @property

@@ -88,6 +88,15 @@ class Timeline:
             yield message
         yield from self._release(None)
 
+    def perform(self, steps: tuple[Step, ...]) -> Iterator[TimedMessage]:
+        """Run more steps on the same domain, from now, and release everything they caused.
+
+        This is how operations are added one at a time (the pytest plugin's
+        ``nbwss_master.backup()``): the domain's state carries on between calls.
+        """
+        yield from self._run_steps(steps, self.scheduler.now())
+        yield from self.settle()
+
     def settle(self) -> Iterator[TimedMessage]:
         """After the steps: let what is still running (e.g. started by COMMAND requests) finish, and release it."""
         yield from self._advance(lambda: self.scheduler.next_due() is not None)

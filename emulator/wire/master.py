@@ -40,7 +40,7 @@ from emulator.protocol.session import (
 )
 from emulator.responders import CommandExchange, CommandResponder
 from emulator.wire.tls import TlsOptions, client_context
-from emulator.wire.transcript import Transcript
+from emulator.wire.transcript import FrameRecorder
 
 
 class ConnectError(Exception):
@@ -68,6 +68,13 @@ class Paced:
 
     at: float
     message: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Raw:
+    """A step in a message stream: send this text frame as it is, untracked (for malformed-input tests)."""
+
+    frame: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +135,7 @@ class EmulatedMaster:
         *,
         tls: TlsOptions | None = None,
         responder: CommandResponder | None = None,
-        transcript: Transcript | None = None,
+        transcript: FrameRecorder | None = None,
         rng: random.Random | None = None,
         on_ack: Callable[[Acknowledged], None] | None = None,
     ) -> None:
@@ -283,6 +290,9 @@ class EmulatedMaster:
                 return True
             if isinstance(item, Duplicate):
                 self._duplicates_wanted += 1
+                continue
+            if isinstance(item, Raw):
+                await self._send(ws, session, item.frame.encode())
                 continue
             await self._send(ws, session, session.send(item))
         return self._exhausted

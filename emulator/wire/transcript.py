@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from pathlib import Path
 from typing import IO, Any
 
@@ -10,38 +11,86 @@ from emulator.protocol.codec import DecodeError, decode, encode
 from emulator.redact import redact_message
 
 
-class Transcript:
-    """Writes ``{"t": seconds, "conn": n, "dir": "out"|"in", "frame": {...}}`` per frame.
+class FrameRecorder:
+    """Records every frame of a run: ``{"t": seconds, "conn": n, "dir": "out"|"in", "frame": {...}}``.
 
     Frames that are not JSON are kept as ``"text"`` (binary ones as ``"binary"``, their length).
+    Secrets are redacted before anything is kept.
     """
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._file: IO[bytes] = self.path.open("wb")
+    def __init__(self) -> None:
         self._start = time.perf_counter()
         self.frames = 0
 
-    def record(self, direction: str, connection: int, data: str | bytes, message: Any = None) -> None:
-        entry: dict[str, Any] = {"t": round(time.perf_counter() - self._start, 6), "conn": connection, "dir": direction}
-        if message is None and isinstance(data, (str, bytes)) and not (isinstance(data, bytes) and direction == "in"):
-            try:
-                message = decode(data)
-            except DecodeError:
-                message = None
-        if message is not None:
-            entry["frame"] = redact_message(message)
-        elif isinstance(data, bytes) and direction == "in":
-            entry["binary"] = len(data)
-        else:
-            text = data if isinstance(data, str) else data.decode("utf-8", "replace")
-            entry["text"] = text[:4096]
-        self._file.write(encode(entry) + b"\n")
+    def record(self, direction: str, connection: int, data: str | bytes) -> None:
+        self._emit(entry(direction, connection, data, time.perf_counter() - self._start))
         self.frames += 1
+
+    def _emit(self, item: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the recorder holds (a file)."""
+
+
+class Transcript(FrameRecorder):
+    """A transcript file: JSON Lines, one frame each."""
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self._file: IO[bytes] = self.path.open("wb")
+
+    def _emit(self, item: dict[str, Any]) -> None:
+        self._file.write(encode(item) + b"\n")
 
     def close(self) -> None:
         if not self._file.closed:
             self._file.close()
+
+
+class RecentFrames(FrameRecorder):
+    """A transcript kept in memory: the last ``size`` frames, for failure messages."""
+
+    def __init__(self, size: int = 200) -> None:
+        super().__init__()
+        self.recent: deque[dict[str, Any]] = deque(maxlen=size)
+
+    def _emit(self, item: dict[str, Any]) -> None:
+        self.recent.append(item)
+
+    def excerpt(self, count: int = 12) -> str:
+        """The last ``count`` frames, a line each."""
+        lines = []
+        for item in list(self.recent)[-count:]:
+            frame = item.get("frame")
+            if isinstance(frame, dict):
+                what = f"{frame.get('type')} {frame.get('subType')} {frame.get('id')}"
+                payload = encode(frame.get("payload")).decode()
+                what += f" {payload[:120]}{'…' if len(payload) > 120 else ''}"
+            else:
+                what = f"{'binary ' + str(item['binary']) + ' bytes' if 'binary' in item else repr(item.get('text', ''))[:140]}"
+            lines.append(f"  {item['t']:8.3f}s conn {item['conn']} {item['dir']:>3}: {what}")
+        return "\n".join(lines) if lines else "  (no frames)"
+
+
+def entry(direction: str, connection: int, data: str | bytes, elapsed: float) -> dict[str, Any]:
+    """One transcript line: the frame decoded and redacted when it is JSON."""
+    item: dict[str, Any] = {"t": round(elapsed, 6), "conn": connection, "dir": direction}
+    message = None
+    if not (isinstance(data, bytes) and direction == "in"):
+        try:
+            message = decode(data)
+        except DecodeError:
+            message = None
+    if message is not None:
+        item["frame"] = redact_message(message)
+    elif isinstance(data, bytes) and direction == "in":
+        item["binary"] = len(data)
+    else:
+        text = data if isinstance(data, str) else data.decode("utf-8", "replace")
+        item["text"] = text[:4096]
+    return item
 
 
 def read_sent_notifications(path: str | Path) -> list[dict[str, Any]]:

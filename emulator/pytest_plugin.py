@@ -1,0 +1,157 @@
+"""pytest plugin: the emulated master and the reference endpoint as fixtures.
+
+Registered through the ``pytest11`` entry point, so installing nbwss-emulator is
+enough. A thin layer over :mod:`emulator.harness`:
+
+* ``nbwss_endpoint``: the reference endpoint on loopback (one per session,
+  cleared after each test: received notifications, faults, login);
+* ``nbwss_master``: an emulated master connected to the endpoint under test:
+  ``--nbwss-endpoint URL`` (with ``--nbwss-token``, ``--nbwss-cafile``) or,
+  without it, ``nbwss_endpoint``; one per test, closed at teardown;
+* ``nbwss_scenario``: loads a bundled or file scenario;
+* ``nbwss_properties`` and ``nbwss_settings``: the NBWSS timings, to override
+  in a ``conftest.py`` (e.g. to compress them);
+* the ``nbwss_contract`` marker, and :func:`contract_tests` for one pytest test
+  per contract rule.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from emulator.contract.rules import FAILED, RULES
+from emulator.harness import EndpointHandle, LoopThread, MasterHandle, Result
+from emulator.protocol.properties import NbwssProperties
+from emulator.scenario import Scenario, load
+from emulator.wire.master import Settings, Target
+from emulator.wire.tls import TlsOptions
+
+MARKER = "nbwss_contract"
+_SEED = pytest.StashKey[int]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("nbwss", "NBWSS emulator (nbwss-emulator)")
+    group.addoption(
+        "--nbwss-endpoint", metavar="URL", help="the NBWSS endpoint under test (default: $NBWSS_ENDPOINT, else the reference endpoint)"
+    )
+    group.addoption("--nbwss-token", help="its token (default: $NBWSS_TOKEN)")
+    group.addoption("--nbwss-cafile", help="a CA to trust for wss://")
+    group.addoption("--nbwss-insecure", action="store_true", help="do not verify the endpoint's certificate")
+    group.addoption("--nbwss-seed", type=int, help="seed of the masters' domains and message ids (default: random, shown in the header)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", f"{MARKER}: an NBWSS contract test (run with -m {MARKER})")
+    seed = config.getoption("--nbwss-seed")
+    config.stash[_SEED] = seed if seed is not None else random.randrange(1_000_000)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"nbwss-emulator: --nbwss-seed {config.stash[_SEED]}"
+
+
+@pytest.fixture(scope="session")
+def nbwss_seed(pytestconfig: pytest.Config) -> Iterator[int]:
+    """A fresh seed for each master of the session, from --nbwss-seed: reproducible, and no two tests send the same ids."""
+    return itertools.count(pytestconfig.stash[_SEED] * 1000)
+
+
+@pytest.fixture(scope="session")
+def nbwss_loop() -> Iterator[LoopThread]:
+    """The event loop the emulator runs on, beside the tests."""
+    loop = LoopThread()
+    yield loop
+    loop.stop()
+
+
+@pytest.fixture(scope="session")
+def nbwss_properties() -> NbwssProperties:
+    """NBWSS timings (nbwss.properties). Override to compress them, e.g. resend_interval=0.5."""
+    return NbwssProperties()
+
+
+@pytest.fixture(scope="session")
+def nbwss_settings(nbwss_properties: NbwssProperties) -> Settings:
+    """How masters send: timings, window, time-outs."""
+    return Settings(properties=nbwss_properties, connect_timeout=10.0)
+
+
+@pytest.fixture(scope="session")
+def nbwss_endpoint_server(nbwss_loop: LoopThread) -> Iterator[EndpointHandle]:
+    """The session's reference endpoint; prefer ``nbwss_endpoint``, which is cleared after each test."""
+    handle = EndpointHandle(nbwss_loop)
+    yield handle
+    handle.close()
+
+
+@pytest.fixture
+def nbwss_endpoint(nbwss_endpoint_server: EndpointHandle) -> Iterator[EndpointHandle]:
+    """A reference endpoint on loopback: ``url``, ``token``, ``received``, ``items()``, ``fault``, ``command()``, ``login()``."""
+    yield nbwss_endpoint_server
+    nbwss_endpoint_server.clear()
+
+
+@pytest.fixture
+def nbwss_master(
+    request: pytest.FixtureRequest, nbwss_loop: LoopThread, nbwss_settings: Settings, nbwss_seed: Iterator[int]
+) -> Iterator[MasterHandle]:
+    """An emulated master connected to the endpoint under test (``--nbwss-endpoint``) or to ``nbwss_endpoint``."""
+    config = request.config
+    url = config.getoption("--nbwss-endpoint") or os.environ.get("NBWSS_ENDPOINT")
+    if url:
+        token = config.getoption("--nbwss-token") or os.environ.get("NBWSS_TOKEN")
+        if not token:
+            raise pytest.UsageError("--nbwss-endpoint needs --nbwss-token (or NBWSS_TOKEN)")
+        targets = [Target(url, token)]
+    else:
+        endpoint: EndpointHandle = request.getfixturevalue("nbwss_endpoint")
+        targets = [Target(endpoint.url, endpoint.token)]
+    tls = TlsOptions(cafile=config.getoption("--nbwss-cafile"), insecure=config.getoption("--nbwss-insecure"))
+    handle = MasterHandle(nbwss_loop, targets, settings=nbwss_settings, tls=tls, seed=next(nbwss_seed))
+    yield handle
+    handle.close()
+
+
+@pytest.fixture
+def nbwss_scenario() -> Callable[..., Scenario]:
+    """``nbwss_scenario("smoke")`` or ``nbwss_scenario(path)``: a checked scenario, for ``nbwss_master.run()``."""
+
+    def loader(name_or_path: str | Path) -> Scenario:
+        return load(str(name_or_path))
+
+    return loader
+
+
+def contract_tests(scenario: str = "smoke", *, seed: int | None = None) -> Callable[..., None]:
+    """One pytest test per contract rule, from a single run::
+
+    from emulator.pytest_plugin import contract_tests
+
+    test_nbwss_contract = contract_tests("smoke")
+    """
+    runs: dict[tuple[str, ...], Result] = {}
+
+    @pytest.mark.nbwss_contract
+    @pytest.mark.parametrize("rule", [rule.id for rule in RULES])
+    def test_rule(rule: str, nbwss_master: MasterHandle) -> None:
+        key = tuple(t.url for t in nbwss_master.targets)
+        if key not in runs:
+            runs[key] = nbwss_master.run(scenario, seed=seed)
+        result = runs[key]
+        verdict = next(r for r in result.rules or [] if r.rule.id == rule)
+        if verdict.status == "skipped":
+            pytest.skip(verdict.summary)
+        if verdict.status == FAILED:
+            result.assert_rule(rule)
+
+    return test_rule
+
+
+__all__ = ["contract_tests"]

@@ -1,0 +1,196 @@
+"""The pytest plugin, as a user meets it: small suites run by pytester in a fresh directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from emulator.contract.rules import RULES
+from emulator.harness import EndpointHandle, LoopThread
+
+pytest_plugins = ["pytester"]
+
+FAST_CONFTEST = """
+from pathlib import Path
+
+import pytest
+from emulator.protocol.properties import NbwssProperties
+
+@pytest.fixture(scope="session")
+def nbwss_properties():
+    return NbwssProperties(resend_interval=0.2, send_timeout=0.3, connection_period=0.5)
+"""
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args, timeout=120)
+
+
+def test_a_synchronous_suite_against_the_reference_endpoint(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(FAST_CONFTEST)
+    pytester.makepyfile(
+        test_sync="""
+        def test_vmware_backup_is_parent_and_children(nbwss_master, nbwss_endpoint):
+            result = nbwss_master.backup(policy_type="VMWARE")
+            result.assert_all_acknowledged()
+            result.assert_no_findings()
+            jobs = nbwss_endpoint.items("JOB")
+            parents = {j["jobId"] for j in jobs if j["jobId"] == j["parentJobId"]}
+            assert len(parents) == 1
+            assert all(j["parentJobId"] in parents for j in jobs)
+            assert result.latency(99) is not None
+
+        def test_state_carries_on_and_commands_read_it(nbwss_master, nbwss_endpoint):
+            nbwss_master.backup(policy_type="STANDARD").assert_all_acknowledged()
+            nbwss_master.restore(pick="newest").assert_all_acknowledged()
+            assert nbwss_endpoint.items("JOB")[-1]["jobType"] == "RESTORE"
+            nbwss_endpoint.login()
+            jobs = nbwss_endpoint.command("/netbackup/admin/jobs?page[limit]=100")
+            assert jobs["payload"]["statusCode"] == 200
+            assert {d["attributes"]["jobType"] for d in jobs["payload"]["body"]["data"]} == {"BACKUP", "RESTORE"}
+            assert [c.status for c in nbwss_master.commands] == [201, 200]
+
+        def test_the_endpoint_was_cleared(nbwss_endpoint):
+            assert nbwss_endpoint.received == []
+
+        def test_scenario_by_name(nbwss_master, nbwss_scenario):
+            result = nbwss_master.run(nbwss_scenario("vmware-backup"), seed=4)
+            result.assert_passed()
+            result.assert_all_acknowledged()
+
+        def test_a_raw_message(nbwss_master):
+            result = nbwss_master.send('{"not": "an NBWSS message"}')
+            assert result.sent == []
+        """
+    )
+    result = run(pytester, "-v")
+    result.assert_outcomes(passed=5)
+    result.stdout.fnmatch_lines(["nbwss-emulator: --nbwss-seed *"])
+
+
+def test_an_asynchronous_suite(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(FAST_CONFTEST)
+    pytester.makepyfile(
+        test_async="""
+        import pytest
+
+        @pytest.fixture
+        def anyio_backend():
+            return "asyncio"
+
+        @pytest.mark.anyio
+        async def test_operations_are_awaitable(nbwss_master, nbwss_endpoint):
+            result = await nbwss_master.abackup(policy_type="STANDARD", schedule="incremental")
+            result.assert_all_acknowledged()
+            assert {j["scheduleType"] for j in nbwss_endpoint.items("JOB")} == {"ST_INCR"}
+            unauthorised = await nbwss_endpoint.acommand("/netbackup/admin/jobs")
+            assert unauthorised["payload"]["statusCode"] == 401
+            (await nbwss_master.arun("smoke", probes=False)).assert_passed()
+        """
+    )
+    run(pytester).assert_outcomes(passed=1)
+
+
+def test_contract_rules_as_one_test_each_and_the_marker(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(FAST_CONFTEST)
+    pytester.makepyfile(
+        test_contract="""
+        from emulator.pytest_plugin import contract_tests
+
+        test_nbwss = contract_tests("smoke")
+
+        def test_other():
+            pass
+        """
+    )
+    result = run(pytester, "-m", "nbwss_contract", "-v")
+    result.assert_outcomes(passed=len(RULES) - 1, skipped=1, deselected=1)  # transport.wss: embedded endpoint
+    result.stdout.fnmatch_lines(["*test_nbwss?ack.every-notification? PASSED*"])
+    run(pytester, "--markers").stdout.fnmatch_lines(["@pytest.mark.nbwss_contract*"])
+
+
+def test_failures_read_well(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(FAST_CONFTEST)
+    pytester.makepyfile(
+        test_failing="""
+        def test_no_ack(nbwss_master, nbwss_endpoint):
+            nbwss_endpoint.fault = "no-ack"
+            nbwss_master.backup(policy_type="STANDARD").assert_all_acknowledged()
+
+        def test_duplicate_acks(nbwss_master, nbwss_endpoint):
+            nbwss_endpoint.fault = "duplicate-ack"
+            nbwss_master.backup(policy_type="STANDARD").assert_no_findings()
+
+        def test_contract(nbwss_master, nbwss_endpoint):
+            nbwss_endpoint.fault = "wrong-id"
+            nbwss_master.run("smoke").assert_passed()
+
+        def test_bad_step(nbwss_master):
+            nbwss_master.backup(colour="red")
+        """
+    )
+    result = run(pytester)
+    result.assert_outcomes(failed=4)
+    result.stdout.fnmatch_lines(
+        [
+            "*backup(policy_type='STANDARD'): * notifications were not acknowledged within *",
+            "*expected: a NOTIFICATION RESPONSE with the same id for each*",
+            "*came:     nothing for *",
+            "*last frames:*",
+            "*out: NOTIFICATION REQUEST *",
+            "*[[]ack.once[]] /id: notification * acknowledged again*",
+            "*contract rule(s) failed*",
+            "*ack.known-id: * violation*",
+            "*ScenarioError: backup(): colour: unknown field 'colour'*",
+        ]
+    )
+
+
+@pytest.fixture
+def external_endpoint():
+    loop = LoopThread()
+    endpoint = EndpointHandle(loop)
+    yield endpoint
+    endpoint.close()
+    loop.stop()
+
+
+def test_against_a_separately_started_endpoint(pytester: pytest.Pytester, external_endpoint: EndpointHandle) -> None:
+    """--nbwss-endpoint points the master elsewhere; the embedded endpoint is not started; connections close even when a test fails."""
+    pytester.makeconftest(FAST_CONFTEST)
+    pytester.makepyfile(
+        test_external=f"""
+        def test_it_is_used(nbwss_master, request):
+            assert nbwss_master.targets[0].url == "{external_endpoint.url}"
+            nbwss_master.backup(policy_type="VMWARE").assert_all_acknowledged()
+            assert "nbwss_endpoint_server" not in request.fixturenames
+
+        def test_failing_still_closes(nbwss_master):
+            nbwss_master.backup(policy_type="STANDARD")
+            assert False, "on purpose"
+        """
+    )
+    result = run(pytester, "--nbwss-endpoint", external_endpoint.url, "--nbwss-token", external_endpoint.token)
+    result.assert_outcomes(passed=1, failed=1)
+    assert len(external_endpoint.received) > 5
+    connections = external_endpoint._endpoint.connections
+    assert len(connections) == 2
+    assert all(c.websocket.state.name == "CLOSED" for c in connections)
+
+
+def test_an_external_endpoint_needs_a_token(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_x="def test_x(nbwss_master):\n    pass\n")
+    result = run(pytester, "--nbwss-endpoint", "ws://127.0.0.1:9/x")
+    result.stdout.fnmatch_lines(["*--nbwss-endpoint needs --nbwss-token*"])
+    assert result.ret != 0
+
+
+def test_the_readme_example_passes(pytester: pytest.Pytester) -> None:
+    """The test file the README offers to copy runs green as it stands."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("A complete test file to copy") :]
+    start = section.index("```python") + len("```python")
+    pytester.makepyfile(test_nbwss=section[start : section.index("```", start)])
+    result = run(pytester)
+    result.assert_outcomes(passed=len(RULES) - 1 + 4, skipped=1)
