@@ -8,10 +8,12 @@ reconnections happen in a fraction of a second.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 import socket
 import ssl
+import time
 import warnings
 
 import pytest
@@ -330,3 +332,113 @@ def test_skipped_probes_are_reported_as_skipped() -> None:
     assert status["connect.refuses-wrong-token"] == SKIPPED
     assert status["reconnect.accepted"] == SKIPPED
     assert status["ack.duplicate-accepted"] == SKIPPED
+
+
+def test_an_endpoint_that_stops_reading_never_hangs_the_master() -> None:
+    """TCP backpressure: sends are held back (frames stay pending), the keep-alive gives up, the run ends, all reported lost."""
+    properties = NbwssProperties(connection_period=0.2, resend_interval=0.3, send_timeout=0.2, keepalive_interval=0.2, max_pong_miss=2)
+    messages = [t.message for t in itertools.islice(Timeline(load("datacenter-day"), seed=2).messages(repeat=True), 6000)]
+
+    async def scenario():
+        async with ReferenceEndpoint(fault=Fault.STOP_READING) as endpoint:
+            master = EmulatedMaster(
+                [Target(endpoint.url, endpoint.token)],
+                Settings(properties=properties, window=6000, drain_timeout=1.0, reconnect_attempts=2),
+            )
+            started = time.monotonic()
+            report = await asyncio.wait_for(master.run(messages), 30)
+            return report, time.monotonic() - started
+
+    report, elapsed = asyncio.run(scenario())
+    assert report.backpressure > 0
+    assert report.drops >= 1  # the keep-alive dropped the stalled connection
+    assert report.lost and len(report.lost) == report.sent  # nothing is silently dropped: what was sent is reported lost
+    assert "gave up" in (report.error or "")
+    assert report.acks == []
+    assert elapsed < 20
+
+
+def test_an_endpoint_that_never_acknowledges_a_full_window_ends_the_run() -> None:
+    """More notifications than the window and no acks: the master resends, then gives up after the stall time-out."""
+    messages = [t.message for t in itertools.islice(Timeline(load("datacenter-day"), seed=3).messages(repeat=True), 100)]
+
+    async def scenario():
+        async with ReferenceEndpoint(fault=Fault.NO_ACK) as endpoint:
+            master = EmulatedMaster([Target(endpoint.url, endpoint.token)], Settings(properties=FAST, window=8))
+            return await asyncio.wait_for(master.run(messages), 30), len(endpoint.notifications)
+
+    report, received = asyncio.run(scenario())
+    assert report.sent == 8 and len(report.lost) == 8  # the window bounds what is outstanding
+    assert report.resent >= 8 and received == report.sent + report.resent
+    assert report.error is not None and report.error.startswith("no acknowledgement for")
+
+
+@pytest.mark.parametrize("code", [1000, 1001, 1008, 1011, 1013, 4000])
+def test_every_close_code_is_survived(code: int) -> None:
+    """Whatever close code the endpoint ends with, the master reports it, reconnects and loses nothing."""
+
+    async def scenario():
+        async with ReferenceEndpoint(fault=Fault.CLOSE_MID_STREAM, close_code=code) as endpoint:
+            return await contract(endpoint, probes=False)
+
+    result = asyncio.run(scenario())
+    report = result.report
+    assert report.close_codes[0] == code
+    assert report.drops == 1 and report.established == 2
+    assert report.lost == [] and report.resent > 0
+    assert statuses(result)["connection.kept"] == FAILED
+
+
+def test_endpoint_process_killed_and_restarted_mid_stream() -> None:
+    """kill -9 of the endpoint's process, a new one on the same port: the master reconnects, resends, and loses nothing."""
+    import sys  # noqa: PLC0415 - only this test starts processes
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    token = "restart-token-0123456789"
+    command = [sys.executable, "-m", "emulator", "serve", "--port", str(port), "--token", token]
+    messages = [t.message for t in itertools.islice(Timeline(load("datacenter-day"), seed=4).messages(repeat=True), 600)]
+
+    async def start_server() -> asyncio.subprocess.Process:
+        process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
+        line = await process.stdout.readline()  # the server is listening once it says so
+        assert b"listening on" in line
+        return process
+
+    async def scenario():
+        server = await start_server()
+        halfway = asyncio.Event()
+        acked = 0
+
+        def on_ack(_event) -> None:
+            nonlocal acked
+            acked += 1
+            if acked == 150:
+                halfway.set()
+
+        settings = Settings(
+            properties=NbwssProperties(connection_period=0.5, resend_interval=0.5, send_timeout=0.5),
+            rate=400.0,
+            reconnect_attempts=40,
+            drain_timeout=3.0,
+        )
+        master = EmulatedMaster([Target(f"ws://127.0.0.1:{port}/nbwss", token)], settings, on_ack=on_ack)
+        run = asyncio.ensure_future(master.run(messages))
+        await halfway.wait()
+        server.kill()
+        await server.wait()
+        replacement = await start_server()
+        try:
+            report = await asyncio.wait_for(run, 60)
+        finally:
+            replacement.terminate()
+            await replacement.communicate()
+        return report
+
+    report = asyncio.run(scenario())
+    assert report.drops == 1 and report.established == 2
+    assert 1006 in report.close_codes  # an abrupt end: no close frame
+    assert report.lost == []
+    assert len({message_id for message_id, _, _ in report.acks}) == len(messages)
+    assert report.resent > 0 and report.reconnect_failures  # it had to try again until the new process listened

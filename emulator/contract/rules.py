@@ -117,6 +117,8 @@ def _judge(rule: Rule, facts: RunFacts, by_rule: dict[str, list[str]]) -> RuleRe
             total = report.sent
             if report.lost:
                 evidence = [f"notification {i} never acknowledged" for i in report.lost[:EVIDENCE]]
+                if report.error:
+                    evidence.insert(0, report.error)
                 return RuleResult(rule, FAILED, total, len(report.lost), f"{len(report.lost)} of {total} lost", evidence)
             return RuleResult(rule, PASSED, total, summary=f"{total} acknowledged, {report.resent} resent")
         case "ack.within-timeout":

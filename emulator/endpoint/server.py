@@ -43,6 +43,7 @@ class Fault(Enum):
     BINARY_FRAME = "binary-frame"  # acknowledges in binary frames
     ACCEPT_ANY_TOKEN = "accept-any-token"  # says valid: true whatever the token
     NO_PONG = "no-pong"  # half-open after CONNECT: stops reading, so pings go unanswered
+    STOP_READING = "stop-reading"  # stops reading after CONNECT, on every connection: TCP backpressure
 
     @classmethod
     def parse(cls, name: str) -> Fault:
@@ -75,6 +76,7 @@ class ReferenceEndpoint:
         fault: Fault | None = None,
         late_ack_delay: float = 3.0,
         close_after: int = 3,
+        close_code: int = 1011,
         max_size: int = DEFAULT_MAX_SIZE,
         oversized_bytes: int = 2 * DEFAULT_MAX_SIZE,
         max_connections: int = 64,
@@ -88,6 +90,7 @@ class ReferenceEndpoint:
         self.fault = fault
         self.late_ack_delay = late_ack_delay
         self.close_after = close_after
+        self.close_code = close_code
         self.max_size = max_size
         self.oversized_bytes = oversized_bytes
         self.max_connections = max_connections
@@ -224,7 +227,7 @@ class ReferenceEndpoint:
                         self.refused += 1
                     if output.kind == "connect" and output.message["payload"]["valid"] and self.probe_commands:
                         self._spawn(connection, self._probe(connection))
-                    if output.kind == "connect" and self._due(Fault.NO_PONG, connection):
+                    if output.kind == "connect" and (self._due(Fault.NO_PONG, connection) or self.fault is Fault.STOP_READING):
                         await self._send(connection, output)
                         websocket.transport.pause_reading()  # a half-open peer: nothing is read or answered
                         await websocket.wait_closed()
@@ -233,7 +236,7 @@ class ReferenceEndpoint:
                         connection.acks += 1
                         if self._due(Fault.CLOSE_MID_STREAM, connection):
                             closing = True
-                            self._spawn(connection, websocket.close(1011, "endpoint going away mid-stream"))
+                            self._spawn(connection, websocket.close(self.close_code, "endpoint going away mid-stream"))
                             break
                     await self._send(connection, output)
         except ConnectionClosed:

@@ -42,6 +42,11 @@ from emulator.responders import CommandExchange, CommandResponder
 from emulator.wire.tls import TlsOptions, client_context
 from emulator.wire.transcript import FrameRecorder
 
+#: Bytes written but not yet taken by the peer beyond which the master stops sending (and
+#: keeps frames pending) rather than wait: an endpoint that stops reading must not hang a run.
+BACKLOG_LIMIT = 1024 * 1024
+WRITE_LIMIT = 4 * BACKLOG_LIMIT
+
 
 class ConnectError(Exception):
     """The endpoint could not be reached; the message is one line saying why."""
@@ -92,6 +97,7 @@ class Settings:
     ack_timeout: float | None = None  # an ack later than this is a finding; default notification.sendTimeout
     connect_timeout: float = 10.0  # for the WebSocket opening handshake and for the CONNECT answer
     drain_timeout: float | None = None  # wait for the last acks; default ack timeout + 2 resend cycles
+    stall_timeout: float | None = None  # give up when nothing is acknowledged for this long; default ack timeout + 3 cycles
     reconnect_attempts: int = 8  # consecutive failed attempts before the run gives up
     max_size: int = 1024 * 1024
     validate: bool = True
@@ -120,6 +126,7 @@ class Report:
     violations: list[Violation] = field(default_factory=list)
     commands: list[CommandExchange] = field(default_factory=list)
     close_codes: list[int] = field(default_factory=list)
+    backpressure: int = 0  # sends held back because the endpoint was not reading
     reconnect_failures: list[str] = field(default_factory=list)
     error: str | None = None
     elapsed: float = 0.0
@@ -162,6 +169,7 @@ class EmulatedMaster:
         self._exhausted = False
         self._drain_deadline: float | None = None
         self._next_slot = 0.0
+        self._last_progress = 0.0
 
     # -- one-off CONNECT (the wrong-token probe) ------------------------------------------
 
@@ -213,6 +221,7 @@ class EmulatedMaster:
         self._session = session
         self._source = _Source(messages, self._wake)
         self._exhausted, self._drain_deadline, self._next_slot = False, None, self._start
+        self._last_progress = self._start  # the last acknowledgement (or the start): a run that stalls ends
         try:
             while True:
                 ws = await self._establish(session, first=self.report.established == 0 and not self.report.drops)
@@ -230,12 +239,17 @@ class EmulatedMaster:
                             await self._send_duplicate(ws, session)
                         if self._exhausted and not session.pending and not (self._duplicates_wanted and self._acked_frames):
                             return self._finish(session)
-                        if self._exhausted and self._drain_deadline is not None and time.monotonic() >= self._drain_deadline:
+                        now = time.monotonic()
+                        if self._exhausted and self._drain_deadline is not None and now >= self._drain_deadline:
+                            return self._finish(session)
+                        if session.pending and now >= self._last_progress + self._stall_timeout():
+                            self.report.error = f"no acknowledgement for {self._stall_timeout():g}s; gave up"
                             return self._finish(session)
                         for frame in session.resend_due():
                             await self._send(ws, session, frame)
                         paced = (settings.rate is not None or self._held is not None) and not self._exhausted
-                        await self._sleep(session, self._next_slot if paced else None, self._drain_deadline)
+                        stall = self._last_progress + self._stall_timeout() if session.pending else None
+                        await self._sleep(session, self._next_slot if paced else None, self._drain_deadline, stall)
                 finally:
                     if not receiver.done():
                         receiver.cancel()
@@ -244,6 +258,9 @@ class EmulatedMaster:
                 if session.state is State.REFUSED:
                     break
                 session.connection_lost()
+                if session.pending and time.monotonic() >= self._last_progress + self._stall_timeout():
+                    self.report.error = f"no acknowledgement for {self._stall_timeout():g}s across reconnections; gave up"
+                    break
         finally:
             self._source.close()
             await self._close()
@@ -258,6 +275,9 @@ class EmulatedMaster:
         """
         settings = self.settings
         while not self._exhausted and len(session.pending) < settings.window and session.state is State.OPEN:
+            if ws.transport.get_write_buffer_size() > BACKLOG_LIMIT:
+                self.report.backpressure += 1
+                return False  # wait for the endpoint to read (or for the keep-alive to give up on it)
             if settings.rate is not None:
                 now = time.monotonic()
                 if now < self._next_slot:
@@ -390,7 +410,8 @@ class EmulatedMaster:
             self._wake.set()
 
     def _closed(self, closed: ConnectionClosed | None) -> None:
-        self.report.close_codes.append(_close_code(closed))
+        code = _close_code(closed) if closed is not None else (self._ws.close_code if self._ws is not None else None)
+        self.report.close_codes.append(code if code is not None else 1006)
         if closed is not None and closed.sent is not None and closed.sent.code == 1009 and self._session is not None:
             limit = f"{self.settings.max_size} bytes"
             self.report.violations.append(
@@ -400,6 +421,7 @@ class EmulatedMaster:
             self.report.drops += 1  # the endpoint or the network ended it, not the master
 
     def _acked(self, event: Acknowledged) -> None:
+        self._last_progress = time.monotonic()
         self.report.acks.append((event.message_id, event.latency, event.attempts))
         if event.latency > self.settings.ack_limit():
             self.report.late_acks.append((event.message_id, event.latency))
@@ -425,6 +447,9 @@ class EmulatedMaster:
     async def _send(self, ws: ClientConnection, session: MasterSession, frame: bytes) -> None:
         if ws.state is not WsState.OPEN:
             return  # closing: a send would wait for the closing handshake; the frame stays pending
+        if ws.transport.get_write_buffer_size() > BACKLOG_LIMIT:
+            self.report.backpressure += 1  # the endpoint is not reading: never block; the frame stays pending
+            return
         if self.transcript is not None:
             self.transcript.record("out", session.connection, frame)
         try:  # noqa: SIM105 - contextlib.suppress costs a microsecond per frame on the hot path
@@ -432,11 +457,17 @@ class EmulatedMaster:
         except ConnectionClosed:
             pass  # the receiver sees the close and the run reconnects; the frame stays pending
 
-    async def _sleep(self, session: MasterSession, slot: float | None, drain_deadline: float | None) -> None:
-        deadlines = [d for d in (session.next_resend(), slot, drain_deadline) if d is not None]
+    async def _sleep(self, session: MasterSession, *deadlines_given: float | None) -> None:
+        deadlines = [d for d in (session.next_resend(), *deadlines_given) if d is not None]
         timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _stall_timeout(self) -> float:
+        settings = self.settings
+        if settings.stall_timeout is not None:
+            return settings.stall_timeout
+        return settings.ack_limit() + 3 * settings.properties.resend_interval
 
     def _drain_timeout(self) -> float:
         settings = self.settings
@@ -486,6 +517,7 @@ class EmulatedMaster:
                 ping_timeout=props.keepalive_interval * props.max_pong_miss,
                 close_timeout=min(2.0, props.send_timeout),  # a peer that cannot close within sendTimeout is gone
                 max_size=settings.max_size,
+                write_limit=WRITE_LIMIT,  # above BACKLOG_LIMIT, so that a send never waits for the peer to read
                 compression=None,
                 proxy=None,
                 user_agent_header="NetBackup-NBWSS-emulator",
