@@ -17,7 +17,7 @@ import signal
 import ssl
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -280,10 +280,16 @@ def _run(args: argparse.Namespace) -> int:
     if options.fault is not None and groups != [[]]:
         raise UsageError("--fault switches a fault of the embedded endpoint; it cannot be used with --endpoint or --endpoints")
 
-    async def all_groups() -> list[ContractResult]:
-        return await asyncio.gather(*(run_scenario(scenario, _for_group(options, group)) for group in groups))
+    if not args.quiet:
+        announced: list[bool] = []
 
-    return _report(args, _run_async(all_groups()))
+        def first_ack(_: object) -> None:
+            if not announced:
+                announced.append(True)
+                print(f"nbwss-emu: streaming {scenario.name}; Ctrl-C stops and reports what happened so far", file=sys.stderr, flush=True)
+
+        options.on_ack = first_ack
+    return _report(args, *_run_async(options, lambda: [run_scenario(scenario, _for_group(options, group)) for group in groups]))
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -298,10 +304,10 @@ def _replay(args: argparse.Namespace) -> int:
     options, groups = _contract_options(args)
     options.probes = args.probes
 
-    async def all_groups() -> list[ContractResult]:
-        return await asyncio.gather(*(replay(messages, _for_group(options, group), name=Path(args.transcript).stem) for group in groups))
-
-    return _report(args, _run_async(all_groups()))
+    return _report(
+        args,
+        *_run_async(options, lambda: [replay(messages, _for_group(options, group), name=Path(args.transcript).stem) for group in groups]),
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -400,20 +406,40 @@ def _for_group(options: ContractOptions, group: list[Target]) -> ContractOptions
     return dataclasses.replace(options, targets=group)
 
 
-def _run_async(work: Any) -> list[ContractResult]:
+def _run_async(options: ContractOptions, runs: Callable[[], list[Any]]) -> tuple[list[ContractResult], int | None]:
+    """Run the contract runs side by side; SIGINT or SIGTERM stops them, and they still report."""
+    received: list[int] = []
+
+    async def main() -> list[ContractResult]:
+        options.stop = asyncio.Event()
+        tasks = [asyncio.ensure_future(run) for run in runs()]
+        loop = asyncio.get_running_loop()
+
+        def stop(signum: int) -> None:
+            received.append(signum)
+            options.stop.set()  # type: ignore[union-attr]
+            for task in tasks:
+                task.cancel()  # each run catches it, closes its connection, and returns its report
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signum, stop, signum)
+        return list(await asyncio.gather(*tasks))
+
     try:
-        return asyncio.run(work)
+        return asyncio.run(main()), (received[0] if received else None)
     except ConnectError as error:
         raise UsageError(f"no connection: {error}") from None
     except OSError as error:
         raise UsageError(f"cannot write a report: {error.strerror or error}") from None
 
 
-def _report(args: argparse.Namespace, results: list[ContractResult]) -> int:
+def _report(args: argparse.Namespace, results: list[ContractResult], signum: int | None = None) -> int:
     console = Console(highlight=False, soft_wrap=not sys.stdout.isatty())
     for result in results:
         if args.quiet:
-            console.print(f"{result.name} against {result.endpoint}: {'PASS' if result.passed else 'FAIL'}")
+            verdict = "INTERRUPTED" if result.interrupted else ("PASS" if result.passed else "FAIL")
+            console.print(f"{result.name} against {result.endpoint}: {verdict}")
         else:
             print_summary(result, console)
     try:
@@ -426,6 +452,9 @@ def _report(args: argparse.Namespace, results: list[ContractResult]) -> int:
             write_junit(results, args.junit)
     except OSError as error:
         raise UsageError(f"cannot write a report: {error.strerror or error}") from None
+    if signum is not None:
+        print(f"nbwss-emu: interrupted by {signal.Signals(signum).name}", file=sys.stderr)
+        return 128 + signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
     return OK if all(r.passed for r in results) else FINDINGS
 
 

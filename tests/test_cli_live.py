@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -190,3 +191,36 @@ def test_insecure_is_warned_about(capsys) -> None:
     code, _, err = run(capsys, "run", "--insecure", "--quiet", "--no-probes")
     assert code == 0
     assert "warning: --insecure" in err
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_run_within_a_second_and_reports_what_happened(tmp_path: Path, signum: int, code: int) -> None:
+    outputs = {name: tmp_path / name for name in ("r.json", "r.xml", "t.jsonl")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "emulator", "run", "datacenter-day", "--speed", "600",
+         "--json", str(outputs["r.json"]), "--junit", str(outputs["r.xml"]), "--transcript", str(outputs["t.jsonl"])],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        line = process.stderr.readline()  # printed at the first acknowledgement
+        assert "streaming datacenter-day" in line, line
+        sent = time.monotonic()
+        process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=10)
+        stopped_in = time.monotonic() - sent
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == code, stdout + stderr
+    assert stopped_in < 1.5
+    assert "Traceback" not in stderr and f"interrupted by {signal.Signals(signum).name}" in stderr
+    assert "INTERRUPTED" in stdout
+    report = json.loads(outputs["r.json"].read_text())
+    assert report["verdict"] == "interrupted"
+    assert report["stats"]["acknowledged"] > 0
+    assert report["stats"]["acknowledged"] + report["stats"]["lost"] == report["stats"]["sent"]
+    assert ET.parse(outputs["r.xml"]).getroot().find("testsuite") is not None
+    assert len(outputs["t.jsonl"].read_text().splitlines()) > 2

@@ -41,13 +41,18 @@ def print_summary(result: ContractResult, console: Console) -> None:
             f"ack latency: p50 {latency['p50']:.2f} ms, p90 {latency['p90']:.2f} ms, p99 {latency['p99']:.2f} ms, max {latency['max']:.2f} ms"
         )
     failed = sum(1 for r in result.results if r.status == FAILED)
-    verdict = "[bold green]PASS[/]" if result.passed else f"[bold red]FAIL[/] ({failed} rule{'s' * (failed != 1)} failed)"
+    if result.interrupted:
+        verdict = "[bold yellow]INTERRUPTED[/] (the figures cover what happened until then)"
+    elif result.passed:
+        verdict = "[bold green]PASS[/]"
+    else:
+        verdict = f"[bold red]FAIL[/] ({failed} rule{'s' * (failed != 1)} failed)"
     console.print(f"verdict: {verdict} in {stats['elapsed_s']:.2f} s")
 
 
 def as_dict(result: ContractResult) -> dict[str, Any]:
     return {
-        "verdict": "pass" if result.passed else "fail",
+        "verdict": "interrupted" if result.interrupted else ("pass" if result.passed else "fail"),
         "scenario": result.name,
         "seed": result.seed,
         "endpoint": result.endpoint,

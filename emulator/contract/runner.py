@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import secrets
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,7 @@ from emulator.contract.rules import FAILED, RuleResult, RunFacts, evaluate
 from emulator.domain.clock import Scheduler
 from emulator.domain.master import MasterServer
 from emulator.endpoint.server import Fault, ReferenceEndpoint
+from emulator.protocol.session import Acknowledged
 from emulator.responders import DEFAULT_PROFILE, CommandResponder
 from emulator.scenario import Timeline
 from emulator.scenario.model import Scenario
@@ -36,6 +38,8 @@ class ContractOptions:
     probes: bool = True  # wrong-token CONNECT, deliberate reconnect, duplicate notification
     transcript: str | FrameRecorder | None = None  # a path, or a recorder such as RecentFrames
     fault: Fault | None = None  # of the embedded endpoint, to see a rule catch it
+    on_ack: Callable[[Acknowledged], None] | None = None  # progress, e.g. for a live display
+    stop: asyncio.Event | None = None  # set it (and cancel the run) to stop early; the run still reports
 
 
 @dataclass(slots=True)
@@ -51,7 +55,11 @@ class ContractResult:
 
     @property
     def passed(self) -> bool:
-        return all(r.status != FAILED for r in self.results)
+        return not self.interrupted and all(r.status != FAILED for r in self.results)
+
+    @property
+    def interrupted(self) -> bool:
+        return self.report.interrupted
 
     def stats(self) -> dict[str, Any]:
         report = self.report
@@ -113,12 +121,18 @@ async def _run(name: str, seed: int | None, source: Iterable[Any], responder: Co
         targets = [Target(endpoint.url, endpoint.token)]
     transcript = Transcript(options.transcript) if isinstance(options.transcript, str) else options.transcript
     try:
-        master = EmulatedMaster(targets, options.settings, tls=options.tls, responder=responder, transcript=transcript)
+        master = EmulatedMaster(
+            targets, options.settings, tls=options.tls, responder=responder, transcript=transcript, on_ack=options.on_ack
+        )
         token_probe = None
-        if options.probes:
-            token_probe = await master.try_token(_wrong_token(targets[0].token))
-            source = _with_probes(iter(source))
-        report = await master.run(source)
+        try:
+            if options.probes:
+                token_probe = await master.try_token(_wrong_token(targets[0].token))
+                source = _with_probes(iter(source))
+            report = await master.run(source)  # returns its report, marked, when interrupted
+        except asyncio.CancelledError:
+            report = master.report  # interrupted before the run began
+            report.interrupted = True
     finally:
         if transcript is not None:
             transcript.close()

@@ -129,6 +129,7 @@ class Report:
     backpressure: int = 0  # sends held back because the endpoint was not reading
     reconnect_failures: list[str] = field(default_factory=list)
     error: str | None = None
+    interrupted: bool = False  # stopped by a signal before the end
     elapsed: float = 0.0
 
 
@@ -145,6 +146,7 @@ class EmulatedMaster:
         transcript: FrameRecorder | None = None,
         rng: random.Random | None = None,
         on_ack: Callable[[Acknowledged], None] | None = None,
+        stop: asyncio.Event | None = None,
     ) -> None:
         self.targets = sorted(targets, key=lambda t: t.priority)
         if not self.targets:
@@ -155,6 +157,7 @@ class EmulatedMaster:
         self.transcript = transcript
         self.rng = rng or random.Random()
         self.on_ack = on_ack
+        self.stop = stop  # set (with the task cancelled) to end the run early, reporting what happened
         self.report = Report(url=self.targets[0].url)
         self._ws: ClientConnection | None = None
         self._wake = asyncio.Event()
@@ -223,47 +226,60 @@ class EmulatedMaster:
         self._exhausted, self._drain_deadline, self._next_slot = False, None, self._start
         self._last_progress = self._start  # the last acknowledgement (or the start): a run that stalls ends
         try:
-            while True:
-                ws = await self._establish(session, first=self.report.established == 0 and not self.report.drops)
-                if ws is None:
-                    break
-                receiver = asyncio.ensure_future(self._receive(ws, session))
-                try:
-                    for frame in session.resend_all():
-                        await self._send(ws, session, frame)
-                    while not receiver.done():
-                        self._wake.clear()  # before looking, so that no wake-up between look and sleep is lost
-                        await self._fill(ws, session, in_receiver=False)
-                        if self._duplicates_wanted and self._acked_frames and session.state is State.OPEN:
-                            self._duplicates_wanted -= 1
-                            await self._send_duplicate(ws, session)
-                        if self._exhausted and not session.pending and not (self._duplicates_wanted and self._acked_frames):
-                            return self._finish(session)
-                        now = time.monotonic()
-                        if self._exhausted and self._drain_deadline is not None and now >= self._drain_deadline:
-                            return self._finish(session)
-                        if session.pending and now >= self._last_progress + self._stall_timeout():
-                            self.report.error = f"no acknowledgement for {self._stall_timeout():g}s; gave up"
-                            return self._finish(session)
-                        for frame in session.resend_due():
-                            await self._send(ws, session, frame)
-                        paced = (settings.rate is not None or self._held is not None) and not self._exhausted
-                        stall = self._last_progress + self._stall_timeout() if session.pending else None
-                        await self._sleep(session, self._next_slot if paced else None, self._drain_deadline, stall)
-                finally:
-                    if not receiver.done():
-                        receiver.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
-                        await receiver
-                if session.state is State.REFUSED:
-                    break
-                session.connection_lost()
-                if session.pending and time.monotonic() >= self._last_progress + self._stall_timeout():
-                    self.report.error = f"no acknowledgement for {self._stall_timeout():g}s across reconnections; gave up"
-                    break
+            return await self._connections(session)
+        except asyncio.CancelledError:
+            # Interrupted (Ctrl-C, SIGTERM): what happened so far is the report; pending notifications are lost.
+            self.report.interrupted = True
+            return self._finish(session)
         finally:
             self._source.close()
-            await self._close()
+            await self._close(quick=self.report.interrupted)
+
+    async def _connections(self, session: MasterSession) -> Report:
+        """Connect, stream, and reconnect until the messages are all acknowledged or the run gives up."""
+        settings = self.settings
+        while True:
+            if self.stop is not None and self.stop.is_set():
+                raise asyncio.CancelledError
+            ws = await self._establish(session, first=self.report.established == 0 and not self.report.drops)
+            if ws is None:
+                break
+            receiver = asyncio.ensure_future(self._receive(ws, session))
+            try:
+                for frame in session.resend_all():
+                    await self._send(ws, session, frame)
+                while not receiver.done():
+                    if self.stop is not None and self.stop.is_set():
+                        raise asyncio.CancelledError  # a cancellation that asyncio.wait_for swallowed (Python < 3.12)
+                    self._wake.clear()  # before looking, so that no wake-up between look and sleep is lost
+                    await self._fill(ws, session, in_receiver=False)
+                    if self._duplicates_wanted and self._acked_frames and session.state is State.OPEN:
+                        self._duplicates_wanted -= 1
+                        await self._send_duplicate(ws, session)
+                    if self._exhausted and not session.pending and not (self._duplicates_wanted and self._acked_frames):
+                        return self._finish(session)
+                    now = time.monotonic()
+                    if self._exhausted and self._drain_deadline is not None and now >= self._drain_deadline:
+                        return self._finish(session)
+                    if session.pending and now >= self._last_progress + self._stall_timeout():
+                        self.report.error = f"no acknowledgement for {self._stall_timeout():g}s; gave up"
+                        return self._finish(session)
+                    for frame in session.resend_due():
+                        await self._send(ws, session, frame)
+                    paced = (settings.rate is not None or self._held is not None) and not self._exhausted
+                    stall = self._last_progress + self._stall_timeout() if session.pending else None
+                    await self._sleep(session, self._next_slot if paced else None, self._drain_deadline, stall)
+            finally:
+                if not receiver.done():
+                    receiver.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                    await receiver
+            if session.state is State.REFUSED:
+                break
+            session.connection_lost()
+            if session.pending and time.monotonic() >= self._last_progress + self._stall_timeout():
+                self.report.error = f"no acknowledgement for {self._stall_timeout():g}s across reconnections; gave up"
+                break
         return self._finish(session)
 
     async def _fill(self, ws: ClientConnection, session: MasterSession, *, in_receiver: bool) -> bool:
@@ -458,10 +474,20 @@ class EmulatedMaster:
             pass  # the receiver sees the close and the run reconnects; the frame stays pending
 
     async def _sleep(self, session: MasterSession, *deadlines_given: float | None) -> None:
+        """Wait for a wake-up or the earliest deadline.
+
+        A timer sets the wake-up event: no task per sleep, as asyncio.wait_for would make,
+        and no cancellation lost in it (it can swallow one before Python 3.12).
+        """
         deadlines = [d for d in (session.next_resend(), *deadlines_given) if d is not None]
-        timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
+        timer = None
+        if deadlines:
+            timer = asyncio.get_running_loop().call_later(max(0.0, min(deadlines) - time.monotonic()), self._wake.set)
+        try:
+            await self._wake.wait()
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     def _stall_timeout(self) -> float:
         settings = self.settings
@@ -486,12 +512,17 @@ class EmulatedMaster:
         report.elapsed = time.monotonic() - self._start
         return report
 
-    async def _close(self) -> None:
+    async def _close(self, *, quick: bool = False) -> None:
+        """Close the connection; ``quick`` (when interrupted) gives the closing handshake half a second."""
         self._closing = True
-        if self._ws is not None:
-            with contextlib.suppress(Exception):
-                await self._ws.close()
-            self._ws = None
+        if self._ws is None:
+            return
+        ws, self._ws = self._ws, None
+        closing = asyncio.ensure_future(ws.close(1001 if quick else 1000))
+        done, _ = await asyncio.wait({closing}, timeout=0.5 if quick else None)
+        if not done or closing.exception() is not None:  # best effort: a dead peer must not stop the master
+            closing.cancel()
+            ws.transport.abort()
 
     def _record(self, direction: str, session: MasterSession, frame: str | bytes) -> None:
         if self.transcript is not None:
