@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,3 +18,56 @@ DATA = Path(__file__).parent / "data"
 def captures() -> list[dict[str, Any]]:
     """The real NBWSS captures of the user's source document."""
     return [json.loads(line) for line in (DATA / "captures.jsonl").read_text().splitlines() if line.strip()]
+
+
+class Figures:
+    """What the reliability tests did: faults injected and what came of them, fuzz cases run.
+
+    With NBWSS_WRITE_FIGURES=1 the session rewrites the README's reliability section
+    from these numbers, so the figures there are produced by the suite, not typed.
+    """
+
+    START, END = "<!-- reliability figures: start -->", "<!-- reliability figures: end -->"
+
+    def __init__(self) -> None:
+        self.faults: dict[str, dict[str, int]] = {}
+        self.fuzz: Counter[str] = Counter()
+
+    def fault(self, name: str, report: Any) -> None:
+        row = self.faults.setdefault(name, {"runs": 0, "sent": 0, "acknowledged": 0, "resent": 0, "lost": 0, "reconnections": 0})
+        row["runs"] += 1
+        row["sent"] += report.sent
+        row["acknowledged"] += len({message_id for message_id, _, _ in report.acks})
+        row["resent"] += report.resent
+        row["lost"] += len(report.lost)
+        row["reconnections"] += max(0, report.established - 1)
+
+    def markdown(self) -> str:
+        lines = [
+            self.START,
+            "| fault injected | runs | sent | acknowledged | resent | lost | reconnections |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name in sorted(self.faults):
+            row = self.faults[name]
+            lines.append(
+                f"| {name} | {row['runs']} | {row['sent']} | {row['acknowledged']} | {row['resent']} | {row['lost']} | {row['reconnections']} |"
+            )
+        lines += ["", "| fuzzed target | cases |", "|---|---|"]
+        lines += [f"| {target} | {count} |" for target, count in sorted(self.fuzz.items())]
+        lines.append(self.END)
+        return "\n".join(lines)
+
+    def write_readme(self) -> None:
+        readme = Path(__file__).parents[1] / "README.md"
+        text = readme.read_text(encoding="utf-8")
+        start, end = text.index(self.START), text.index(self.END) + len(self.END)
+        readme.write_text(text[:start] + self.markdown() + text[end:], encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def figures() -> Iterator[Figures]:
+    collected = Figures()
+    yield collected
+    if os.environ.get("NBWSS_WRITE_FIGURES") == "1" and collected.faults and collected.fuzz:
+        collected.write_readme()

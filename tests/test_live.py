@@ -15,6 +15,7 @@ import socket
 import ssl
 import time
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -78,12 +79,13 @@ EXPECTED = {
 
 
 @pytest.mark.parametrize("fault", list(EXPECTED), ids=[f.value for f in EXPECTED])
-def test_each_fault_is_caught_by_its_rule(fault: Fault) -> None:
+def test_each_fault_is_caught_by_its_rule(fault: Fault, figures) -> None:
     async def scenario():
         async with ReferenceEndpoint(fault=fault, late_ack_delay=0.4) as endpoint:
             return await contract(endpoint)
 
     result = asyncio.run(scenario())
+    figures.fault(fault.value, result.report)
     status = statuses(result)
     assert not result.passed
     for rule in EXPECTED[fault]:
@@ -98,7 +100,7 @@ def test_each_fault_is_caught_by_its_rule(fault: Fault) -> None:
         assert result.stats()["sent"] == 0  # nothing before valid: true
 
 
-def test_a_half_open_endpoint_is_dropped_after_the_missed_pongs_and_the_master_reconnects() -> None:
+def test_a_half_open_endpoint_is_dropped_after_the_missed_pongs_and_the_master_reconnects(figures) -> None:
     """keepAlive.scheduledRate pings; after keepAlive.maxPongMissAllowed missed pongs the connection goes."""
     keepalive = NbwssProperties(connection_period=0.5, resend_interval=0.3, send_timeout=0.2, keepalive_interval=0.1, max_pong_miss=2)
 
@@ -111,6 +113,7 @@ def test_a_half_open_endpoint_is_dropped_after_the_missed_pongs_and_the_master_r
 
     result = asyncio.run(scenario())
     report = result.report
+    figures.fault("no-pong (half-open)", report)
     assert report.drops == 1 and 1011 in report.close_codes  # websockets' keepalive timeout
     assert report.established == 2
     assert report.lost == []  # everything resent on the second connection
@@ -334,7 +337,7 @@ def test_skipped_probes_are_reported_as_skipped() -> None:
     assert status["ack.duplicate-accepted"] == SKIPPED
 
 
-def test_an_endpoint_that_stops_reading_never_hangs_the_master() -> None:
+def test_an_endpoint_that_stops_reading_never_hangs_the_master(figures) -> None:
     """TCP backpressure: sends are held back (frames stay pending), the keep-alive gives up, the run ends, all reported lost."""
     properties = NbwssProperties(connection_period=0.2, resend_interval=0.3, send_timeout=0.2, keepalive_interval=0.2, max_pong_miss=2)
     messages = [t.message for t in itertools.islice(Timeline(load("datacenter-day"), seed=2).messages(repeat=True), 6000)]
@@ -350,6 +353,7 @@ def test_an_endpoint_that_stops_reading_never_hangs_the_master() -> None:
             return report, time.monotonic() - started
 
     report, elapsed = asyncio.run(scenario())
+    figures.fault("stop-reading (TCP backpressure)", report)
     assert report.backpressure > 0
     assert report.drops >= 1  # the keep-alive dropped the stalled connection
     assert report.lost and len(report.lost) == report.sent  # nothing is silently dropped: what was sent is reported lost
@@ -358,7 +362,7 @@ def test_an_endpoint_that_stops_reading_never_hangs_the_master() -> None:
     assert elapsed < 20
 
 
-def test_an_endpoint_that_never_acknowledges_a_full_window_ends_the_run() -> None:
+def test_an_endpoint_that_never_acknowledges_a_full_window_ends_the_run(figures) -> None:
     """More notifications than the window and no acks: the master resends, then gives up after the stall time-out."""
     messages = [t.message for t in itertools.islice(Timeline(load("datacenter-day"), seed=3).messages(repeat=True), 100)]
 
@@ -368,13 +372,14 @@ def test_an_endpoint_that_never_acknowledges_a_full_window_ends_the_run() -> Non
             return await asyncio.wait_for(master.run(messages), 30), len(endpoint.notifications)
 
     report, received = asyncio.run(scenario())
+    figures.fault("no-ack with a full window", report)
     assert report.sent == 8 and len(report.lost) == 8  # the window bounds what is outstanding
     assert report.resent >= 8 and received == report.sent + report.resent
     assert report.error is not None and report.error.startswith("no acknowledgement for")
 
 
 @pytest.mark.parametrize("code", [1000, 1001, 1008, 1011, 1013, 4000])
-def test_every_close_code_is_survived(code: int) -> None:
+def test_every_close_code_is_survived(code: int, figures) -> None:
     """Whatever close code the endpoint ends with, the master reports it, reconnects and loses nothing."""
 
     async def scenario():
@@ -383,13 +388,14 @@ def test_every_close_code_is_survived(code: int) -> None:
 
     result = asyncio.run(scenario())
     report = result.report
+    figures.fault(f"close with code {code}", report)
     assert report.close_codes[0] == code
     assert report.drops == 1 and report.established == 2
     assert report.lost == [] and report.resent > 0
     assert statuses(result)["connection.kept"] == FAILED
 
 
-def test_endpoint_process_killed_and_restarted_mid_stream() -> None:
+def test_endpoint_process_killed_and_restarted_mid_stream(figures) -> None:
     """kill -9 of the endpoint's process, a new one on the same port: the master reconnects, resends, and loses nothing."""
     import sys  # noqa: PLC0415 - only this test starts processes
 
@@ -437,9 +443,19 @@ def test_endpoint_process_killed_and_restarted_mid_stream() -> None:
         return report
 
     report = asyncio.run(scenario())
+    figures.fault("endpoint process killed and restarted", report)
     assert report.drops == 1 and report.established == 2
     assert 1006 in report.close_codes  # an abrupt end: no close frame
     assert report.lost == []
     assert len({message_id for message_id, _, _ in report.acks}) == len(messages)
     assert report.reconnect_failures  # it had to try again until the new process listened
     assert report.resent == sum(attempts - 1 for _, _, attempts in report.acks)  # every resend is accounted for
+
+
+def test_the_readme_figures_cover_every_fault() -> None:
+    """The README's reliability table is the suite's output: every fault of the reference endpoint has its row."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("<!-- reliability figures: start -->") : readme.index("<!-- reliability figures: end -->")]
+    for fault in EXPECTED:
+        assert f"| {fault.value} |" in section, fault
+    assert "| stop-reading (TCP backpressure) |" in section and "| fuzzed target | cases |" in section
