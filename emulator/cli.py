@@ -25,6 +25,7 @@ from rich.console import Console
 
 from emulator import __version__
 from emulator.contract import RULES, ContractOptions, ContractResult, replay, run_scenario
+from emulator.contract.probes import PROBE_NAMES
 from emulator.contract.report import as_dict, print_summary, write_junit
 from emulator.endpoint import Fault, ReferenceEndpoint
 from emulator.protocol.codec import DecodeError, decode, encode
@@ -81,6 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     _session_arguments(run)
     run.add_argument("--speed", type=_positive_float, help="send in scenario time, this many scenario seconds per second")
     run.add_argument("--no-probes", action="store_true", help="skip the wrong-token CONNECT, the deliberate reconnect and the duplicate")
+    run.add_argument(
+        "--probe",
+        action="append",
+        nargs="?",
+        const="all",
+        metavar="NAME",
+        help="after the scenario, probe robustness: all, or one of " + ", ".join(PROBE_NAMES) + " (repeatable)",
+    )
     _report_arguments(run)
 
     replay = verbs.add_parser("replay", help="send a recorded transcript's notifications again, as its master did")
@@ -276,6 +285,7 @@ def _run(args: argparse.Namespace) -> int:
     options.seed = args.seed
     options.speed = args.speed
     options.probes = not args.no_probes
+    options.probe_names = _probe_names(args.probe)
     options.fault = _fault(args.fault) if args.fault else None
     if options.fault is not None and groups != [[]]:
         raise UsageError("--fault switches a fault of the embedded endpoint; it cannot be used with --endpoint or --endpoints")
@@ -456,6 +466,17 @@ def _report(args: argparse.Namespace, results: list[ContractResult], signum: int
         print(f"nbwss-emu: interrupted by {signal.Signals(signum).name}", file=sys.stderr)
         return 128 + signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
     return OK if all(r.passed for r in results) else FINDINGS
+
+
+def _probe_names(given: list[str] | None) -> list[str]:
+    if not given:
+        return []
+    if "all" in given:
+        return list(PROBE_NAMES)
+    unknown = [name for name in given if name not in PROBE_NAMES]
+    if unknown:
+        raise UsageError(f"unknown probe {unknown[0]!r}; known: all, {', '.join(PROBE_NAMES)}")
+    return given
 
 
 def _fault(name: str) -> Fault:

@@ -224,3 +224,15 @@ def test_a_signal_stops_run_within_a_second_and_reports_what_happened(tmp_path: 
     assert report["stats"]["acknowledged"] + report["stats"]["lost"] == report["stats"]["sent"]
     assert ET.parse(outputs["r.xml"]).getroot().find("testsuite") is not None
     assert len(outputs["t.jsonl"].read_text().splitlines()) > 2
+
+
+def test_run_with_probes_reports_them_everywhere(capsys, tmp_path: Path) -> None:
+    code, out, _ = run(
+        capsys, "run", "--probe", "burst", "--probe", "out-of-order", "--json", str(tmp_path / "r.json"), "--junit", str(tmp_path / "r.xml")
+    )
+    assert code == 0
+    assert "robustness probes" in out and "burst" in out and "handled" in out
+    assert [p["name"] for p in json.loads((tmp_path / "r.json").read_text())["probes"]] == ["burst", "out-of-order"]
+    cases = [c.get("name") for c in ET.parse(tmp_path / "r.xml").getroot().iter("testcase") if c.get("classname") == "nbwss.probe"]
+    assert cases == ["burst", "out-of-order"]
+    assert "unknown probe 'sideways'" in run(capsys, "run", "--probe", "sideways")[2]

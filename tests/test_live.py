@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from emulator.contract import ContractOptions, run_scenario
+from emulator.contract.probes import PROBE_NAMES
 from emulator.contract.rules import FAILED, PASSED, SKIPPED, WARNING
 from emulator.endpoint import Fault, ReferenceEndpoint
 from emulator.protocol.properties import NbwssProperties
@@ -459,3 +460,22 @@ def test_the_readme_figures_cover_every_fault() -> None:
     for fault in EXPECTED:
         assert f"| {fault.value} |" in section, fault
     assert "| stop-reading (TCP backpressure) |" in section and "| fuzzed target | cases |" in section
+
+
+def test_robustness_probes_say_what_the_endpoint_handled_and_what_broke_it() -> None:
+    async def scenario(max_size: int):
+        async with ReferenceEndpoint(max_size=max_size) as endpoint:
+            return await contract(endpoint, probes=False, probe_names=list(PROBE_NAMES))
+
+    tolerant = asyncio.run(scenario(1024 * 1024))
+    assert [p.probe.name for p in tolerant.probes] == list(PROBE_NAMES)
+    assert all(p.handled for p in tolerant.probes), [(p.probe.name, p.detail) for p in tolerant.probes]
+    storm = next(p for p in tolerant.probes if p.probe.name == "reconnect-storm")
+    assert storm.sent == storm.acknowledged == 50
+
+    strict = asyncio.run(scenario(256 * 1024))  # a limit the large batch exceeds
+    outcome = {p.probe.name: p for p in strict.probes}
+    assert not outcome["large-batch"].handled
+    assert "connection dropped (close codes 1009" in outcome["large-batch"].detail
+    assert all(p.handled for name, p in outcome.items() if name != "large-batch")
+    assert not strict.passed  # asked-for probes that break count in the verdict

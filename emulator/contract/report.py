@@ -30,6 +30,14 @@ def print_summary(result: ContractResult, console: Console) -> None:
             details = f"{r.summary}: {r.evidence[0]}"
         table.add_row(r.rule.id, f"[{_STYLE[r.status]}]{r.status}[/]", str(r.checked), str(r.failures) if r.failures else "", details)
     console.print(table)
+    if result.probes:
+        probes = Table(title="robustness probes", title_justify="left")
+        for column in ("probe", "result", "sent", "acknowledged", "details"):
+            probes.add_column(column, justify="right" if column in ("sent", "acknowledged") else "left", overflow="fold")
+        for p in result.probes:
+            verdict = "[green]handled[/]" if p.handled else "[bold red]broke it[/]"
+            probes.add_row(p.probe.name, verdict, str(p.sent), str(p.acknowledged), p.detail)
+        console.print(probes)
     stats = result.stats()
     latency = stats["ack_latency_ms"]
     console.print(
@@ -59,6 +67,7 @@ def as_dict(result: ContractResult) -> dict[str, Any]:
         "embedded_endpoint": result.embedded,
         "stats": result.stats(),
         "rules": [r.as_dict() for r in result.results],
+        "probes": [p.as_dict() for p in result.probes],
         "commands": [
             {"method": c.request["payload"]["method"], "uri": c.request["payload"]["uri"], "status": c.status}
             for c in result.report.commands
@@ -104,6 +113,13 @@ def _suite(result: ContractResult) -> ET.Element:
         elif r.status == WARNING:
             out = ET.SubElement(case, "system-out")
             out.text = f"warning: {r.summary}: " + "; ".join(r.evidence)
+    for p in result.probes:
+        case = ET.SubElement(suite, "testcase", classname="nbwss.probe", name=p.probe.name)
+        if not p.handled:
+            failure = ET.SubElement(case, "failure", message=f"{p.probe.description}: {p.detail}", type=f"probe.{p.probe.name}")
+            failure.text = p.detail
+    suite.set("tests", str(len(result.results) + len(result.probes)))
+    suite.set("failures", str(failures + sum(1 for p in result.probes if not p.handled)))
     stats = ET.SubElement(suite, "system-out")
     stats.text = json.dumps(result.stats())
     return suite

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import secrets
 import time
@@ -10,6 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from emulator.contract.probes import ProbeResult, run_probes
 from emulator.contract.rules import FAILED, RuleResult, RunFacts, evaluate
 from emulator.domain.clock import Scheduler
 from emulator.domain.master import MasterServer
@@ -40,6 +42,7 @@ class ContractOptions:
     fault: Fault | None = None  # of the embedded endpoint, to see a rule catch it
     on_ack: Callable[[Acknowledged], None] | None = None  # progress, e.g. for a live display
     stop: asyncio.Event | None = None  # set it (and cancel the run) to stop early; the run still reports
+    probe_names: list[str] = field(default_factory=list)  # robustness probes to run after the scenario
 
 
 @dataclass(slots=True)
@@ -52,10 +55,12 @@ class ContractResult:
     embedded: bool
     results: list[RuleResult]
     report: Report
+    probes: list[ProbeResult] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
-        return not self.interrupted and all(r.status != FAILED for r in self.results)
+        rules_hold = all(r.status != FAILED for r in self.results)
+        return not self.interrupted and rules_hold and all(p.handled for p in self.probes)
 
     @property
     def interrupted(self) -> bool:
@@ -96,22 +101,30 @@ async def run_scenario(scenario: Scenario, options: ContractOptions) -> Contract
     primary = scenario.masters[0].key
     responder = CommandResponder(timeline.masters[primary], profile=options.profile, rng=random.Random(timeline.seed))
     messages = (t for t in timeline.messages() if t.master == primary)
+    pool: Callable[[], list[dict[str, Any]]] = lambda: _pool(scenario, timeline.seed, primary)  # noqa: E731 - built only if probes run
     start = timeline.scheduler.now()
     if options.speed:
         source: Iterable[Any] = (Paced((t.at - start) / options.speed, t.message) for t in messages)
     else:
         source = (t.message for t in messages)
-    return await _run(scenario.name, timeline.seed, source, responder, options)
+    return await _run(scenario.name, timeline.seed, source, responder, options, pool)
 
 
 async def replay(messages: list[dict[str, Any]], options: ContractOptions, name: str = "replay") -> ContractResult:
     """Send recorded notifications again, as their master did (no probes unless asked)."""
     master = MasterServer("replayed-master", Scheduler(time.time()), random.Random(0))
     responder = CommandResponder(master, profile=options.profile)
-    return await _run(name, None, iter(messages), responder, options)
+    return await _run(name, None, iter(messages), responder, options, lambda: messages)
 
 
-async def _run(name: str, seed: int | None, source: Iterable[Any], responder: CommandResponder, options: ContractOptions) -> ContractResult:
+async def _run(
+    name: str,
+    seed: int | None,
+    source: Iterable[Any],
+    responder: CommandResponder,
+    options: ContractOptions,
+    pool: Callable[[], list[dict[str, Any]]],
+) -> ContractResult:
     endpoint: ReferenceEndpoint | None = None
     targets = options.targets
     if not targets:
@@ -133,13 +146,25 @@ async def _run(name: str, seed: int | None, source: Iterable[Any], responder: Co
         except asyncio.CancelledError:
             report = master.report  # interrupted before the run began
             report.interrupted = True
+        probes: list[ProbeResult] = []
+        if options.probe_names and not report.interrupted:
+            try:
+                probes = await run_probes(options.probe_names, targets, options.settings, options.tls, pool(), seed or 0)
+            except asyncio.CancelledError:
+                report.interrupted = True
     finally:
         if transcript is not None:
             transcript.close()
         if endpoint is not None:
             await endpoint.stop()
     facts = RunFacts(report, token_probe=token_probe, embedded=endpoint is not None, profile=options.profile)
-    return ContractResult(name, seed, report.url, endpoint is not None, evaluate(facts), report)
+    return ContractResult(name, seed, report.url, endpoint is not None, evaluate(facts), report, probes)
+
+
+def _pool(scenario: Scenario, seed: int, primary: str) -> list[dict[str, Any]]:
+    """Notifications of the scenario (another run of it) for the probes to work with."""
+    timeline = Timeline(scenario, seed=seed + 1, start=float(int(time.time())))
+    return [t.message for t in itertools.islice((t for t in timeline.messages(repeat=True) if t.master == primary), 600)]
 
 
 def _wrong_token(token: str) -> str:
