@@ -75,7 +75,7 @@ class SchemaSet:
         """The compiled ``jsonschema-rs`` validator of one schema file."""
         validator = self._fast.get(name)
         if validator is None:
-            validator = jsonschema_rs.validator_for(self.documents[name], registry=self._fast_registry, base_uri=SCHEMA_BASE + name)
+            validator = jsonschema_rs.validator_for(self.documents[name], registry=self._fast_registry)
             self._fast[name] = validator
         return validator
 
@@ -112,9 +112,12 @@ class SchemaSet:
             validator = self._by_kind[(message.get("type"), message.get("subType"))]
         except (KeyError, TypeError):  # an unknown or unhashable type/subType: the envelope says what is wrong
             validator = self.fast_validator(ENVELOPE)
-        if validator.is_valid(message):
-            return []
-        return sorted(set(_fast_findings(validator.iter_errors(message))), key=_order)
+        try:
+            if validator.is_valid(message):
+                return []
+            return sorted(set(_fast_findings(validator.iter_errors(message))), key=_order)
+        except (ValueError, OverflowError):  # values the compiled validator cannot take (older releases: ints over 64 bits)
+            return self.validate_reference(message)
 
     def validate_reference(self, message: Any) -> list[Finding]:
         """The same verdict as :meth:`validate`, from the pure-Python validator."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -44,6 +45,9 @@ def test_run_with_no_endpoint_passes_against_the_embedded_one_and_writes_reports
     suite = ET.parse(paths["xml"]).getroot().find("testsuite")
     assert suite is not None and suite.get("tests") == str(len(RULES)) and suite.get("failures") == "0"
     assert len(paths["jsonl"].read_text().splitlines()) > 2 * report["stats"]["sent"]
+    assert "eyJ…(" in paths["jsonl"].read_text()  # the endpoint logged in: its JWT went by, redacted
+    for text in [out, err, *(p.read_text() for p in paths.values())]:
+        assert not re.search(r"eyJ[\w-]+\.[\w-]+\.[\w-]+", text)  # no JWT in any output
 
 
 def test_run_reports_a_faulty_endpoint_with_exit_1_and_evidence(capsys, tmp_path: Path) -> None:
@@ -168,6 +172,7 @@ def test_serve_then_run_against_it_over_the_network(capsys, served, tmp_path: Pa
     assert "transport.wss" in out and "warning" in out  # ws:// is not what a real master accepts
     for text in [out, err, *(p.read_text() for p in outputs)]:
         assert token not in text  # the token never leaves the process
+        assert not re.search(r"eyJ[\w-]+\.[\w-]+\.[\w-]+", text)  # nor the JWT from /netbackup/login
     process.send_signal(signal.SIGTERM)
     stdout, _ = process.communicate(timeout=10)
     assert process.returncode == 0
@@ -236,3 +241,12 @@ def test_run_with_probes_reports_them_everywhere(capsys, tmp_path: Path) -> None
     cases = [c.get("name") for c in ET.parse(tmp_path / "r.xml").getroot().iter("testcase") if c.get("classname") == "nbwss.probe"]
     assert cases == ["burst", "out-of-order"]
     assert "unknown probe 'sideways'" in run(capsys, "run", "--probe", "sideways")[2]
+
+
+def test_serve_on_a_port_in_use_is_one_line_and_exit_2(capsys) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        code, _, err = run(capsys, "serve", "--port", str(busy.getsockname()[1]))
+    assert code == 2
+    assert err.count("\n") == 1 and "cannot listen on 127.0.0.1:" in err and "in use" in err

@@ -479,3 +479,20 @@ def test_robustness_probes_say_what_the_endpoint_handled_and_what_broke_it() -> 
     assert "connection dropped (close codes 1009" in outcome["large-batch"].detail
     assert all(p.handled for name, p in outcome.items() if name != "large-batch")
     assert not strict.passed  # asked-for probes that break count in the verdict
+
+
+def test_the_reference_endpoint_limits_connections_and_binds_loopback() -> None:
+    async def scenario():
+        async with ReferenceEndpoint(max_connections=2) as endpoint:
+            assert endpoint.url.startswith("ws://127.0.0.1:")
+            first = EmulatedMaster([Target(endpoint.url, endpoint.token)], settings())
+            second = EmulatedMaster([Target(endpoint.url, endpoint.token)], settings())
+            held = [await first._open(first.targets[0]), await second._open(second.targets[0])]
+            try:
+                with pytest.raises(ConnectError, match="answered HTTP 503"):
+                    await EmulatedMaster([Target(endpoint.url, endpoint.token)], settings()).run([])
+            finally:
+                for ws in held:
+                    await ws.close()
+
+    asyncio.run(scenario())

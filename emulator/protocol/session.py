@@ -66,6 +66,7 @@ class Acknowledged:
     latency: float  # since the send it answers (the latest one)
     attempts: int  # how many times the notification was sent
     frame: bytes  # what was sent, for a deliberate duplicate later
+    overdue: bool = False  # it had to be resent for want of an acknowledgement
 
 
 @dataclass(slots=True)
@@ -106,6 +107,7 @@ class Pending:
     last_sent: float
     attempts: int = 1
     sent_on_connection: int = 0
+    overdue: bool = False  # resent because no acknowledgement came in time (not because of a reconnect)
 
 
 @dataclass(slots=True)
@@ -186,7 +188,7 @@ class MasterSession:
             raise RuntimeError(f"cannot send a notification while {self.state.value}")
         frame = encode(message)
         self.counters.frames_out += 1
-        if self.validate_outgoing and not self._notification_schema.is_valid(message):
+        if self.validate_outgoing and not self._valid_notification(message):
             self._record_outgoing(message, frame)
         now = self.clock()
         self.pending[message["id"]] = Pending(message["id"], frame, now, now, sent_on_connection=self.connection)
@@ -208,7 +210,10 @@ class MasterSession:
         if self.state is not State.OPEN:
             return []
         deadline = self.clock() - self.resend_interval
-        return [self._resend(p) for p in self.pending.values() if p.last_sent <= deadline]
+        due = [p for p in self.pending.values() if p.last_sent <= deadline]
+        for pending in due:
+            pending.overdue = True
+        return [self._resend(p) for p in due]
 
     def _resend(self, pending: Pending) -> bytes:
         pending.last_sent = self.clock()
@@ -247,7 +252,7 @@ class MasterSession:
             type(message) is dict
             and message.get("type") == "NOTIFICATION"
             and message.get("subType") == "RESPONSE"
-            and self._ack_schema.is_valid(message)
+            and self._valid_ack(message)
         ):
             return self._acknowledgement(message, data)  # the common case: the same schema, less bookkeeping
         findings = self.schemas.validate(message)
@@ -267,6 +272,18 @@ class MasterSession:
         elif isinstance(kind[0], str) and isinstance(kind[1], str):
             events.append(self.violation("frames.direction", "/subType", f"an endpoint never sends {kind[0]} {kind[1]}", data))
         return events
+
+    def _valid_notification(self, message: dict[str, Any]) -> bool:
+        try:
+            return bool(self._notification_schema.is_valid(message))
+        except (ValueError, OverflowError):
+            return False
+
+    def _valid_ack(self, message: dict[str, Any]) -> bool:
+        try:
+            return bool(self._ack_schema.is_valid(message))
+        except (ValueError, OverflowError):
+            return False  # the general path reports what is wrong
 
     def _connect_response(self, message: dict[str, Any], data: str) -> list[Event]:
         if self.state is not State.CONNECTING or message.get("id") != self._connect_id:
@@ -289,7 +306,7 @@ class MasterSession:
         if pending is not None:
             self.counters.acknowledged += 1
             self._remember_ack(message_id)
-            return [Acknowledged(message_id, self.clock() - pending.last_sent, pending.attempts, pending.frame)]
+            return [Acknowledged(message_id, self.clock() - pending.last_sent, pending.attempts, pending.frame, pending.overdue)]
         if message_id in self._acked:
             self._acked[message_id] += 1
             self.counters.duplicate_acks += 1

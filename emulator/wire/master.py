@@ -439,7 +439,8 @@ class EmulatedMaster:
     def _acked(self, event: Acknowledged) -> None:
         self._last_progress = time.monotonic()
         self.report.acks.append((event.message_id, event.latency, event.attempts))
-        if event.latency > self.settings.ack_limit():
+        if event.overdue or event.latency > self.settings.ack_limit():
+            # An acknowledgement that came only after a resend was late, whenever the resend's came.
             self.report.late_acks.append((event.message_id, event.latency))
         if len(self._acked_frames) < 16:
             self._acked_frames.append((event.message_id, event.frame))
