@@ -250,3 +250,28 @@ def test_serve_on_a_port_in_use_is_one_line_and_exit_2(capsys) -> None:
         code, _, err = run(capsys, "serve", "--port", str(busy.getsockname()[1]))
     assert code == 2
     assert err.count("\n") == 1 and "cannot listen on 127.0.0.1:" in err and "in use" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["run", "--endpoint", "http://127.0.0.1:1/x", "--token", "t"], "no connection: not a WebSocket URL"),
+        (["run", "--endpoint", "ws://nbwss-test.invalid/x", "--token", "t"], "no connection: cannot resolve host nbwss-test.invalid"),
+        (["run", "{bad_yaml}"], "not valid YAML"),
+        (["run", "{directory}"], "no such scenario file"),
+        (["replay", "{garbage}"], "not a transcript line"),
+        (["serve", "--certfile", "/no/such/cert.pem"], "cannot load the certificate"),
+        (["run", "--properties", "{directory}"], "cannot read"),
+        (["run", "--endpoints", "{garbage}"], "not JSON"),
+        (["validate", "{directory}"], "cannot read"),
+        (["generate", "{bad_yaml}"], "not valid YAML"),
+        (["scenarios", "show", "{bad_yaml}"], "not valid YAML"),
+    ],
+)
+def test_every_verb_turns_bad_files_and_urls_into_one_line(capsys, tmp_path: Path, argv, expected) -> None:
+    (tmp_path / "bad.yaml").write_text("description: x\nsteps: [\n")
+    (tmp_path / "garbage.txt").write_text("this is not\n{json\n")
+    values = {"{bad_yaml}": str(tmp_path / "bad.yaml"), "{directory}": str(tmp_path), "{garbage}": str(tmp_path / "garbage.txt")}
+    code, out, err = run(capsys, *(values.get(a, a) for a in argv))
+    assert code == 2, out + err
+    assert err.count("\n") == 1 and expected in err, err
