@@ -106,7 +106,6 @@ class Pending:
     first_sent: float
     last_sent: float
     attempts: int = 1
-    sent_on_connection: int = 0
     overdue: bool = False  # resent because no acknowledgement came in time (not because of a reconnect)
 
 
@@ -191,7 +190,7 @@ class MasterSession:
         if self.validate_outgoing and not self._valid_notification(message):
             self._record_outgoing(message, frame)
         now = self.clock()
-        self.pending[message["id"]] = Pending(message["id"], frame, now, now, sent_on_connection=self.connection)
+        self.pending[message["id"]] = Pending(message["id"], frame, now, now)
         self.counters.sent += 1
         return frame
 
@@ -218,7 +217,6 @@ class MasterSession:
     def _resend(self, pending: Pending) -> bytes:
         pending.last_sent = self.clock()
         pending.attempts += 1
-        pending.sent_on_connection = self.connection
         self.counters.resent += 1
         self.counters.frames_out += 1
         return pending.frame
