@@ -78,7 +78,7 @@ def main() -> None:
     frames = [encode(m) for m in messages]
     token = secrets.token_urlsafe(24)
     server = subprocess.Popen(
-        [sys.executable, "-m", "emulator", "serve", "--port", "0", "--token", token],
+        [sys.executable, "-m", "emulator", "serve", "--port", "0", f"--token={token}"],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -28,11 +28,13 @@ from emulator.contract import RULES, ContractOptions, ContractResult, replay, ru
 from emulator.contract.probes import PROBE_NAMES
 from emulator.contract.report import as_dict, print_summary, write_junit
 from emulator.endpoint import Fault, ReferenceEndpoint
+from emulator.load.runner import LoadConfig, LoadResult, run_load
+from emulator.load.thresholds import parse as parse_threshold
 from emulator.protocol.codec import DecodeError, decode, encode
 from emulator.protocol.properties import NbwssProperties, PropertiesError
 from emulator.responders import DEFAULT_PROFILE, VERSION_PROFILES
 from emulator.scenario import ScenarioError, Timeline, bundled, load
-from emulator.scenario.loader import resolve
+from emulator.scenario.loader import resolve, seconds
 from emulator.schemas import default_schemas
 from emulator.wire.master import ConnectError, Settings, Target
 from emulator.wire.registration import RegistrationError, registration_groups
@@ -108,6 +110,28 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--fault", help="misbehave on purpose: " + ", ".join(_fault_names()))
     serve.add_argument("--max-connections", type=_positive, default=64, help="connections at once (default: 64)")
     serve.add_argument("--max-size", type=_positive, default=1024 * 1024, help="largest frame accepted, bytes (default: 1 MiB)")
+    serve.add_argument("--keep", type=_non_negative, help="notifications kept per connection (default: all; 0 for long load runs)")
+
+    load_ = verbs.add_parser("load", help="load an endpoint with many emulated masters, measured")
+    load_.add_argument("scenario", nargs="?", default="datacenter-day", help="bundled name or YAML file (default: datacenter-day)")
+    load_.add_argument("--masters", type=_positive, default=10, help="emulated masters, a connection and a domain each (default 10)")
+    load_.add_argument("--duration", type=_duration, default=10.0, help="how long to send, e.g. 30s, 5m (default 10s)")
+    load_.add_argument("--ramp-up", type=_duration, default=0.0, help="start the masters evenly over this time (default 0)")
+    load_.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="EXPR",
+        help="e.g. p99<250ms, lost==0, findings==0, rate>=5000; decides the exit code",
+    )
+    load_.add_argument("--seed", type=_non_negative, default=0, help="seed of the first master's domain; the others follow")
+    load_.add_argument("--endpoint", metavar="URL", help="the endpoint under test (default: the reference endpoint in a separate process)")
+    load_.add_argument("--token", help="the endpoint's token (default: $NBWSS_TOKEN)")
+    load_.add_argument("--cafile", help="trust this CA for wss://")
+    load_.add_argument("--insecure", action="store_true", help="do not verify the endpoint's certificate (warned about)")
+    _session_arguments(load_)
+    load_.add_argument("--json", metavar="FILE", help="all figures, with the per-second series, as JSON")
+    load_.add_argument("--quiet", action="store_true", help="no progress lines")
 
     verbs.add_parser("rules", help="list the contract rules that 'run' checks")
     return parser
@@ -331,6 +355,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise UsageError("--keyfile needs --certfile")
     token = args.token or os.environ.get("NBWSS_TOKEN")
     endpoint = ReferenceEndpoint(
+        keep=args.keep,
         host=args.host,
         port=args.port,
         token=token,
@@ -490,7 +515,95 @@ def _fault_names() -> list[str]:
     return [fault.value for fault in Fault]
 
 
+def _load(args: argparse.Namespace) -> int:
+    scenario = load(args.scenario)
+    try:
+        thresholds = [parse_threshold(text) for text in args.threshold]
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    options, _ = _contract_options(
+        argparse.Namespace(**{**vars(args), "endpoints": None, "certfile": None, "keyfile": None, "transcript": None})
+    )
+    targets: list[Target] = []
+    if args.endpoint:
+        token = args.token or os.environ.get("NBWSS_TOKEN")
+        if not token:
+            raise UsageError("--endpoint needs --token (or NBWSS_TOKEN in the environment)")
+        targets = [Target(args.endpoint, token)]
+    elif args.token:
+        raise UsageError("--token needs --endpoint (the embedded endpoint makes its own)")
+    settings = options.settings
+    if args.rate and args.window == 64:
+        settings.window = 100_000  # open model: the rate decides, a slow endpoint builds a backlog
+    config = LoadConfig(
+        scenario,
+        masters=args.masters,
+        duration=args.duration,
+        rate=args.rate,
+        ramp_up=args.ramp_up,
+        targets=targets,
+        settings=settings,
+        tls=options.tls,
+        seed=args.seed,
+        progress=None if args.quiet else _progress_line,
+    )
+    received: list[int] = []
+
+    async def main() -> LoadResult:
+        config.stop = asyncio.Event()
+        task = asyncio.ensure_future(run_load(config))
+
+        def stop(signum: int) -> None:
+            received.append(signum)
+            config.stop.set()  # type: ignore[union-attr]
+            task.cancel()
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                asyncio.get_running_loop().add_signal_handler(signum, stop, signum)
+        return await task
+
+    try:
+        result = asyncio.run(main())
+    except ConnectError as error:
+        raise UsageError(f"no connection: {error}") from None
+    figures = result.figures()
+    figures["thresholds"] = [{"threshold": t.text, "actual": t.actual(figures), "met": t.holds(figures)} for t in thresholds]
+    latency = figures["ack_latency_ms"]
+    print(
+        f"{figures['masters']} masters, {figures['model']}, {figures['elapsed_s']:.1f} s: {figures['sent']} sent, "
+        f"{figures['acknowledged']} acknowledged ({figures['rate']:.0f}/s), {figures['retried']} retried, {figures['lost']} lost, "
+        f"{sum(figures['findings'].values())} findings, {figures['connections_dropped']} connections dropped"
+    )
+    if latency["p50"] is not None:
+        print("ack latency: " + ", ".join(f"{name} {value:.2f} ms" for name, value in latency.items()))
+    for entry in figures["thresholds"]:
+        print(f"threshold {entry['threshold']}: {'met' if entry['met'] else 'NOT MET'} (actual {entry['actual']})")
+    if args.json:
+        try:
+            Path(args.json).write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+        except OSError as error:
+            raise UsageError(f"cannot write a report: {error.strerror or error}") from None
+    if received:
+        print(f"nbwss-emu: interrupted by {signal.Signals(received[0]).name}", file=sys.stderr)
+        return 128 + received[0]
+    return OK if all(entry["met"] for entry in figures["thresholds"]) else FINDINGS
+
+
+def _progress_line(snapshot: dict[str, Any]) -> None:
+    latency = snapshot["latency_ms"]
+    p50 = f"{latency['p50']:.1f}" if latency["p50"] is not None else "-"
+    p99 = f"{latency['p99']:.1f}" if latency["p99"] is not None else "-"
+    print(
+        f"nbwss-emu: {snapshot['elapsed']:5.1f}s  sent {snapshot['sent_per_s']}/s  acked {snapshot['acked_per_s']}/s  "
+        f"outstanding {snapshot['outstanding']}  p50 {p50} ms  p99 {p99} ms  errors {snapshot['errors']}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 _VERBS = {
+    "load": _load,
     "scenarios": _scenarios,
     "generate": _generate,
     "validate": _validate,
@@ -533,6 +646,13 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
     return value
+
+
+def _duration(text: str) -> float:
+    try:
+        return seconds(text if not text.replace(".", "", 1).isdigit() else f"{text}s")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration like 30s, 5m or 1h: {text!r}") from None
 
 
 def _port(text: str) -> int:

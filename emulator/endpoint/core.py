@@ -13,6 +13,7 @@ import hmac
 import json
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -57,7 +58,7 @@ class EndpointSession:
     rng: random.Random = field(default_factory=random.Random)
     clock: Callable[[], float] = time.time
     state: EndpointState = EndpointState.AWAITING_CONNECT
-    notifications: list[dict[str, Any]] = field(default_factory=list)
+    notifications: deque[dict[str, Any]] = field(default_factory=deque)  # bounded with maxlen when asked
     findings: list[Finding] = field(default_factory=list)
     command_responses: dict[str, dict[str, Any]] = field(default_factory=dict)
     _commands_sent: set[str] = field(default_factory=set)

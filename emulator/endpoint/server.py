@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import secrets
 import ssl
+from collections import deque
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -82,6 +83,7 @@ class ReferenceEndpoint:
         max_connections: int = 64,
         probe_commands: bool = False,
         ping_interval: float | None = 20.0,
+        keep: int | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -96,6 +98,7 @@ class ReferenceEndpoint:
         self.max_connections = max_connections
         self.probe_commands = probe_commands
         self.ping_interval = ping_interval
+        self.keep = keep  # notifications kept per connection; None: all (for queries), 0: none (for load)
         self.connections: list[Connection] = []
         self.connects = 0
         self.refused = 0
@@ -208,7 +211,12 @@ class ReferenceEndpoint:
         return None
 
     async def _handle(self, websocket: ServerConnection) -> None:
-        session = EndpointSession(self.token, accept=self.fault is not Fault.REFUSE, accept_any_token=self.fault is Fault.ACCEPT_ANY_TOKEN)
+        session = EndpointSession(
+            self.token,
+            accept=self.fault is not Fault.REFUSE,
+            accept_any_token=self.fault is Fault.ACCEPT_ANY_TOKEN,
+            notifications=deque(maxlen=self.keep),
+        )
         connection = Connection(websocket, session)
         self.connections.append(connection)
         self.connects += 1

@@ -1,0 +1,1 @@
+"""Load: many emulated masters against one endpoint, measured."""

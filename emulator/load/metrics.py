@@ -1,0 +1,86 @@
+"""Load figures: counts, and ack latency as HDR histograms in total and per second."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+MICROS = 1_000_000
+HIGHEST = 600 * MICROS  # ten minutes, in microseconds
+PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+
+
+def _histogram(digits: int) -> HdrHistogram:
+    return HdrHistogram(1, HIGHEST, digits)
+
+
+@dataclass(slots=True)
+class Second:
+    """What happened in one second of the run."""
+
+    sent: int = 0
+    acknowledged: int = 0
+    latency: HdrHistogram = field(default_factory=lambda: _histogram(2))
+
+
+@dataclass
+class LoadMetrics:
+    """Everything a load run counts; latencies in microseconds."""
+
+    start: float
+    sent: int = 0
+    acknowledged: int = 0
+    retried: int = 0
+    lost: int = 0
+    connections_opened: int = 0
+    connections_dropped: int = 0
+    findings: dict[str, int] = field(default_factory=dict)
+    latency: HdrHistogram = field(default_factory=lambda: _histogram(3))
+    seconds: dict[int, Second] = field(default_factory=dict)
+
+    def _second(self, now: float) -> Second:
+        index = int(now - self.start)
+        second = self.seconds.get(index)
+        if second is None:
+            second = self.seconds[index] = Second()
+        return second
+
+    def on_sent(self, now: float) -> None:
+        self.sent += 1
+        self._second(now).sent += 1
+
+    def on_ack(self, now: float, latency: float) -> None:
+        micros = max(1, min(HIGHEST, int(latency * MICROS)))
+        self.acknowledged += 1
+        self.latency.record_value(micros)
+        second = self._second(now)
+        second.acknowledged += 1
+        second.latency.record_value(micros)
+
+    def percentiles_ms(self, histogram: HdrHistogram | None = None) -> dict[str, float | None]:
+        histogram = histogram or self.latency
+        if histogram.get_total_count() == 0:
+            return {"p50": None, "p90": None, "p99": None, "p99.9": None, "max": None}
+        values: dict[str, float | None] = {f"p{p:g}": histogram.get_value_at_percentile(p) / 1000 for p in PERCENTILES}
+        values["max"] = histogram.get_max_value() / 1000
+        return values
+
+    def as_dict(self, elapsed: float) -> dict[str, Any]:
+        return {
+            "elapsed_s": round(elapsed, 3),
+            "sent": self.sent,
+            "acknowledged": self.acknowledged,
+            "retried": self.retried,
+            "lost": self.lost,
+            "rate": round(self.acknowledged / elapsed, 1) if elapsed > 0 else 0.0,
+            "connections_opened": self.connections_opened,
+            "connections_dropped": self.connections_dropped,
+            "findings": dict(self.findings),
+            "ack_latency_ms": self.percentiles_ms(),
+            "per_second": [
+                {"second": index, "sent": s.sent, "acknowledged": s.acknowledged, "ack_latency_ms": self.percentiles_ms(s.latency)}
+                for index, s in sorted(self.seconds.items())
+            ],
+        }

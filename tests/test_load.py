@@ -1,0 +1,128 @@
+"""nbwss-emu load: many masters against one endpoint, thresholds deciding the exit code."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from emulator.cli import main
+from emulator.harness import EndpointHandle, LoopThread
+from emulator.load.thresholds import parse
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_closed_model_against_the_reference_endpoint_in_its_own_process(capsys, tmp_path: Path) -> None:
+    report = tmp_path / "load.json"
+    code, out, err = run(
+        capsys, "load", "--masters", "5", "--duration", "1.5", "--json", str(report), "--threshold", "lost==0", "--threshold", "findings==0"
+    )
+    assert code == 0, out + err
+    figures = json.loads(report.read_text())
+    assert figures["masters"] == 5 and figures["model"] == "closed, window 64"
+    assert figures["connections_opened"] == 5 and figures["connections_dropped"] == 0
+    assert figures["sent"] == figures["acknowledged"] > 100 and figures["lost"] == 0
+    assert figures["ack_latency_ms"]["p99"] >= figures["ack_latency_ms"]["p50"] > 0
+    assert sum(s["acknowledged"] for s in figures["per_second"]) == figures["acknowledged"]
+    assert [t["met"] for t in figures["thresholds"]] == [True, True]
+    assert "acked" in err and "p99" in err  # progress lines, one a second
+
+
+def test_open_model_keeps_its_rate_and_an_unmet_threshold_is_exit_1(capsys, tmp_path: Path) -> None:
+    report = tmp_path / "load.json"
+    code, out, _ = run(
+        capsys,
+        "load",
+        "--masters",
+        "4",
+        "--rate",
+        "400",
+        "--duration",
+        "1.5",
+        "--json",
+        str(report),
+        "--threshold",
+        "rate>=100000",
+        "--quiet",
+    )
+    assert code == 1
+    assert "threshold rate>=100000: NOT MET" in out
+    figures = json.loads(report.read_text())
+    assert figures["model"] == "open, 400/s"
+    assert 500 <= figures["sent"] <= 620  # 1.5 s at 400/s, whatever the endpoint does
+    assert figures["lost"] == 0
+
+
+def test_a_faulty_endpoint_shows_in_the_figures(capsys) -> None:
+    loop = LoopThread()
+    endpoint = EndpointHandle(loop)
+    endpoint.fault = "no-ack"
+    try:
+        code, out, _ = run(
+            capsys, "load", "--masters", "2", "--duration", "0.5", "--endpoint", endpoint.url, "--token", endpoint.token,
+            "--resend-interval", "0.2", "--ack-timeout", "0.2", "--window", "4", "--threshold", "lost==0", "--quiet",
+        )  # fmt: skip
+    finally:
+        endpoint.close()
+        loop.stop()
+    assert code == 1
+    assert "threshold lost==0: NOT MET (actual 8.0)" in out  # two masters, a window of 4 each
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["load", "--threshold", "p99<<3"], "expected metric, operator and number"),
+        (["load", "--threshold", "speed>3"], "unknown metric 'speed'"),
+        (["load", "--threshold", "lost==0ms"], "lost takes no unit"),
+        (["load", "--duration", "soon"], "not a duration"),
+        (["load", "--masters", "0"], "must be at least 1"),
+        (["load", "--endpoint", "ws://127.0.0.1:1/x"], "--endpoint needs --token"),
+    ],
+)
+def test_bad_load_input_is_one_line_and_exit_2(capsys, argv, expected) -> None:
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert err.count("\n") == 1 and expected in err, err
+
+
+def test_thresholds_parse_units() -> None:
+    assert parse("p99<250ms").value == 250
+    assert parse("p99.9 <= 1.5s").value == 1500
+    assert parse("rate>=5000").holds({"rate": 6000.0})
+    assert not parse("max<10").holds({"ack_latency_ms": {"max": None}})
+
+
+def test_a_signal_stops_load_and_still_reports(tmp_path: Path) -> None:
+    report = tmp_path / "load.json"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "emulator", "load", "--masters", "3", "--duration", "60", "--json", str(report)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert "acked" in process.stderr.readline()  # the first progress line: it is running
+        sent = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=10)
+        stopped_in = time.monotonic() - sent
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130, stderr
+    assert stopped_in < 1.5
+    figures = json.loads(report.read_text())
+    assert figures["interrupted"] is True and figures["acknowledged"] > 0
+    assert figures["acknowledged"] + figures["lost"] <= figures["sent"]
