@@ -134,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     load_.add_argument("--quiet", action="store_true", help="no progress lines")
 
     verbs.add_parser("rules", help="list the contract rules that 'run' checks")
+    verbs.add_parser("locustfile", help='print the path of the ready locustfile (locust -f "$(nbwss-emu locustfile)")')
     return parser
 
 
@@ -602,7 +603,13 @@ def _progress_line(snapshot: dict[str, Any]) -> None:
     )
 
 
+def _locustfile(args: argparse.Namespace) -> int:
+    print(Path(__file__).resolve().parent / "locustfile.py")
+    return OK
+
+
 _VERBS = {
+    "locustfile": _locustfile,
     "load": _load,
     "scenarios": _scenarios,
     "generate": _generate,
