@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import socket
 import subprocess
 import sys
@@ -12,7 +13,10 @@ import pytest
 
 from emulator.harness import EndpointHandle, LoopThread
 
-pytest.importorskip("locust")
+# Only subprocesses run Locust: importing it here would let gevent monkey-patch this
+# process and break every asyncio test after it.
+if importlib.util.find_spec("locust") is None:
+    pytest.skip("locust is not installed", allow_module_level=True)
 
 
 def free_port() -> int:
