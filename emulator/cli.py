@@ -28,6 +28,7 @@ from emulator.contract import RULES, ContractOptions, ContractResult, replay, ru
 from emulator.contract.probes import PROBE_NAMES
 from emulator.contract.report import as_dict, print_summary, write_junit
 from emulator.endpoint import Fault, ReferenceEndpoint
+from emulator.load.html import render as render_html
 from emulator.load.runner import LoadConfig, LoadResult, run_load
 from emulator.load.thresholds import parse as parse_threshold
 from emulator.protocol.codec import DecodeError, decode, encode
@@ -131,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     load_.add_argument("--insecure", action="store_true", help="do not verify the endpoint's certificate (warned about)")
     _session_arguments(load_)
     load_.add_argument("--json", metavar="FILE", help="all figures, with the per-second series, as JSON")
+    load_.add_argument("--html", metavar="FILE", help="a self-contained HTML page with charts")
     load_.add_argument("--quiet", action="store_true", help="no progress lines")
 
     verbs.add_parser("rules", help="list the contract rules that 'run' checks")
@@ -580,11 +582,13 @@ def _load(args: argparse.Namespace) -> int:
         print("ack latency: " + ", ".join(f"{name} {value:.2f} ms" for name, value in latency.items()))
     for entry in figures["thresholds"]:
         print(f"threshold {entry['threshold']}: {'met' if entry['met'] else 'NOT MET'} (actual {entry['actual']})")
-    if args.json:
-        try:
+    try:
+        if args.json:
             Path(args.json).write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
-        except OSError as error:
-            raise UsageError(f"cannot write a report: {error.strerror or error}") from None
+        if args.html:
+            Path(args.html).write_text(render_html(figures), encoding="utf-8")
+    except OSError as error:
+        raise UsageError(f"cannot write a report: {error.strerror or error}") from None
     if received:
         print(f"nbwss-emu: interrupted by {signal.Signals(received[0]).name}", file=sys.stderr)
         return 128 + received[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -126,3 +127,44 @@ def test_a_signal_stops_load_and_still_reports(tmp_path: Path) -> None:
     figures = json.loads(report.read_text())
     assert figures["interrupted"] is True and figures["acknowledged"] > 0
     assert figures["acknowledged"] + figures["lost"] <= figures["sent"]
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+HEADLESS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian: apt-get install chromium)")
+def test_the_html_report_renders_in_headless_chromium(capsys, tmp_path: Path) -> None:
+    page = tmp_path / "load.html"
+    code, _, _ = run(
+        capsys, "load", "--masters", "3", "--rate", "300", "--duration", "2", "--html", str(page), "--threshold", "lost==0", "--quiet"
+    )
+    assert code == 0
+    profile = str(tmp_path / "profile")
+    dom = subprocess.run(
+        [CHROMIUM, *HEADLESS, f"--user-data-dir={profile}", "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert "nbwss-emulator load: datacenter-day, 3 masters" in dom
+    assert dom.count("<svg") == 3 and "<polyline" in dom and "<rect" in dom  # throughput, percentiles, distribution
+    assert "lost==0" in dom
+    picture = tmp_path / "load.png"
+    subprocess.run(
+        [CHROMIUM, *HEADLESS, f"--user-data-dir={profile}", f"--screenshot={picture}", "--window-size=900,1400", page.as_uri()],
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    assert picture.stat().st_size > 20_000  # a page with charts, not a blank one

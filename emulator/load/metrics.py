@@ -67,6 +67,16 @@ class LoadMetrics:
         values["max"] = histogram.get_max_value() / 1000
         return values
 
+    def distribution_ms(self) -> list[dict[str, float]]:
+        """Acknowledgements per latency bucket (doubling widths from 0.1 ms), for a histogram chart."""
+        buckets: dict[float, int] = {}
+        for step in self.latency.get_recorded_iterator():
+            upper = 0.1
+            while upper < step.value_iterated_to / 1000:
+                upper *= 2
+            buckets[upper] = buckets.get(upper, 0) + step.count_added_in_this_iter_step
+        return [{"le": round(upper, 3), "count": count} for upper, count in sorted(buckets.items())]
+
     def as_dict(self, elapsed: float) -> dict[str, Any]:
         return {
             "elapsed_s": round(elapsed, 3),
@@ -79,6 +89,7 @@ class LoadMetrics:
             "connections_dropped": self.connections_dropped,
             "findings": dict(self.findings),
             "ack_latency_ms": self.percentiles_ms(),
+            "latency_distribution_ms": self.distribution_ms(),
             "per_second": [
                 {"second": index, "sent": s.sent, "acknowledged": s.acknowledged, "ack_latency_ms": self.percentiles_ms(s.latency)}
                 for index, s in sorted(self.seconds.items())
