@@ -29,6 +29,7 @@ from emulator.contract.probes import PROBE_NAMES
 from emulator.contract.report import as_dict, print_summary, write_junit
 from emulator.endpoint import Fault, ReferenceEndpoint
 from emulator.load.html import render as render_html
+from emulator.load.live import LiveProgress
 from emulator.load.runner import LoadConfig, LoadResult, run_load
 from emulator.load.thresholds import parse as parse_threshold
 from emulator.protocol.codec import DecodeError, decode, encode
@@ -550,6 +551,10 @@ def _load(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=None if args.quiet else _progress_line,
     )
+    live = None
+    if not args.quiet and sys.stderr.isatty():
+        live = LiveProgress(Console(stderr=True), args.masters, config.rate)
+        config.progress = live.update
     received: list[int] = []
 
     async def main() -> LoadResult:
@@ -567,7 +572,8 @@ def _load(args: argparse.Namespace) -> int:
         return await task
 
     try:
-        result = asyncio.run(main())
+        with live if live is not None else contextlib.nullcontext():
+            result = asyncio.run(main())
     except ConnectError as error:
         raise UsageError(f"no connection: {error}") from None
     figures = result.figures()

@@ -168,3 +168,31 @@ def test_the_html_report_renders_in_headless_chromium(capsys, tmp_path: Path) ->
         check=True,
     )
     assert picture.stat().st_size > 20_000  # a page with charts, not a blank one
+
+
+def test_on_a_terminal_progress_is_a_live_table(tmp_path: Path) -> None:
+    """Run under a pseudo-terminal, as a person would: the live table appears and is refreshed."""
+    pty = pytest.importorskip("pty")
+    import os  # noqa: PLC0415 - only this test reads a terminal
+
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "emulator", "load", "--masters", "2", "--duration", "2.5"],
+        stdin=follower, stdout=follower, stderr=follower, close_fds=True, env={**os.environ, "COLUMNS": "120", "TERM": "xterm"},
+    )  # fmt: skip
+    os.close(follower)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break  # the process closed the terminal
+        if not chunk:
+            break
+        screen += chunk
+    os.close(leader)
+    assert process.wait(timeout=30) == 0
+    text = screen.decode("utf-8", "replace")
+    assert "nbwss-emu load: 2 masters, closed model" in text
+    assert "acked/s" in text and "outstanding" in text
+    assert "2 masters, closed, window 64" in text  # the summary after the live view
