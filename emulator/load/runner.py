@@ -108,7 +108,11 @@ async def run_load(config: LoadConfig) -> LoadResult:
     finally:
         if server is not None:
             server.terminate()
-            await server.wait()
+            try:  # its connections are already closed: half a second is plenty, then it goes
+                await asyncio.wait_for(server.wait(), 0.5)
+            except TimeoutError:
+                server.kill()
+                await server.wait()
 
 
 def _master(config: LoadConfig, index: int, targets: list[Target], metrics: LoadMetrics, due: dict[str, float]) -> EmulatedMaster:
