@@ -525,17 +525,10 @@ def _load(args: argparse.Namespace) -> int:
         thresholds = [parse_threshold(text) for text in args.threshold]
     except ValueError as error:
         raise UsageError(str(error)) from None
-    options, _ = _contract_options(
+    options, groups = _contract_options(
         argparse.Namespace(**{**vars(args), "endpoints": None, "certfile": None, "keyfile": None, "transcript": None})
     )
-    targets: list[Target] = []
-    if args.endpoint:
-        token = args.token or os.environ.get("NBWSS_TOKEN")
-        if not token:
-            raise UsageError("--endpoint needs --token (or NBWSS_TOKEN in the environment)")
-        targets = [Target(args.endpoint, token)]
-    elif args.token:
-        raise UsageError("--token needs --endpoint (the embedded endpoint makes its own)")
+    targets = groups[0]  # [] is the reference endpoint, which load starts in a process of its own
     settings = options.settings
     if args.rate and args.window == 64:
         settings.window = 100_000  # open model: the rate decides, a slow endpoint builds a backlog
