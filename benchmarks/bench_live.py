@@ -18,47 +18,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import secrets
 import statistics
-import subprocess
-import sys
-import time
 
-from websockets.asyncio.client import connect
+from common import bare_rate, reference_endpoint
 
 from emulator.protocol.codec import encode
-from emulator.protocol.messages import connect_request
 from emulator.scenario import Timeline, load
 from emulator.wire.master import EmulatedMaster, Settings, Target
-
-
-async def bare(url: str, token: str, frames: list[bytes], window: int) -> float:
-    """Rate of a bare client: pre-built frames, a window, acks counted."""
-    async with connect(url, compression=None, proxy=None, max_size=2**20) as ws:
-        await ws.send(encode(connect_request("8E909940-AD50-4543-8AEA-B52003818925", 0, token)), text=True)
-        await ws.recv()
-        slots = asyncio.Semaphore(window)
-        done = asyncio.Event()
-        received = 0
-
-        async def reader() -> None:
-            nonlocal received
-            async for _ in ws:
-                received += 1
-                slots.release()
-                if received == len(frames):
-                    done.set()
-                    return
-
-        task = asyncio.ensure_future(reader())
-        start = time.perf_counter()
-        for frame in frames:
-            await slots.acquire()
-            await ws.send(frame, text=True)
-        await done.wait()
-        elapsed = time.perf_counter() - start
-        await task
-    return len(frames) / elapsed
 
 
 async def emulated(url: str, token: str, messages: list[dict], window: int) -> float:
@@ -76,22 +42,11 @@ def main() -> None:
     args = parser.parse_args()
     messages = [t.message for t in itertools.islice(Timeline(load("datacenter-day"), seed=1).messages(repeat=True), args.count)]
     frames = [encode(m) for m in messages]
-    token = secrets.token_urlsafe(24)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "emulator", "serve", "--port", "0", f"--token={token}"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        url = server.stdout.readline().split()[-1]
+    with reference_endpoint() as (url, token):
         bares, masters = [], []
         for _ in range(args.rounds):  # alternate, so that drifts of the machine hit both alike
-            bares.append(asyncio.run(bare(url, token, frames, args.window)))
+            bares.append(asyncio.run(bare_rate(url, token, frames, args.window)))
             masters.append(asyncio.run(emulated(url, token, messages, args.window)))
-    finally:
-        server.terminate()
-        server.communicate()
     best_bare, best_master = max(bares), max(masters)
     paired = statistics.median(m / b for m, b in zip(masters, bares, strict=True))
     print(f"{args.count} notifications, window {args.window}, endpoint in a separate process, {args.rounds} alternating rounds")

@@ -15,44 +15,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import secrets
-import subprocess
-import sys
-import time
 
-from websockets.asyncio.client import connect
+from common import bare_rate, reference_endpoint
 
 from emulator.load.runner import LoadConfig, run_load
 from emulator.protocol.codec import encode
-from emulator.protocol.messages import connect_request
 from emulator.scenario import Timeline, load
 from emulator.wire.master import Settings, Target
-
-
-async def bare_rate(url: str, token: str, frames: list[bytes], window: int, seconds: float) -> float:
-    async with connect(url, compression=None, proxy=None) as ws:
-        await ws.send(encode(connect_request("8E909940-AD50-4543-8AEA-B52003818925", 0, token)), text=True)
-        await ws.recv()
-        slots = asyncio.Semaphore(window)
-        acked = 0
-
-        async def reader() -> None:
-            nonlocal acked
-            async for _ in ws:
-                acked += 1
-                slots.release()
-
-        task = asyncio.ensure_future(reader())
-        start = time.perf_counter()
-        for frame in itertools.cycle(frames):
-            if time.perf_counter() - start >= seconds:
-                break
-            await slots.acquire()
-            await ws.send(frame, text=True)
-        elapsed = time.perf_counter() - start
-        count = acked
-        task.cancel()
-    return count / elapsed
 
 
 async def load_rate(url: str, token: str, window: int, seconds: float) -> float:
@@ -67,30 +36,9 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=64)
     args = parser.parse_args()
     frames = [encode(t.message) for t in itertools.islice(Timeline(load("datacenter-day"), seed=1).messages(repeat=True), 20_000)]
-    token = secrets.token_urlsafe(24)
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "emulator",
-            "serve",
-            "--port",
-            "0",
-            f"--token={token}",
-            "--keep",
-            "0",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        url = server.stdout.readline().split()[-1]
+    with reference_endpoint("--keep", "0") as (url, token):
         bare = asyncio.run(bare_rate(url, token, frames, args.window, args.seconds))
         loaded = asyncio.run(load_rate(url, token, args.window, args.seconds))
-    finally:
-        server.terminate()
-        server.communicate()
     print(f"throughput, window {args.window}, {args.seconds:g} s each, reference endpoint in a separate process")
     print(f"  bare websockets (pre-built frames)   {bare:>10,.0f}/s   1.00")
     print(f"  nbwss-emu load (1 master)            {loaded:>10,.0f}/s   {loaded / bare:.2f}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import random
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -70,7 +71,7 @@ async def run_probes(
 ) -> list[ProbeResult]:
     """Run the named probes one after the other with messages made from ``pool``."""
     rng = random.Random(seed)
-    unchecked = _with(settings, validate=False)
+    unchecked = dataclasses.replace(settings, validate=False)
 
     def fresh(message: dict[str, Any]) -> dict[str, Any]:
         clone = copy.deepcopy(message)
@@ -78,7 +79,12 @@ async def run_probes(
         return clone
 
     async def one(messages: list[Any], window: int | None = None) -> Report:
-        return await EmulatedMaster(targets, _with(unchecked, window=window), tls=tls, rng=random.Random(rng.getrandbits(32))).run(messages)
+        return await EmulatedMaster(
+            targets,
+            unchecked if window is None else dataclasses.replace(unchecked, window=window),
+            tls=tls,
+            rng=random.Random(rng.getrandbits(32)),
+        ).run(messages)
 
     async def duplicate() -> tuple[int, int, bool, str]:
         report = await one([fresh(pool[0]), Duplicate()])
@@ -149,12 +155,6 @@ async def run_probes(
             sent, acked, kept, detail = 0, 0, False, f"no connection: {error}"
         results.append(ProbeResult(probe, acked == sent and kept, sent, acked, kept, detail))
     return results
-
-
-def _with(settings: Settings, **changes: Any) -> Settings:
-    values = {name: getattr(settings, name) for name in settings.__dataclass_fields__}
-    values.update({k: v for k, v in changes.items() if v is not None})
-    return Settings(**values)
 
 
 def _outcome(report: Report, sent: int) -> tuple[int, int, bool, str]:
