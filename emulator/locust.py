@@ -27,7 +27,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from emulator.protocol.properties import NbwssProperties
-from emulator.protocol.session import Acknowledged, CommandRequested, Established, MasterSession, Refused, Violation
+from emulator.protocol.session import Acknowledged, CommandRequested, Established, MasterSession, Refused, State, Violation
 from emulator.responders import CommandResponder
 from emulator.scenario import Timeline, load
 from emulator.wire.tls import TlsOptions, client_context
@@ -62,7 +62,7 @@ class NbwssConnection:
         started = time.perf_counter()
         self.ws.send(self.session.connect(), text=True)
         outcome: BaseException | None = None
-        while self.session.state.value == "connecting":
+        while self.session.state is State.CONNECTING:
             for event in self.session.receive(self.ws.recv(timeout=10)):
                 if isinstance(event, Refused):
                     outcome = ConnectionRefusedError("CONNECT answered valid: false")

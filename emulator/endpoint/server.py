@@ -21,8 +21,9 @@ from typing import Any
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State as WsState
 
-from emulator.endpoint.core import Close, EndpointSession, Reply
+from emulator.endpoint.core import Close, EndpointSession, EndpointState, Reply
 from emulator.protocol.codec import encode
 from emulator.protocol.messages import new_id
 
@@ -199,7 +200,7 @@ class ReferenceEndpoint:
 
     def _current(self) -> Connection:
         for connection in reversed(self.connections):
-            if connection.session.state.value == "open" and connection.websocket.state.name == "OPEN":
+            if connection.session.state is EndpointState.OPEN and connection.websocket.state is WsState.OPEN:
                 return connection
         raise RuntimeError("no master is connected")
 
