@@ -31,6 +31,7 @@ from emulator.endpoint import Fault, ReferenceEndpoint
 from emulator.load.html import render as render_html
 from emulator.load.live import LiveProgress
 from emulator.load.runner import LoadConfig, LoadResult, run_load
+from emulator.load.streams import CLOSED_MODEL_RATE, MAX_PREPARED
 from emulator.load.thresholds import parse as parse_threshold
 from emulator.protocol.codec import DecodeError, decode, encode
 from emulator.protocol.properties import NbwssProperties, PropertiesError
@@ -127,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="e.g. p99<250ms, lost==0, findings==0, rate>=5000; decides the exit code",
     )
     load_.add_argument("--seed", type=_non_negative, default=0, help="seed of the first master's domain; the others follow")
+    load_.add_argument(
+        "--prepare",
+        type=_non_negative,
+        metavar="N",
+        help="notifications generated before the clock starts, all masters (default: what --rate needs for --duration, "
+        f"or {CLOSED_MODEL_RATE:,}/s for --duration; at most {MAX_PREPARED:,}); the rest are generated during the run",
+    )
     load_.add_argument("--endpoint", metavar="URL", help="the endpoint under test (default: the reference endpoint in a separate process)")
     load_.add_argument("--token", help="the endpoint's token (default: $NBWSS_TOKEN)")
     load_.add_argument("--cafile", help="trust this CA for wss://")
@@ -542,12 +550,14 @@ def _load(args: argparse.Namespace) -> int:
         settings=settings,
         tls=options.tls,
         seed=args.seed,
+        prepare=args.prepare,
         progress=None if args.quiet else _progress_line,
+        on_prepare=None if args.quiet else _preparing_line,
     )
     live = None
     if not args.quiet and sys.stderr.isatty():
         live = LiveProgress(Console(stderr=True), args.masters, config.rate)
-        config.progress = live.update
+        config.progress, config.on_prepare = live.update, live.preparing
     received: list[int] = []
 
     async def main() -> LoadResult:
@@ -579,6 +589,11 @@ def _load(args: argparse.Namespace) -> int:
     )
     if latency["p50"] is not None:
         print("ack latency: " + ", ".join(f"{name} {value:.2f} ms" for name, value in latency.items()))
+    print(f"prepared {figures['prepared']} notifications in {figures['prepare_s']:.1f} s before the clock started", end="")
+    if figures["generated_during_run"]:
+        print(f"; the run outlasted them: {figures['generated_during_run']} more were generated while it ran (--prepare N for more)")
+    else:
+        print()
     for entry in figures["thresholds"]:
         print(f"threshold {entry['threshold']}: {'met' if entry['met'] else 'NOT MET'} (actual {entry['actual']})")
     try:
@@ -604,6 +619,10 @@ def _progress_line(snapshot: dict[str, Any]) -> None:
         file=sys.stderr,
         flush=True,
     )
+
+
+def _preparing_line(done: int, total: int) -> None:
+    print(f"nbwss-emu: preparing notifications, {done} of {total}", file=sys.stderr, flush=True)
 
 
 def _locustfile(args: argparse.Namespace) -> int:

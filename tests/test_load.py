@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -26,11 +27,15 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 def test_closed_model_against_the_reference_endpoint_in_its_own_process(capsys, tmp_path: Path) -> None:
     report = tmp_path / "load.json"
     code, out, err = run(
-        capsys, "load", "--masters", "5", "--duration", "1.5", "--json", str(report), "--threshold", "lost==0", "--threshold", "findings==0"
-    )
+        capsys, "load", "--masters", "5", "--duration", "1.5", "--prepare", "500", "--json", str(report),
+        "--threshold", "lost==0", "--threshold", "findings==0",
+    )  # fmt: skip
     assert code == 0, out + err
     figures = json.loads(report.read_text())
     assert figures["masters"] == 5 and figures["model"] == "closed, window 64"
+    # 500 prepared before the clock, the rest generated as the run went on (and said so)
+    assert figures["prepared"] == 500 and figures["generated_during_run"] == figures["sent"] - 500 > 0
+    assert "the run outlasted them" in out
     assert figures["connections_opened"] == 5 and figures["connections_dropped"] == 0
     assert figures["sent"] == figures["acknowledged"] > 100 and figures["lost"] == 0
     assert figures["ack_latency_ms"]["p99"] >= figures["ack_latency_ms"]["p50"] > 0
@@ -61,6 +66,7 @@ def test_open_model_keeps_its_rate_and_an_unmet_threshold_is_exit_1(capsys, tmp_
     figures = json.loads(report.read_text())
     assert figures["model"] == "open, 400/s"
     assert 500 <= figures["sent"] <= 620  # 1.5 s at 400/s, whatever the endpoint does
+    assert figures["prepared"] == 600 and figures["generated_during_run"] == 0  # all of it ready before the clock
     assert figures["lost"] == 0
 
 
@@ -104,13 +110,37 @@ def test_thresholds_parse_units() -> None:
     assert not parse("max<10").holds({"ack_latency_ms": {"max": None}})
 
 
-def test_a_signal_stops_load_and_still_reports(tmp_path: Path) -> None:
-    report = tmp_path / "load.json"
+def test_a_signal_during_preparation_stops_load_at_once() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "emulator", "load", "--masters", "3", "--duration", "60", "--json", str(report)],
+        [sys.executable, "-m", "emulator", "load", "--masters", "3", "--duration", "60"],  # 400,000 to prepare: seconds of it
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # a failing test kills the endpoint process too, which holds the pipes
+    )
+    try:
+        assert "preparing notifications" in process.stderr.readline()
+        sent = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=10)
+        stopped_in = time.monotonic() - sent
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+    assert process.returncode == 130, stderr
+    assert stopped_in < 1.5
+    assert "Traceback" not in stderr
+
+
+def test_a_signal_stops_load_and_still_reports(tmp_path: Path) -> None:
+    report = tmp_path / "load.json"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "emulator", "load", "--masters", "3", "--duration", "60", "--prepare", "3000", "--json", str(report)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a failing test kills the endpoint process too, which holds the pipes
     )
     try:
         assert "acked" in process.stderr.readline()  # the first progress line: it is running
@@ -120,7 +150,7 @@ def test_a_signal_stops_load_and_still_reports(tmp_path: Path) -> None:
         stopped_in = time.monotonic() - sent
     finally:
         if process.poll() is None:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
             process.communicate()
     assert process.returncode == 130, stderr
     assert stopped_in < 1.5
@@ -173,8 +203,6 @@ def test_the_html_report_renders_in_headless_chromium(capsys, tmp_path: Path) ->
 def test_on_a_terminal_progress_is_a_live_table(tmp_path: Path) -> None:
     """Run under a pseudo-terminal, as a person would: the live table appears and is refreshed."""
     pty = pytest.importorskip("pty")
-    import os  # noqa: PLC0415 - only this test reads a terminal
-
     leader, follower = pty.openpty()
     process = subprocess.Popen(
         [sys.executable, "-m", "emulator", "load", "--masters", "2", "--duration", "2.5"],

@@ -6,6 +6,8 @@ import json
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from emulator.protocol.codec import encode
 from emulator.protocol.messages import connect_response, notification_response
@@ -90,6 +92,30 @@ def test_acknowledgement_is_correlated_and_timed(clock, notifications) -> None:
     assert (event.message_id, event.attempts) == (notifications[0]["id"], 1)
     assert event.latency == pytest.approx(0.25)
     assert session.pending == {}
+
+
+def test_a_notification_sent_late_counts_its_latency_from_when_it_was_due(clock, notifications) -> None:
+    """The open model: what a slow endpoint delayed is not hidden by measuring from the late send."""
+    session = opened(clock)
+    session.send(notifications[0], due=clock.now - 0.5)
+    clock.now += 0.25
+    (event,) = session.receive(ack(notifications[0]["id"]))
+    assert event.latency == pytest.approx(0.25) and event.since_due == pytest.approx(0.75)
+    session.send(notifications[1], due=clock.now + 1.0)  # early (a scenario clock ahead): never negative
+    clock.now += 0.1
+    (event,) = session.receive(ack(notifications[1]["id"]))
+    assert event.since_due == pytest.approx(0.1)
+
+
+def test_a_notification_prepared_beforehand_is_tracked_like_any(clock, notifications) -> None:
+    session = opened(clock, resend_interval=5)
+    frame = encode(notifications[0])
+    assert session.send_prepared(notifications[0]["id"], frame) is frame
+    assert list(session.pending) == [notifications[0]["id"]]
+    clock.now += 5
+    assert session.resend_due() == [frame]
+    (event,) = session.receive(ack(notifications[0]["id"]))
+    assert isinstance(event, Acknowledged) and event.frame is frame and event.attempts == 2
 
 
 def test_unacknowledged_notifications_are_resent_with_the_same_id(clock, notifications) -> None:
@@ -182,3 +208,31 @@ def test_the_masters_own_invalid_frames_are_findings(clock, notifications) -> No
     broken = {**notifications[0], "payload": []}
     session.send(broken)
     assert [v.finding.pointer for v in session.outgoing_violations] == ["/payload"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(steps=st.lists(st.tuples(st.sampled_from(["send", "ack", "tick", "resend", "reconnect"]), st.integers(0, 50)), max_size=60))
+def test_resends_are_found_without_scanning_and_match_a_scan(steps) -> None:
+    """Pending notifications are kept in order of last send: the first is the next resend, as a full scan says."""
+    clock = Clock()
+    session = opened(clock, resend_interval=5)
+    messages = (t.message for t in Timeline(load("smoke"), seed=3).messages(repeat=True))
+    for action, number in steps:
+        if action == "send":
+            session.send(next(messages))
+        elif action == "ack" and session.pending:
+            session.receive(ack(list(session.pending)[number % len(session.pending)]))
+        elif action == "tick":
+            clock.now += number / 10
+        elif action == "resend":
+            deadline = clock.now - 5
+            expected = {p.message_id for p in session.pending.values() if p.last_sent <= deadline}
+            frames = session.resend_due()
+            assert len(frames) == len(expected) and all(session.pending[i].last_sent == clock.now for i in expected)
+        else:
+            session.connection_lost()
+            connect = json.loads(session.connect())
+            session.receive(encode(connect_response(connect["id"], 1, True)).decode())
+            assert len(session.resend_all()) == len(session.pending)
+        if session.pending:
+            assert session.next_resend() == min(p.last_sent for p in session.pending.values()) + 5

@@ -23,6 +23,8 @@ class Second:
     sent: int = 0
     acknowledged: int = 0
     latency: HdrHistogram = field(default_factory=lambda: _histogram(2))
+    # latency (µs) -> acks, not yet in the histograms: a dict is counted into for a fraction of what recording costs
+    counts: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -37,8 +39,15 @@ class LoadMetrics:
     connections_opened: int = 0
     connections_dropped: int = 0
     findings: dict[str, int] = field(default_factory=dict)
-    latency: HdrHistogram = field(default_factory=lambda: _histogram(3))
     seconds: dict[int, Second] = field(default_factory=dict)
+    _total: HdrHistogram = field(default_factory=lambda: _histogram(3))
+    _counting: Second | None = None  # the second whose acknowledgements are being counted
+
+    @property
+    def latency(self) -> HdrHistogram:
+        """Every acknowledgement's latency so far."""
+        self._fold()
+        return self._total
 
     def _second(self, now: float) -> Second:
         index = int(now - self.start)
@@ -54,13 +63,28 @@ class LoadMetrics:
     def on_ack(self, now: float, latency: float) -> None:
         micros = max(1, min(HIGHEST, int(latency * MICROS)))
         self.acknowledged += 1
-        self.latency.record_value(micros)
         second = self._second(now)
         second.acknowledged += 1
-        second.latency.record_value(micros)
+        if second is not self._counting:  # a new second: the last one is complete
+            self._fold()
+            self._counting = second
+        counts = second.counts
+        counts[micros] = counts.get(micros, 0) + 1
+
+    def _fold(self) -> None:
+        """Record what was counted into the second's histogram and the total."""
+        second = self._counting
+        if second is None or not second.counts:
+            return
+        for micros, count in second.counts.items():
+            second.latency.record_value(micros, count)
+            self._total.record_value(micros, count)
+        second.counts.clear()
 
     def percentiles_ms(self, histogram: HdrHistogram | None = None) -> dict[str, float | None]:
-        histogram = histogram or self.latency
+        """p50, p90, p99, p99.9 and max of ``histogram`` (the total by default), in milliseconds."""
+        self._fold()
+        histogram = histogram or self._total
         if histogram.get_total_count() == 0:
             return {"p50": None, "p90": None, "p99": None, "p99.9": None, "max": None}
         values: dict[str, float | None] = {f"p{p:g}": histogram.get_value_at_percentile(p) / 1000 for p in PERCENTILES}

@@ -6,12 +6,15 @@ endpoint shows as latency and backlog, not as a quietly lower rate (coordinated
 omission accounted for). Closed (no rate): each connection keeps ``window``
 notifications outstanding and sends the next as soon as one is acknowledged.
 Without a target the reference endpoint runs in a separate process, so that the
-figures include what serving costs.
+figures include what serving costs. Notifications are prepared before the clock
+starts (:mod:`emulator.load.streams`), so that the run measures the endpoint.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import itertools
 import random
 import secrets
 import sys
@@ -21,8 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emulator.load.metrics import LoadMetrics
+from emulator.load.streams import MasterStream, auto_count, prepare
 from emulator.protocol.session import Acknowledged
-from emulator.scenario import Timeline
 from emulator.scenario.model import Scenario
 from emulator.wire.master import ConnectError, EmulatedMaster, Paced, Report, Settings, Target
 from emulator.wire.tls import TlsOptions
@@ -39,7 +42,9 @@ class LoadConfig:
     settings: Settings = field(default_factory=Settings)
     tls: TlsOptions = field(default_factory=TlsOptions)
     seed: int = 0
+    prepare: int | None = None  # notifications prepared before the clock starts, all masters; None: auto_count()
     progress: Callable[[dict[str, Any]], None] | None = None  # called about once a second
+    on_prepare: Callable[[int, int], None] | None = None  # (prepared so far, to prepare), about once a second
     stop: asyncio.Event | None = None
 
 
@@ -51,6 +56,9 @@ class LoadResult:
     elapsed: float
     endpoint: str
     interrupted: bool = False
+    prepared: int = 0
+    generated_live: int = 0  # notifications the run outlasted the prepared ones by, generated while it ran
+    prepare_seconds: float = 0.0
 
     def figures(self) -> dict[str, Any]:
         figures = self.metrics.as_dict(self.elapsed)
@@ -61,6 +69,9 @@ class LoadResult:
                 "model": f"open, {self.config.rate:g}/s" if self.config.rate else f"closed, window {self.config.settings.window}",
                 "endpoint": self.endpoint,
                 "interrupted": self.interrupted,
+                "prepared": self.prepared,
+                "generated_during_run": self.generated_live,
+                "prepare_s": round(self.prepare_seconds, 3),
             }
         )
         return figures
@@ -72,15 +83,22 @@ async def run_load(config: LoadConfig) -> LoadResult:
     targets = config.targets
     if not targets:
         server, targets = await _start_endpoint(config.masters)
-    start = time.monotonic()
-    metrics = LoadMetrics(start)
-    due: dict[str, float] = {}  # message id -> when it was due (open model)
-    stop_at = start + config.duration
     try:
-        masters = [_master(config, index, targets, metrics, due) for index in range(config.masters)]
+        began = time.monotonic()
+        total = auto_count(config.duration, config.rate) if config.prepare is None else config.prepare
+        seeds = [config.seed + index for index in range(config.masters)]
+        try:
+            streams = await prepare(config.scenario, seeds, total, on_progress=config.on_prepare)
+        except asyncio.CancelledError:  # interrupted before the clock started: nothing was sent
+            return LoadResult(config, LoadMetrics(time.monotonic()), [], 0.0, targets[0].url, interrupted=True)
+        prepared, prepare_seconds = sum(len(s.prepared) for s in streams), time.monotonic() - began
+        start = time.monotonic()
+        metrics = LoadMetrics(start)
+        stop_at = start + config.duration
+        masters = [_master(config, index, targets, metrics) for index in range(config.masters)]
         progress = asyncio.ensure_future(_progress(config, metrics, masters, start)) if config.progress else None
         runs = [
-            asyncio.ensure_future(_run_one(config, index, master, metrics, due, start, stop_at)) for index, master in enumerate(masters)
+            asyncio.ensure_future(_run_one(config, index, master, streams[index], metrics, stop_at)) for index, master in enumerate(masters)
         ]
         interrupted = False
         try:
@@ -102,9 +120,14 @@ async def run_load(config: LoadConfig) -> LoadResult:
             metrics.connections_dropped += report.drops
             for violation in report.violations:
                 metrics.findings[violation.rule] = metrics.findings.get(violation.rule, 0) + 1
+        for stream in streams:
+            for violation in stream.violations:
+                metrics.findings[violation.rule] = metrics.findings.get(violation.rule, 0) + 1
         if errors:
             metrics.findings["connect"] = len(errors)
-        return LoadResult(config, metrics, reports, time.monotonic() - start, targets[0].url, interrupted)
+        generated_live = sum(s.generated_live for s in streams)
+        elapsed = time.monotonic() - start
+        return LoadResult(config, metrics, reports, elapsed, targets[0].url, interrupted, prepared, generated_live, prepare_seconds)
     finally:
         if server is not None:
             server.terminate()
@@ -115,49 +138,41 @@ async def run_load(config: LoadConfig) -> LoadResult:
                 await server.wait()
 
 
-def _master(config: LoadConfig, index: int, targets: list[Target], metrics: LoadMetrics, due: dict[str, float]) -> EmulatedMaster:
+def _master(config: LoadConfig, index: int, targets: list[Target], metrics: LoadMetrics) -> EmulatedMaster:
     def acknowledged(event: Acknowledged) -> None:
-        now = time.monotonic()
-        since = due.pop(event.message_id, None)
-        metrics.on_ack(now, now - since if since is not None else event.latency)
+        # since it was due: in the open model, a notification that left late waited too
+        metrics.on_ack(time.monotonic(), event.since_due)
 
-    return EmulatedMaster(
-        targets, config.settings, tls=config.tls, rng=random.Random(config.seed + index), on_ack=acknowledged, stop=config.stop
-    )
+    settings = dataclasses.replace(config.settings, record_acks=False)  # the metrics keep histograms
+    return EmulatedMaster(targets, settings, tls=config.tls, rng=random.Random(config.seed + index), on_ack=acknowledged, stop=config.stop)
 
 
 async def _run_one(
-    config: LoadConfig, index: int, master: EmulatedMaster, metrics: LoadMetrics, due: dict[str, float], start: float, stop_at: float
+    config: LoadConfig, index: int, master: EmulatedMaster, stream: MasterStream, metrics: LoadMetrics, stop_at: float
 ) -> Report:
     delay = config.ramp_up * index / config.masters if config.masters > 1 else 0.0
     if delay:
         await asyncio.sleep(delay)
-    began = time.monotonic()
-    return await master.run(_notifications(config, index, metrics, due, began, stop_at))
+    return await master.run(_notifications(config, stream, metrics, time.monotonic(), stop_at))
 
 
-def _notifications(
-    config: LoadConfig, index: int, metrics: LoadMetrics, due: dict[str, float], began: float, stop_at: float
-) -> Iterator[Any]:
-    """One master's stream: its own domain (seed + index), until the duration is over."""
-    timeline = Timeline(config.scenario, seed=config.seed + index, start=float(int(time.time())))
-    primary = config.scenario.masters[0].key
-    messages = (t.message for t in timeline.messages(repeat=True) if t.master == primary)
+def _notifications(config: LoadConfig, stream: MasterStream, metrics: LoadMetrics, began: float, stop_at: float) -> Iterator[Any]:
+    """One master's notifications until the duration is over; in the open model, each at its slot."""
     if config.rate:
         interval = config.masters / config.rate  # each master takes its share of the total rate
-        for count, message in enumerate(messages):
+        for count in itertools.count():
             at = count * interval
-            if began + at >= stop_at:
+            message = stream.next() if began + at < stop_at else None
+            if message is None:
                 return
-            due[message["id"]] = began + at
             metrics.on_sent(began + at)
             yield Paced(at, message)
     else:
-        for message in messages:
-            now = time.monotonic()
-            if now >= stop_at:
+        while True:
+            message = stream.next() if time.monotonic() < stop_at else None
+            if message is None:
                 return
-            metrics.on_sent(now)
+            metrics.on_sent(time.monotonic())
             yield message
 
 

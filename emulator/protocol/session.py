@@ -67,6 +67,7 @@ class Acknowledged:
     attempts: int  # how many times the notification was sent
     frame: bytes  # what was sent, for a deliberate duplicate later
     overdue: bool = False  # it had to be resent for want of an acknowledgement
+    since_due: float = 0.0  # since it was due to be sent (open model: includes any delay in sending it)
 
 
 @dataclass(slots=True)
@@ -105,6 +106,7 @@ class Pending:
     frame: bytes
     first_sent: float
     last_sent: float
+    due: float  # when it should have left: its first send, or its slot in an open-model schedule
     attempts: int = 1
     overdue: bool = False  # resent because no acknowledgement came in time (not because of a reconnect)
 
@@ -174,23 +176,43 @@ class MasterSession:
 
     def resend_all(self) -> list[bytes]:
         """After a new CONNECT succeeded: every pending notification again, same ids."""
-        return [self._resend(pending) for pending in self.pending.values()]
+        return [self._resend(pending) for pending in list(self.pending.values())]
 
     # -- sending -----------------------------------------------------------------------
 
     def can_send(self) -> bool:
         return self.state is State.OPEN
 
-    def send(self, message: dict[str, Any]) -> bytes:
-        """Register a NOTIFICATION REQUEST as pending and return its frame."""
+    def send(self, message: dict[str, Any], *, due: float | None = None) -> bytes:
+        """Register a NOTIFICATION REQUEST as pending and return its frame.
+
+        ``due`` is when it should have been sent (on the session clock), for a sender
+        that keeps a schedule: latency counted from then accounts for coordinated omission.
+        """
+        return self._register(message, encode(message), due)
+
+    def send_prepared(self, message_id: str, frame: bytes, *, due: float | None = None) -> bytes:
+        """:meth:`send` for a notification encoded and checked beforehand (see :mod:`emulator.load.streams`).
+
+        A load run prepares its notifications before its clock starts, so that what it
+        measures is the endpoint: the frame is the one that was checked, byte for byte.
+        """
         if self.state is not State.OPEN:
             raise RuntimeError(f"cannot send a notification while {self.state.value}")
-        frame = encode(message)
+        self.counters.frames_out += 1
+        now = self.clock()
+        self.pending[message_id] = Pending(message_id, frame, now, now, now if due is None else min(due, now))
+        self.counters.sent += 1
+        return frame
+
+    def _register(self, message: dict[str, Any], frame: bytes, due: float | None) -> bytes:
+        if self.state is not State.OPEN:
+            raise RuntimeError(f"cannot send a notification while {self.state.value}")
         self.counters.frames_out += 1
         if self.validate_outgoing and not self._valid_notification(message):
             self._record_outgoing(message, frame)
         now = self.clock()
-        self.pending[message["id"]] = Pending(message["id"], frame, now, now)
+        self.pending[message["id"]] = Pending(message["id"], frame, now, now, now if due is None else min(due, now))
         self.counters.sent += 1
         return frame
 
@@ -202,14 +224,18 @@ class MasterSession:
         """When the earliest pending notification is due to be sent again."""
         if not self.pending or self.state is not State.OPEN:
             return None
-        return min(p.last_sent for p in self.pending.values()) + self.resend_interval
+        return next(iter(self.pending.values())).last_sent + self.resend_interval  # the oldest send is first
 
     def resend_due(self) -> list[bytes]:
         """Frames of pending notifications unacknowledged for ``resend_interval``."""
         if self.state is not State.OPEN:
             return []
         deadline = self.clock() - self.resend_interval
-        due = [p for p in self.pending.values() if p.last_sent <= deadline]
+        due = []
+        for pending in self.pending.values():  # oldest send first: stop at the first that is not due
+            if pending.last_sent > deadline:
+                break
+            due.append(pending)
         for pending in due:
             pending.overdue = True
         return [self._resend(p) for p in due]
@@ -219,6 +245,9 @@ class MasterSession:
         pending.attempts += 1
         self.counters.resent += 1
         self.counters.frames_out += 1
+        # Pending notifications stay in the order of their last send, so that the next one due
+        # for a resend is the first: a window of thousands costs no more than one of ten.
+        self.pending[pending.message_id] = self.pending.pop(pending.message_id)
         return pending.frame
 
     def _outgoing(self, message: dict[str, Any]) -> bytes:
@@ -304,7 +333,8 @@ class MasterSession:
         if pending is not None:
             self.counters.acknowledged += 1
             self._remember_ack(message_id)
-            return [Acknowledged(message_id, self.clock() - pending.last_sent, pending.attempts, pending.frame, pending.overdue)]
+            now = self.clock()
+            return [Acknowledged(message_id, now - pending.last_sent, pending.attempts, pending.frame, pending.overdue, now - pending.due)]
         if message_id in self._acked:
             self._acked[message_id] += 1
             self.counters.duplicate_acks += 1

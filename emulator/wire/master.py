@@ -68,11 +68,22 @@ class Reconnect:
 
 
 @dataclass(frozen=True, slots=True)
+class Prepared:
+    """A step in a message stream: a notification encoded and checked beforehand, sent as it is."""
+
+    message_id: str
+    frame: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Paced:
-    """A step in a message stream: send ``message`` no earlier than ``at`` seconds after the run started."""
+    """A step in a message stream: send ``message`` no earlier than ``at`` seconds after the run started.
+
+    Its acknowledgement's ``since_due`` counts from that time, however late it left.
+    """
 
     at: float
-    message: dict[str, Any]
+    message: dict[str, Any] | Prepared
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +112,7 @@ class Settings:
     reconnect_attempts: int = 8  # consecutive failed attempts before the run gives up
     max_size: int = 1024 * 1024
     validate: bool = True
+    record_acks: bool = True  # each acknowledgement in Report.acks; a long load run keeps histograms instead
 
     def ack_limit(self) -> float:
         return self.ack_timeout if self.ack_timeout is not None else self.properties.send_timeout
@@ -301,17 +313,27 @@ class EmulatedMaster:
                 self._next_slot = max(self._next_slot + 1 / settings.rate, now - 1.0)  # at most a second of catch-up
             item = self._held if self._held is not None else self._source.next()
             self._held = None
-            if type(item) is dict:  # the common case first
+            kind = type(item)
+            if kind is dict:  # the common cases first
                 await self._send(ws, session, session.send(item))
+                continue
+            if kind is Prepared:
+                await self._send(ws, session, session.send_prepared(item.message_id, item.frame))
                 continue
             if item is _NOT_YET:
                 return False  # an asynchronous source has nothing for now; it wakes the sender
-            if isinstance(item, Paced):
+            if kind is Paced:
                 due = self._start + item.at
                 if due > time.monotonic():
                     self._held, self._next_slot = item, due  # scenario time: not yet
                     return True
-                item = item.message
+                message = item.message
+                if type(message) is Prepared:
+                    frame = session.send_prepared(message.message_id, message.frame, due=due)
+                else:
+                    frame = session.send(message, due=due)
+                await self._send(ws, session, frame)
+                continue
             if item is None:
                 self._exhausted = True
                 self._drain_deadline = time.monotonic() + self._drain_timeout()
@@ -404,11 +426,9 @@ class EmulatedMaster:
             async for frame in ws:
                 if self.transcript is not None:
                     self.transcript.record("in", session.connection, frame)
-                acknowledged = False
                 for event in session.receive(frame):
                     if isinstance(event, Acknowledged):
                         self._acked(event)
-                        acknowledged = True
                     elif isinstance(event, Violation):
                         self.report.violations.append(event)
                     elif isinstance(event, CommandRequested):
@@ -416,8 +436,7 @@ class EmulatedMaster:
                     elif isinstance(event, CloseRequested):
                         self._closing = True
                         await ws.close(event.code, event.reason)
-                if not acknowledged or self._held is not None or await self._fill(ws, session, in_receiver=True):
-                    self._wake.set()
+                self._wake.set()
         except ConnectionClosed as closed:
             self._closed(closed)
         else:
@@ -438,7 +457,8 @@ class EmulatedMaster:
 
     def _acked(self, event: Acknowledged) -> None:
         self._last_progress = time.monotonic()
-        self.report.acks.append((event.message_id, event.latency, event.attempts))
+        if self.settings.record_acks:
+            self.report.acks.append((event.message_id, event.latency, event.attempts))
         if event.overdue or event.latency > self.settings.ack_limit():
             # An acknowledgement that came only after a resend was late, whenever the resend's came.
             self.report.late_acks.append((event.message_id, event.latency))
