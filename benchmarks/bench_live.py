@@ -45,7 +45,7 @@ def main() -> None:
     with reference_endpoint() as (url, token):
         bares, masters = [], []
         for _ in range(args.rounds):  # alternate, so that drifts of the machine hit both alike
-            bares.append(asyncio.run(bare_rate(url, token, frames, args.window)))
+            bares.append(asyncio.run(bare_rate(url, token, frames, args.window))[0])
             masters.append(asyncio.run(emulated(url, token, messages, args.window)))
     best_bare, best_master = max(bares), max(masters)
     paired = statistics.median(m / b for m, b in zip(masters, bares, strict=True))

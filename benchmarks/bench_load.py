@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+from dataclasses import dataclass, field
 
 from common import ack_endpoint, bare_paced, bare_rate, frames
 
@@ -47,27 +48,45 @@ async def load_run(url: str, token: str, cafile: str | None, seconds: float, win
     return result
 
 
-def throughput(args: argparse.Namespace, tls: bool, sample: list[bytes]) -> tuple[list[float], list[float], int]:
-    """(bare rates, load rates, notifications load generated during its runs) over ws:// or wss://."""
-    bares, loads, generated = [], [], 0
+@dataclass
+class Rounds:
+    """Rates (acks/s) and CPU per acknowledgement (µs) of each client, round by round."""
+
+    bare: list[float] = field(default_factory=list)
+    load: list[float] = field(default_factory=list)
+    bare_cpu: list[float] = field(default_factory=list)
+    load_cpu: list[float] = field(default_factory=list)
+    generated: int = 0
+
+
+def throughput(args: argparse.Namespace, tls: bool, sample: list[bytes]) -> Rounds:
+    rounds = Rounds()
     with ack_endpoint(tls=tls) as (url, token, cafile):
         for _ in range(args.rounds):
-            bares.append(asyncio.run(bare_rate(url, token, sample, args.window, args.seconds, cafile)))
+            rate, cpu = asyncio.run(bare_rate(url, token, sample, args.window, args.seconds, cafile))
+            rounds.bare.append(rate)
+            rounds.bare_cpu.append(cpu)
             result = asyncio.run(load_run(url, token, cafile, args.seconds, args.window))
-            loads.append(result.metrics.acknowledged / result.elapsed)
-            generated += result.generated_live
-    return bares, loads, generated
+            rounds.load.append(result.metrics.acknowledged / result.elapsed)
+            rounds.load_cpu.append(result.cpu_seconds / result.metrics.acknowledged * 1e6)
+            rounds.generated += result.generated_live
+    return rounds
 
 
-def show_throughput(title: str, bares: list[float], loads: list[float], generated: int) -> None:
-    paired = statistics.median(m / b for m, b in zip(loads, bares, strict=True))
+def show_throughput(title: str, rounds: Rounds) -> None:
+    median = statistics.median
     print(title)
-    print(f"  {'client':<44}{'median/s':>10}{'best/s':>10}")
-    print(f"  {'bare websockets (pre-built frames)':<44}{statistics.median(bares):>10,.0f}{max(bares):>10,.0f}")
-    print(f"  {'nbwss-emu load (1 master, validating)':<44}{statistics.median(loads):>10,.0f}{max(loads):>10,.0f}")
-    print(f"  ratio load/bare: median of rounds {paired:.2f}, best/best {max(loads) / max(bares):.2f}")
-    if generated:
-        print(f"  (load outran its prepared notifications: {generated} generated during its runs)")
+    print(f"  {'client':<42}{'median/s':>10}{'best/s':>10}{'CPU µs/ack':>12}")
+    for name, rates, cpu in (
+        ("bare websockets (pre-built frames)", rounds.bare, rounds.bare_cpu),
+        ("nbwss-emu load (1 master, validating)", rounds.load, rounds.load_cpu),
+    ):
+        print(f"  {name:<42}{median(rates):>10,.0f}{max(rates):>10,.0f}{median(cpu):>12.1f}")
+    paired = median(m / b for m, b in zip(rounds.load, rounds.bare, strict=True))
+    print(f"  throughput load/bare: median of rounds {paired:.2f}, best/best {max(rounds.load) / max(rounds.bare):.2f}")
+    print(f"  CPU per acknowledgement bare/load (the ratio with a core each): {median(rounds.bare_cpu) / median(rounds.load_cpu):.2f}")
+    if rounds.generated:
+        print(f"  (load outran its prepared notifications: {rounds.generated} generated during its runs)")
 
 
 def main() -> None:
@@ -76,20 +95,20 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
+    median = statistics.median
     sample = frames(20_000)
     print(
-        f"bare acknowledging endpoint in a separate process; window {args.window}; {args.rounds} alternating rounds of {args.seconds:g} s\n"
+        f"bare acknowledging endpoint in a separate process; window {args.window}; {args.rounds} alternating rounds of {args.seconds:g} s"
     )
 
     ws = throughput(args, False, sample)
-    show_throughput("throughput over ws://", *ws)
+    show_throughput("\nthroughput over ws://", ws)
     wss = throughput(args, True, sample)
-    show_throughput("throughput over wss:// (TLS)", *wss)
-    print(
-        f"  TLS costs the bare client {1 - statistics.median(wss[0]) / statistics.median(ws[0]):.0%}, load {1 - statistics.median(wss[1]) / statistics.median(ws[1]):.0%}"
-    )
+    show_throughput("\nthroughput over wss:// (TLS)", wss)
+    cost = {name: 1 - median(getattr(wss, name)) / median(getattr(ws, name)) for name in ("bare", "load")}
+    print(f"  TLS costs the bare client {cost['bare']:.0%} of its rate, load {cost['load']:.0%}")
 
-    rate = statistics.median(ws[0]) / 2
+    rate = median(ws.bare) / 2
     bare_p99, load_p99 = [], []
     with ack_endpoint() as (url, token, _):
         for _ in range(args.rounds):
@@ -97,11 +116,10 @@ def main() -> None:
             bare_p99.append(statistics.quantiles(latencies, n=100)[98] * 1000)
             result = asyncio.run(load_run(url, token, None, args.seconds, args.window, rate))
             load_p99.append(result.metrics.percentiles_ms()["p99"])
-    difference = statistics.median(m - b for m, b in zip(load_p99, bare_p99, strict=True))
     print(f"\np99 ack latency at half the bare client's rate ({rate:,.0f}/s, open model, latency from when each was due)")
-    print(f"  bare websockets         median p99 {statistics.median(bare_p99):6.2f} ms   rounds {', '.join(f'{v:.2f}' for v in bare_p99)}")
-    print(f"  nbwss-emu load          median p99 {statistics.median(load_p99):6.2f} ms   rounds {', '.join(f'{v:.2f}' for v in load_p99)}")
-    print(f"  load - bare: median of rounds {difference:+.2f} ms (target: within 1 ms)")
+    for name, values in (("bare websockets", bare_p99), ("nbwss-emu load", load_p99)):
+        print(f"  {name:<24}median {median(values):7.2f} ms   rounds {', '.join(f'{v:.2f}' for v in values)}")
+    print(f"  load - bare: {median(load_p99) - median(bare_p99):+.2f} ms (target: within 1 ms)")
 
 
 if __name__ == "__main__":

@@ -75,11 +75,12 @@ def _client_tls(url: str, cafile: str | None) -> ssl.SSLContext | None:
 
 async def bare_rate(
     url: str, token: str, frames: list[bytes], window: int, seconds: float | None = None, cafile: str | None = None
-) -> float:
-    """Acknowledgements per second of a bare websockets client: pre-built frames, a window, acks counted, nothing parsed.
+) -> tuple[float, float]:
+    """(acknowledgements per second, CPU µs per acknowledgement) of a bare websockets client.
 
-    Without ``seconds`` it sends every frame once and waits for every acknowledgement;
-    with it, it cycles through the frames for that long.
+    Pre-built frames, a window, acknowledgements counted, nothing parsed. Without
+    ``seconds`` it sends every frame once and waits for every acknowledgement; with
+    it, it cycles through the frames for that long.
     """
     async with connect(url, compression=None, proxy=None, ssl=_client_tls(url, cafile)) as ws:
         await ws.send(encode(connect_request("8E909940-AD50-4543-8AEA-B52003818925", 0, token)), text=True)
@@ -97,7 +98,7 @@ async def bare_rate(
                     done.set()
 
         task = asyncio.ensure_future(reader())
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for frame in frames if seconds is None else itertools.cycle(frames):
             if seconds is not None and time.perf_counter() - start >= seconds:
                 break
@@ -105,10 +106,10 @@ async def bare_rate(
             await ws.send(frame, text=True)
         if seconds is None:
             await done.wait()
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
         count = acked
         task.cancel()
-    return count / elapsed
+    return count / elapsed, cpu / count * 1e6
 
 
 async def bare_paced(url: str, token: str, frames: list[bytes], rate: float, seconds: float, cafile: str | None = None) -> list[float]:

@@ -589,6 +589,11 @@ def _load(args: argparse.Namespace) -> int:
     )
     if latency["p50"] is not None:
         print("ack latency: " + ", ".join(f"{name} {value:.2f} ms" for name, value in latency.items()))
+    if figures["generator_cpu"] >= 0.9:
+        print(
+            f"note: this load generator used {figures['generator_cpu']:.2f} of a CPU: it may have been the limit, not the endpoint "
+            "(fewer masters per process, or Locust workers, spread it)"
+        )
     print(f"prepared {figures['prepared']} notifications in {figures['prepare_s']:.1f} s before the clock started", end="")
     if figures["generated_during_run"]:
         print(f"; the run outlasted them: {figures['generated_during_run']} more were generated while it ran (--prepare N for more)")
