@@ -589,6 +589,11 @@ def _load(args: argparse.Namespace) -> int:
     )
     if latency["p50"] is not None:
         print("ack latency: " + ", ".join(f"{name} {value:.2f} ms" for name, value in latency.items()))
+    memory = figures["generator_memory"]
+    resident = (
+        f", {memory['rss_peak_mib']} MiB resident (+{memory['per_master_connection_kib']} KiB per master connection)" if memory else ""
+    )
+    print(f"load generator: {figures['generator_cpu']:.2f} of a CPU{resident}")
     if figures["generator_cpu"] >= 0.9:
         print(
             f"note: this load generator used {figures['generator_cpu']:.2f} of a CPU: it may have been the limit, not the endpoint "

@@ -16,6 +16,7 @@ import asyncio
 import dataclasses
 import gc
 import itertools
+import os
 import random
 import secrets
 import sys
@@ -61,6 +62,8 @@ class LoadResult:
     generated_live: int = 0  # notifications the run outlasted the prepared ones by, generated while it ran
     prepare_seconds: float = 0.0
     cpu_seconds: float = 0.0  # CPU time of this process while the clock ran: near elapsed, the generator was the limit
+    rss_at_start: int | None = None  # bytes resident when the clock started (domains and prepared frames in); None: unknown here
+    rss_peak: int | None = None  # the most seen while it ran (sampled each second and at the end)
 
     def figures(self) -> dict[str, Any]:
         figures = self.metrics.as_dict(self.elapsed)
@@ -75,9 +78,20 @@ class LoadResult:
                 "generated_during_run": self.generated_live,
                 "prepare_s": round(self.prepare_seconds, 3),
                 "generator_cpu": round(self.cpu_seconds / self.elapsed, 2) if self.elapsed > 0 else 0.0,
+                "generator_memory": self._memory(),
             }
         )
         return figures
+
+    def _memory(self) -> dict[str, float] | None:
+        if self.rss_at_start is None or self.rss_peak is None:
+            return None
+        grown = max(0, self.rss_peak - self.rss_at_start)
+        return {
+            "rss_at_start_mib": round(self.rss_at_start / 2**20, 1),
+            "rss_peak_mib": round(self.rss_peak / 2**20, 1),
+            "per_master_connection_kib": round(grown / 1024 / self.config.masters, 1),  # what connecting and running added
+        }
 
 
 async def run_load(config: LoadConfig) -> LoadResult:
@@ -99,11 +113,12 @@ async def run_load(config: LoadConfig) -> LoadResult:
         # out of the collector's sight, so that a full collection is no pause in the figures.
         gc.collect()
         gc.freeze()
+        memory = {"start": resident_bytes(), "peak": resident_bytes()}
         start, cpu_start = time.monotonic(), time.process_time()
         metrics = LoadMetrics(start)
         stop_at = start + config.duration
         masters = [_master(config, index, targets, metrics) for index in range(config.masters)]
-        progress = asyncio.ensure_future(_progress(config, metrics, masters, start)) if config.progress else None
+        progress = asyncio.ensure_future(_every_second(config, metrics, masters, start, memory))
         runs = [
             asyncio.ensure_future(_run_one(config, index, master, streams[index], metrics, stop_at)) for index, master in enumerate(masters)
         ]
@@ -113,8 +128,8 @@ async def run_load(config: LoadConfig) -> LoadResult:
         except asyncio.CancelledError:
             interrupted = True
             results = await asyncio.gather(*runs, return_exceptions=True)
-        if progress is not None:
-            progress.cancel()
+        progress.cancel()
+        _sample(memory)
         reports = [r for r in results if isinstance(r, Report)]
         errors = [r for r in results if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)]
         if not reports and errors:
@@ -134,7 +149,10 @@ async def run_load(config: LoadConfig) -> LoadResult:
             metrics.findings["connect"] = len(errors)
         generated_live = sum(s.generated_live for s in streams)
         elapsed, cpu = time.monotonic() - start, time.process_time() - cpu_start
-        return LoadResult(config, metrics, reports, elapsed, targets[0].url, interrupted, prepared, generated_live, prepare_seconds, cpu)
+        return LoadResult(
+            config, metrics, reports, elapsed, targets[0].url, interrupted, prepared, generated_live, prepare_seconds, cpu,
+            memory["start"], memory["peak"],
+        )  # fmt: skip
     finally:
         gc.unfreeze()
         if server is not None:
@@ -185,11 +203,31 @@ def _notifications(config: LoadConfig, stream: MasterStream, metrics: LoadMetric
             yield message
 
 
-async def _progress(config: LoadConfig, metrics: LoadMetrics, masters: list[EmulatedMaster], start: float) -> None:
-    assert config.progress is not None
+def resident_bytes() -> int | None:
+    """This process's resident memory (Linux); None where /proc is not there to tell."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _sample(memory: dict[str, int | None]) -> None:
+    now, peak = resident_bytes(), memory["peak"]
+    if now is not None and peak is not None:
+        memory["peak"] = max(peak, now)
+
+
+async def _every_second(
+    config: LoadConfig, metrics: LoadMetrics, masters: list[EmulatedMaster], start: float, memory: dict[str, int | None]
+) -> None:
+    """Sample memory, and tell the progress callback how the last second went."""
     last_sent = last_acked = 0
     while True:
         await asyncio.sleep(1.0)
+        _sample(memory)
+        if config.progress is None:
+            continue
         now = time.monotonic()
         outstanding = sum(len(m._session.pending) for m in masters if m._session is not None)
         second = metrics.seconds.get(int(now - start) - 1)
