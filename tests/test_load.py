@@ -36,6 +36,10 @@ def test_closed_model_against_the_reference_endpoint_in_its_own_process(capsys, 
     # 500 prepared before the clock, the rest generated as the run went on (and said so)
     assert figures["prepared"] == 500 and figures["generated_during_run"] == figures["sent"] - 500 > 0
     assert "the run outlasted them" in out
+    # the generator's own use, so that a saturated generator is not taken for a slow endpoint
+    assert figures["generator_cpu"] > 0 and "load generator:" in out
+    memory = figures["generator_memory"]
+    assert memory["rss_peak_mib"] >= memory["rss_at_start_mib"] > 0 and memory["per_master_connection_kib"] >= 0
     assert figures["connections_opened"] == 5 and figures["connections_dropped"] == 0
     assert figures["sent"] == figures["acknowledged"] > 100 and figures["lost"] == 0
     assert figures["ack_latency_ms"]["p99"] >= figures["ack_latency_ms"]["p50"] > 0

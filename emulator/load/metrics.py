@@ -62,6 +62,9 @@ class LoadMetrics:
 
     def on_ack(self, now: float, latency: float) -> None:
         micros = max(1, min(HIGHEST, int(latency * MICROS)))
+        shift = micros.bit_length() - 11
+        if shift > 0:  # keep 11 significant bits, finer than the histograms' 3 digits: few distinct values to count
+            micros = micros >> shift << shift
         self.acknowledged += 1
         second = self._second(now)
         second.acknowledged += 1
