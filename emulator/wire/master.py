@@ -320,14 +320,9 @@ class EmulatedMaster:
             item = self._held if self._held is not None else self._source.next()
             self._held = None
             kind = type(item)
-            if kind is Prepared or kind is dict:  # the common cases first, sent without _send's checks (made above)
+            if kind is Prepared or kind is dict:  # the common cases first, written without _send's checks (made above)
                 frame = session.send_prepared(item.message_id, item.frame) if kind is Prepared else session.send(item)
-                if self.transcript is not None:
-                    self.transcript.record("out", session.connection, frame)
-                try:  # noqa: SIM105 - contextlib.suppress costs a microsecond per frame on the hot path
-                    await ws.send(frame, text=True)
-                except ConnectionClosed:
-                    pass  # the receiver sees the close and the run reconnects; the frame stays pending
+                await self._write(ws, session, frame)
                 continue
             if item is _NOT_YET:
                 return False  # an asynchronous source has nothing for now; it wakes the sender
@@ -501,6 +496,10 @@ class EmulatedMaster:
         if ws.transport.get_write_buffer_size() > BACKLOG_LIMIT:
             self.report.backpressure += 1  # the endpoint is not reading: never block; the frame stays pending
             return
+        await self._write(ws, session, frame)
+
+    async def _write(self, ws: ClientConnection, session: MasterSession, frame: bytes) -> None:
+        """Write a frame that may go (the connection open, the endpoint reading)."""
         if self.transcript is not None:
             self.transcript.record("out", session.connection, frame)
         try:  # noqa: SIM105 - contextlib.suppress costs a microsecond per frame on the hot path
