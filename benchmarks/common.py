@@ -10,11 +10,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 
 from emulator.protocol.codec import encode
 from emulator.protocol.messages import connect_request
@@ -69,8 +69,14 @@ def ack_endpoint(*, tls: bool = False) -> Iterator[tuple[str, str, str | None]]:
             yield url, "any-token", cafile
 
 
-def _client_tls(url: str, cafile: str | None) -> ssl.SSLContext | None:
-    return ssl.create_default_context(cafile=cafile) if url.startswith("wss:") else None
+@asynccontextmanager
+async def _connected(url: str, token: str, cafile: str | None) -> AsyncIterator[ClientConnection]:
+    """A bare connection (no compression) past CONNECT, its answer read and not looked at."""
+    context = ssl.create_default_context(cafile=cafile) if url.startswith("wss:") else None
+    async with connect(url, compression=None, proxy=None, ssl=context) as ws:
+        await ws.send(encode(connect_request("8E909940-AD50-4543-8AEA-B52003818925", 0, token)), text=True)
+        await ws.recv()
+        yield ws
 
 
 async def bare_rate(
@@ -82,9 +88,7 @@ async def bare_rate(
     ``seconds`` it sends every frame once and waits for every acknowledgement; with
     it, it cycles through the frames for that long.
     """
-    async with connect(url, compression=None, proxy=None, ssl=_client_tls(url, cafile)) as ws:
-        await ws.send(encode(connect_request("8E909940-AD50-4543-8AEA-B52003818925", 0, token)), text=True)
-        await ws.recv()
+    async with _connected(url, token, cafile) as ws:
         slots = asyncio.Semaphore(window)
         done = asyncio.Event()
         acked = 0
@@ -118,9 +122,7 @@ async def bare_paced(url: str, token: str, frames: list[bytes], rate: float, sec
     Acknowledgements are matched to sends by order, which holds for an endpoint that
     answers in order (the bare ack endpoint does): no parsing, as little work as can be.
     """
-    async with connect(url, compression=None, proxy=None, ssl=_client_tls(url, cafile)) as ws:
-        await ws.send(encode(connect_request("8E909940-AD50-4543-8AEA-B52003818925", 0, token)), text=True)
-        await ws.recv()
+    async with _connected(url, token, cafile) as ws:
         total = int(rate * seconds)
         latencies: list[float] = []
         start = time.perf_counter()

@@ -128,7 +128,7 @@ class NbwssUser(User):
         seed = getattr(options, "nbwss_seed", 0) * 100_000 + os.getpid() % 1000 * 1000 + next(_SEEDS)
         timeline = Timeline(scenario, seed=seed, start=float(int(time.time())))
         primary = scenario.masters[0].key
-        self._messages: Iterator[dict[str, Any]] = (t.message for t in timeline.messages(repeat=True) if t.master == primary)
+        self._messages: Iterator[dict[str, Any]] = timeline.notifications(repeat=True)
         token = getattr(options, "nbwss_token", "") or os.environ.get("NBWSS_TOKEN", "")
         tls = TlsOptions(cafile=getattr(options, "nbwss_cafile", "") or None)
         properties = NbwssProperties(send_timeout=getattr(options, "nbwss_ack_timeout", 2.0))

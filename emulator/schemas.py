@@ -51,6 +51,14 @@ def schema_name(message: Any) -> str:
     return ENVELOPE
 
 
+def fast_is_valid(validator: Any, message: Any) -> bool:
+    """A compiled validator's verdict; False for values it cannot take, which :meth:`SchemaSet.validate` then explains."""
+    try:
+        return bool(validator.is_valid(message))
+    except (ValueError, OverflowError):
+        return False
+
+
 class SchemaSet:
     """The schema files of one folder, loaded once, with both validators built."""
 

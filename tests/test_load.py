@@ -114,16 +114,17 @@ def test_thresholds_parse_units() -> None:
     assert not parse("max<10").holds({"ack_latency_ms": {"max": None}})
 
 
-def test_a_signal_during_preparation_stops_load_at_once() -> None:
+def interrupt(argv: list[str], when: str) -> tuple[int, str, float]:
+    """Run ``nbwss-emu`` with ``argv``, SIGINT it once a stderr line says ``when``: (exit code, stderr, seconds to stop)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "emulator", "load", "--masters", "3", "--duration", "60"],  # 400,000 to prepare: seconds of it
+        [sys.executable, "-m", "emulator", *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # a failing test kills the endpoint process too, which holds the pipes
     )
     try:
-        assert "preparing notifications" in process.stderr.readline()
+        assert when in process.stderr.readline()
         sent = time.monotonic()
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=10)
@@ -132,31 +133,22 @@ def test_a_signal_during_preparation_stops_load_at_once() -> None:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.communicate()
-    assert process.returncode == 130, stderr
+    return process.returncode, stderr, stopped_in
+
+
+def test_a_signal_during_preparation_stops_load_at_once() -> None:
+    # 400,000 notifications to prepare: seconds of it
+    code, stderr, stopped_in = interrupt(["load", "--masters", "3", "--duration", "60"], "preparing notifications")
+    assert code == 130, stderr
     assert stopped_in < 1.5
     assert "Traceback" not in stderr
 
 
 def test_a_signal_stops_load_and_still_reports(tmp_path: Path) -> None:
     report = tmp_path / "load.json"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "emulator", "load", "--masters", "3", "--duration", "60", "--prepare", "3000", "--json", str(report)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # a failing test kills the endpoint process too, which holds the pipes
-    )
-    try:
-        assert "acked" in process.stderr.readline()  # the first progress line: it is running
-        sent = time.monotonic()
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=10)
-        stopped_in = time.monotonic() - sent
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
-    assert process.returncode == 130, stderr
+    argv = ["load", "--masters", "3", "--duration", "60", "--prepare", "3000", "--json", str(report)]
+    code, stderr, stopped_in = interrupt(argv, "acked")  # the first progress line: it is running
+    assert code == 130, stderr
     assert stopped_in < 1.5
     figures = json.loads(report.read_text())
     assert figures["interrupted"] is True and figures["acknowledged"] > 0

@@ -101,7 +101,7 @@ async def run_scenario(scenario: Scenario, options: ContractOptions) -> Contract
     primary = scenario.masters[0].key
     responder = CommandResponder(timeline.masters[primary], profile=options.profile, rng=random.Random(timeline.seed))
     messages = (t for t in timeline.messages() if t.master == primary)
-    pool: Callable[[], list[dict[str, Any]]] = lambda: _pool(scenario, timeline.seed, primary)  # noqa: E731 - built only if probes run
+    pool: Callable[[], list[dict[str, Any]]] = lambda: _pool(scenario, timeline.seed)  # noqa: E731 - built only if probes run
     start = timeline.scheduler.now()
     if options.speed:
         source: Iterable[Any] = (Paced((t.at - start) / options.speed, t.message) for t in messages)
@@ -161,10 +161,10 @@ async def _run(
     return ContractResult(name, seed, report.url, endpoint is not None, evaluate(facts), report, probes)
 
 
-def _pool(scenario: Scenario, seed: int, primary: str) -> list[dict[str, Any]]:
+def _pool(scenario: Scenario, seed: int) -> list[dict[str, Any]]:
     """Notifications of the scenario (another run of it) for the probes to work with."""
     timeline = Timeline(scenario, seed=seed + 1, start=float(int(time.time())))
-    return [t.message for t in itertools.islice((t for t in timeline.messages(repeat=True) if t.master == primary), 600)]
+    return list(itertools.islice(timeline.notifications(repeat=True), 600))
 
 
 def _wrong_token(token: str) -> str:

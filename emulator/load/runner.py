@@ -113,7 +113,7 @@ async def run_load(config: LoadConfig) -> LoadResult:
         # out of the collector's sight, so that a full collection is no pause in the figures.
         gc.collect()
         gc.freeze()
-        memory = {"start": resident_bytes(), "peak": resident_bytes()}
+        memory = ResidentMemory.now()
         start, cpu_start = time.monotonic(), time.process_time()
         metrics = LoadMetrics(start)
         stop_at = start + config.duration
@@ -129,7 +129,7 @@ async def run_load(config: LoadConfig) -> LoadResult:
             interrupted = True
             results = await asyncio.gather(*runs, return_exceptions=True)
         progress.cancel()
-        _sample(memory)
+        memory.sample()
         reports = [r for r in results if isinstance(r, Report)]
         errors = [r for r in results if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)]
         if not reports and errors:
@@ -140,18 +140,16 @@ async def run_load(config: LoadConfig) -> LoadResult:
             metrics.retried += report.resent
             metrics.connections_opened += report.established
             metrics.connections_dropped += report.drops
-            for violation in report.violations:
-                metrics.findings[violation.rule] = metrics.findings.get(violation.rule, 0) + 1
-        for stream in streams:
-            for violation in stream.violations:
-                metrics.findings[violation.rule] = metrics.findings.get(violation.rule, 0) + 1
+        # what the endpoint broke, and what the preparation found in the masters' own frames
+        for violation in itertools.chain(*(r.violations for r in reports), *(s.violations for s in streams)):
+            metrics.findings[violation.rule] = metrics.findings.get(violation.rule, 0) + 1
         if errors:
             metrics.findings["connect"] = len(errors)
         generated_live = sum(s.generated_live for s in streams)
         elapsed, cpu = time.monotonic() - start, time.process_time() - cpu_start
         return LoadResult(
             config, metrics, reports, elapsed, targets[0].url, interrupted, prepared, generated_live, prepare_seconds, cpu,
-            memory["start"], memory["peak"],
+            memory.start, memory.peak,
         )  # fmt: skip
     finally:
         gc.unfreeze()
@@ -212,20 +210,32 @@ def resident_bytes() -> int | None:
         return None
 
 
-def _sample(memory: dict[str, int | None]) -> None:
-    now, peak = resident_bytes(), memory["peak"]
-    if now is not None and peak is not None:
-        memory["peak"] = max(peak, now)
+@dataclass(slots=True)
+class ResidentMemory:
+    """Resident bytes when the clock started and the most seen since (None: unknown here)."""
+
+    start: int | None
+    peak: int | None
+
+    @classmethod
+    def now(cls) -> ResidentMemory:
+        resident = resident_bytes()
+        return cls(resident, resident)
+
+    def sample(self) -> None:
+        resident = resident_bytes()
+        if resident is not None and self.peak is not None:
+            self.peak = max(self.peak, resident)
 
 
 async def _every_second(
-    config: LoadConfig, metrics: LoadMetrics, masters: list[EmulatedMaster], start: float, memory: dict[str, int | None]
+    config: LoadConfig, metrics: LoadMetrics, masters: list[EmulatedMaster], start: float, memory: ResidentMemory
 ) -> None:
     """Sample memory, and tell the progress callback how the last second went."""
     last_sent = last_acked = 0
     while True:
         await asyncio.sleep(1.0)
-        _sample(memory)
+        memory.sample()
         if config.progress is None:
             continue
         now = time.monotonic()

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from emulator.protocol.codec import encode
-from emulator.protocol.session import Violation
+from emulator.protocol.session import Violation, excerpt
 from emulator.scenario import Timeline
 from emulator.scenario.model import Scenario
-from emulator.schemas import default_schemas
+from emulator.schemas import default_schemas, fast_is_valid
 from emulator.wire.master import Prepared
 
 #: Closed model: the run's duration at this rate is prepared (about what one load process sends on 2 cores).
@@ -75,9 +75,7 @@ async def prepare(
     done = 0
     last_report = time.monotonic()
     for index, seed in enumerate(seeds):
-        timeline = Timeline(scenario, seed=seed, start=float(int(time.time())))
-        primary = scenario.masters[0].key
-        live = (t.message for t in timeline.messages(repeat=True) if t.master == primary)
+        live = Timeline(scenario, seed=seed, start=float(int(time.time()))).notifications(repeat=True)
         prepared: deque[Prepared] = deque()
         violations: list[Violation] = []
         for _ in range(share + (1 if index < extra else 0)):
@@ -85,8 +83,8 @@ async def prepare(
             if message is None:
                 break
             frame = encode(message)
-            if not _valid(checker, message):
-                text = frame.decode()[:2000]
+            if not fast_is_valid(checker, message):
+                text = excerpt(frame.decode())
                 violations.extend(Violation("frames.schema.sent", finding, text) for finding in schemas.validate(message))
             prepared.append(Prepared(message["id"], frame))
             done += 1
@@ -97,10 +95,3 @@ async def prepare(
                     on_progress(done, total)
         streams.append(MasterStream(prepared, live, violations))
     return streams
-
-
-def _valid(checker: Any, message: dict[str, Any]) -> bool:
-    try:
-        return bool(checker.is_valid(message))
-    except (ValueError, OverflowError):  # what the fast validator cannot take, the full check reports
-        return False

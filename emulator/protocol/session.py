@@ -28,10 +28,18 @@ from typing import Any
 from emulator.findings import Finding
 from emulator.protocol.codec import DecodeError, decode, encode
 from emulator.protocol.messages import connect_request, new_id
-from emulator.schemas import SchemaSet, default_schemas
+from emulator.schemas import SchemaSet, default_schemas, fast_is_valid
 
 #: How many acknowledged ids are remembered to tell a duplicate ack from an unknown one.
 ACKED_MEMORY = 65_536
+#: How much of an offending frame a violation quotes.
+MAX_FRAME_TEXT = 2_000
+
+
+def excerpt(data: str | bytes, limit: int = MAX_FRAME_TEXT) -> str:
+    """A frame as a violation quotes it: text as it is, bytes as their repr, cut at ``limit`` characters."""
+    text = data if isinstance(data, str) else repr(data[:limit])
+    return text if len(text) <= limit else text[:limit] + f"…({len(text)} characters)"
 
 
 class State(Enum):
@@ -137,7 +145,7 @@ class MasterSession:
         validate_outgoing: bool = True,
         schemas: SchemaSet | None = None,
         rng: random.Random | None = None,
-        max_frame_text: int = 2_000,
+        max_frame_text: int = MAX_FRAME_TEXT,
     ) -> None:
         self.token = token
         self.clock = clock
@@ -189,7 +197,10 @@ class MasterSession:
         ``due`` is when it should have been sent (on the session clock), for a sender
         that keeps a schedule: latency counted from then accounts for coordinated omission.
         """
-        return self._register(message, encode(message), due)
+        frame = self.send_prepared(message["id"], encode(message), due=due)
+        if self.validate_outgoing and not fast_is_valid(self._notification_schema, message):
+            self._record_outgoing(message, frame)
+        return frame
 
     def send_prepared(self, message_id: str, frame: bytes, *, due: float | None = None) -> bytes:
         """:meth:`send` for a notification encoded and checked beforehand (see :mod:`emulator.load.streams`).
@@ -202,17 +213,6 @@ class MasterSession:
         self.counters.frames_out += 1
         now = self.clock()
         self.pending[message_id] = Pending(message_id, frame, now, now, now if due is None else min(due, now))
-        self.counters.sent += 1
-        return frame
-
-    def _register(self, message: dict[str, Any], frame: bytes, due: float | None) -> bytes:
-        if self.state is not State.OPEN:
-            raise RuntimeError(f"cannot send a notification while {self.state.value}")
-        self.counters.frames_out += 1
-        if self.validate_outgoing and not self._valid_notification(message):
-            self._record_outgoing(message, frame)
-        now = self.clock()
-        self.pending[message["id"]] = Pending(message["id"], frame, now, now, now if due is None else min(due, now))
         self.counters.sent += 1
         return frame
 
@@ -279,7 +279,7 @@ class MasterSession:
             type(message) is dict
             and message.get("type") == "NOTIFICATION"
             and message.get("subType") == "RESPONSE"
-            and self._valid_ack(message)
+            and fast_is_valid(self._ack_schema, message)
         ):
             return self._acknowledgement(message, data)  # the common case: the same schema, less bookkeeping
         findings = self.schemas.validate(message)
@@ -299,18 +299,6 @@ class MasterSession:
         elif isinstance(kind[0], str) and isinstance(kind[1], str):
             events.append(self.violation("frames.direction", "/subType", f"an endpoint never sends {kind[0]} {kind[1]}", data))
         return events
-
-    def _valid_notification(self, message: dict[str, Any]) -> bool:
-        try:
-            return bool(self._notification_schema.is_valid(message))
-        except (ValueError, OverflowError):
-            return False
-
-    def _valid_ack(self, message: dict[str, Any]) -> bool:
-        try:
-            return bool(self._ack_schema.is_valid(message))
-        except (ValueError, OverflowError):
-            return False  # the general path reports what is wrong
 
     def _connect_response(self, message: dict[str, Any], data: str) -> list[Event]:
         if self.state is not State.CONNECTING or message.get("id") != self._connect_id:
@@ -358,8 +346,7 @@ class MasterSession:
         return Violation(rule, Finding(pointer, rule, text), self._excerpt(data))
 
     def _excerpt(self, data: str | bytes) -> str:
-        text = data if isinstance(data, str) else repr(data[: self.max_frame_text])
-        return text if len(text) <= self.max_frame_text else text[: self.max_frame_text] + f"…({len(text)} characters)"
+        return excerpt(data, self.max_frame_text)
 
     @staticmethod
     def _wall() -> float:

@@ -88,6 +88,11 @@ class Timeline:
             yield message
         yield from self._release(None)
 
+    def notifications(self, *, repeat: bool = False) -> Iterator[dict[str, Any]]:
+        """The messages of the scenario's first master only: what one NBWSS connection of it sends."""
+        primary = self.scenario.masters[0].key
+        return (t.message for t in self.messages(repeat=repeat) if t.master == primary)
+
     def perform(self, steps: tuple[Step, ...]) -> Iterator[TimedMessage]:
         """Run more steps on the same domain, from now, and release everything they caused.
 

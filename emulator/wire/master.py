@@ -321,8 +321,7 @@ class EmulatedMaster:
             self._held = None
             kind = type(item)
             if kind is Prepared or kind is dict:  # the common cases first, written without _send's checks (made above)
-                frame = session.send_prepared(item.message_id, item.frame) if kind is Prepared else session.send(item)
-                await self._write(ws, session, frame)
+                await self._write(ws, session, _register(session, item))
                 continue
             if item is _NOT_YET:
                 return False  # an asynchronous source has nothing for now; it wakes the sender
@@ -331,12 +330,7 @@ class EmulatedMaster:
                 if due > time.monotonic():
                     self._held, self._next_slot = item, due  # scenario time: not yet
                     return True
-                message = item.message
-                if type(message) is Prepared:
-                    frame = session.send_prepared(message.message_id, message.frame, due=due)
-                else:
-                    frame = session.send(message, due=due)
-                await self._send(ws, session, frame)
+                await self._write(ws, session, _register(session, item.message, due))
                 continue
             if item is None:
                 self._exhausted = True
@@ -615,6 +609,13 @@ class EmulatedMaster:
 
 
 _NOT_YET = object()  # what an asynchronous source gives while it waits
+
+
+def _register(session: MasterSession, notification: dict[str, Any] | Prepared, due: float | None = None) -> bytes:
+    """The frame of a notification, now pending in ``session``."""
+    if isinstance(notification, Prepared):
+        return session.send_prepared(notification.message_id, notification.frame, due=due)
+    return session.send(notification, due=due)
 
 
 class _Source:
