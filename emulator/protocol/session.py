@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -157,10 +158,13 @@ class MasterSession:
         self.max_frame_text = max_frame_text
         self.state = State.IDLE
         self.connection = 0
-        self.pending: dict[str, Pending] = {}
+        # Both in order of the last send (or ack), oldest first, and taken from the front: an OrderedDict,
+        # because a plain dict emptied from the front has to skip its deleted slots on every look at
+        # its first item (33 µs per acknowledgement once 65,536 are remembered, against 0.6).
+        self.pending: OrderedDict[str, Pending] = OrderedDict()
         self.counters = Counters()
         self.outgoing_violations: list[Violation] = []  # the master's own frames that break the schemas
-        self._acked: dict[str, int] = {}  # id -> acks received, oldest first (dicts keep insertion order)
+        self._acked: OrderedDict[str, int] = OrderedDict()  # id -> acks received, oldest first
         self._ack_schema = self.schemas.fast_validator("notification-response.json")
         self._notification_schema = self.schemas.fast_validator("notification-request.json")
         self._connect_id: str | None = None
@@ -247,7 +251,7 @@ class MasterSession:
         self.counters.frames_out += 1
         # Pending notifications stay in the order of their last send, so that the next one due
         # for a resend is the first: a window of thousands costs no more than one of ten.
-        self.pending[pending.message_id] = self.pending.pop(pending.message_id)
+        self.pending.move_to_end(pending.message_id)
         return pending.frame
 
     def _outgoing(self, message: dict[str, Any]) -> bytes:
@@ -333,7 +337,7 @@ class MasterSession:
         acked = self._acked
         acked[message_id] = 1
         if len(acked) > ACKED_MEMORY:
-            del acked[next(iter(acked))]
+            acked.popitem(last=False)
 
     def forget_ack(self, message_id: str) -> None:
         """A deliberate duplicate of ``message_id`` is about to be sent: its next ack is expected, not a duplicate."""
