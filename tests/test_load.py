@@ -15,6 +15,7 @@ import pytest
 
 from emulator.cli import main
 from emulator.harness import EndpointHandle, LoopThread
+from emulator.load.metrics import FOLD_PER_ACK, LoadMetrics
 from emulator.load.thresholds import parse
 
 
@@ -112,6 +113,20 @@ def test_thresholds_parse_units() -> None:
     assert parse("p99.9 <= 1.5s").value == 1500
     assert parse("rate>=5000").holds({"rate": 6000.0})
     assert not parse("max<10").holds({"ack_latency_ms": {"max": None}})
+
+
+def test_a_past_second_is_folded_a_few_values_per_acknowledgement() -> None:
+    metrics = LoadMetrics(start=0.0)
+    for micros in range(1, 1001):  # second 0: a thousand distinct latencies
+        metrics.on_ack(0.5, (micros + 0.5) / 1e6)
+    first = metrics.seconds[0]
+    assert len(first.counts) == 1000
+    metrics.on_ack(1.5, 0.002)  # second 1 begins: second 0 is folded bit by bit, not all at once
+    assert len(first.counts) == 1000 - FOLD_PER_ACK
+    assert metrics.percentiles_ms(first.latency)["max"] == pytest.approx(1.0, rel=0.01)  # asked for: folded whole
+    assert not first.counts and first.latency.get_total_count() == 1000
+    assert metrics.percentiles_ms()["max"] == pytest.approx(2.0, rel=0.01)  # the total has second 1's too
+    assert metrics.latency.get_total_count() == 1001
 
 
 def interrupt(argv: list[str], when: str) -> tuple[int, str, float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +11,10 @@ from hdrh.histogram import HdrHistogram
 MICROS = 1_000_000
 HIGHEST = 600 * MICROS  # ten minutes, in microseconds
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+#: Latency values folded into the histograms per acknowledgement while a past second has some left.
+#: A second holds thousands of distinct values and recording one costs ~3 µs: folded at once, they
+#: would stop the event loop for ~12 ms each second, a pause that every ack in flight then shows.
+FOLD_PER_ACK = 4
 
 
 def _histogram(digits: int) -> HdrHistogram:
@@ -42,6 +47,7 @@ class LoadMetrics:
     seconds: dict[int, Second] = field(default_factory=dict)
     _total: HdrHistogram = field(default_factory=lambda: _histogram(3))
     _counting: Second | None = None  # the second whose acknowledgements are being counted
+    _unfolded: deque[Second] = field(default_factory=deque)  # past seconds with counts still to fold, oldest first
 
     @property
     def latency(self) -> HdrHistogram:
@@ -68,14 +74,33 @@ class LoadMetrics:
         self.acknowledged += 1
         second = self._second(now)
         second.acknowledged += 1
-        if second is not self._counting:  # a new second: the last one is complete
-            self._fold()
+        if second is not self._counting:  # a new second: the last one is complete, to be folded bit by bit
+            if self._counting is not None:
+                self._unfolded.append(self._counting)
             self._counting = second
         counts = second.counts
         counts[micros] = counts.get(micros, 0) + 1
+        if self._unfolded:
+            self._fold_past(FOLD_PER_ACK)
+
+    def _fold_past(self, budget: int | None) -> None:
+        """Record up to ``budget`` (None: all) counted values of past seconds into the histograms."""
+        unfolded = self._unfolded
+        while unfolded and budget != 0:
+            second = unfolded[0]
+            counts, histogram, total = second.counts, second.latency, self._total
+            while counts and budget != 0:
+                micros, count = counts.popitem()
+                histogram.record_value(micros, count)
+                total.record_value(micros, count)
+                if budget is not None:
+                    budget -= 1
+            if not counts:
+                unfolded.popleft()
 
     def _fold(self) -> None:
-        """Record what was counted into the second's histogram and the total."""
+        """Record everything counted so far into the histograms (the current second's counts too)."""
+        self._fold_past(None)
         second = self._counting
         if second is None or not second.counts:
             return
@@ -85,8 +110,15 @@ class LoadMetrics:
         second.counts.clear()
 
     def percentiles_ms(self, histogram: HdrHistogram | None = None) -> dict[str, float | None]:
-        """p50, p90, p99, p99.9 and max of ``histogram`` (the total by default), in milliseconds."""
-        self._fold()
+        """p50, p90, p99, p99.9 and max of ``histogram`` (the total by default), in milliseconds.
+
+        A past second's histogram is complete once the seconds before the current one are
+        folded; only the total needs the current second's counts too.
+        """
+        if histogram is None:
+            self._fold()
+        else:
+            self._fold_past(None)
         histogram = histogram or self._total
         if histogram.get_total_count() == 0:
             return {"p50": None, "p90": None, "p99": None, "p99.9": None, "max": None}
@@ -105,6 +137,7 @@ class LoadMetrics:
         return [{"le": round(upper, 3), "count": count} for upper, count in sorted(buckets.items())]
 
     def as_dict(self, elapsed: float) -> dict[str, Any]:
+        self._fold()
         return {
             "elapsed_s": round(elapsed, 3),
             "sent": self.sent,

@@ -231,10 +231,14 @@ class ResidentMemory:
 async def _every_second(
     config: LoadConfig, metrics: LoadMetrics, masters: list[EmulatedMaster], start: float, memory: ResidentMemory
 ) -> None:
-    """Sample memory, and tell the progress callback how the last second went."""
+    """Sample memory, and tell the progress callback how the last second went.
+
+    It looks half-way into each second: the second before is complete by then, and
+    its latencies folded into its histogram by the acknowledgements since.
+    """
     last_sent = last_acked = 0
-    while True:
-        await asyncio.sleep(1.0)
+    for tick in itertools.count(1):
+        await asyncio.sleep(max(0.0, start + tick + 0.5 - time.monotonic()))
         memory.sample()
         if config.progress is None:
             continue
