@@ -46,6 +46,8 @@ from emulator.wire.transcript import FrameRecorder
 #: keeps frames pending) rather than wait: an endpoint that stops reading must not hang a run.
 BACKLOG_LIMIT = 1024 * 1024
 WRITE_LIMIT = 4 * BACKLOG_LIMIT
+#: Notifications written to the socket together at most (~0.2 MiB of frames; see EmulatedMaster._flush).
+MAX_BURST = 128
 #: The shortest sleep of the sender, seconds (see EmulatedMaster._sleep).
 PACE_GRAIN = 0.0005
 
@@ -300,13 +302,24 @@ class EmulatedMaster:
         """Send notifications while the window has room; True when the sender loop has something to do.
 
         Only the sender task sends: the receiver reads every acknowledgement that has
-        arrived, then wakes it, and the window's worth leaves in one burst. (Sending one
-        frame per acknowledgement from the receiver costs a system call and a wake-up of
-        the endpoint each: against a fast endpoint, half the throughput.)
+        arrived, then wakes it, and the window's worth leaves in one burst, written to the
+        socket at once. (Sending one frame per acknowledgement from the receiver costs a
+        system call and a wake-up of the endpoint each: against a fast endpoint, half the
+        throughput.)
         """
+        burst: list[bytes] = []
+        try:
+            return await self._take(ws, session, burst)
+        finally:
+            self._flush(ws, session, burst)
+
+    async def _take(self, ws: ClientConnection, session: MasterSession, burst: list[bytes]) -> bool:
+        """:meth:`_fill`'s loop: notifications registered into ``burst``, anything else sent in its turn."""
         settings = self.settings
         transport = ws.transport
         while not self._exhausted and len(session.pending) < settings.window and session.state is State.OPEN:
+            if len(burst) >= MAX_BURST:
+                self._flush(ws, session, burst)
             if transport.get_write_buffer_size() > BACKLOG_LIMIT:
                 self.report.backpressure += 1
                 return False  # wait for the endpoint to read (or for the keep-alive to give up on it)
@@ -321,7 +334,7 @@ class EmulatedMaster:
             self._held = None
             kind = type(item)
             if kind is Prepared or kind is dict:  # the common cases first, written without _send's checks (made above)
-                await self._write(ws, session, _register(session, item))
+                burst.append(_register(session, item))
                 continue
             if item is _NOT_YET:
                 return False  # an asynchronous source has nothing for now; it wakes the sender
@@ -330,12 +343,13 @@ class EmulatedMaster:
                 if due > time.monotonic():
                     self._held, self._next_slot = item, due  # scenario time: not yet
                     return True
-                await self._write(ws, session, _register(session, item.message, due))
+                burst.append(_register(session, item.message, due))
                 continue
             if item is None:
                 self._exhausted = True
                 self._drain_deadline = time.monotonic() + self._drain_timeout()
                 return True
+            self._flush(ws, session, burst)  # what follows may wait: the notifications before it leave first
             if isinstance(item, Reconnect):
                 self.report.deliberate_drops += 1
                 self._closing = True
@@ -500,6 +514,27 @@ class EmulatedMaster:
             await ws.send(frame, text=True)
         except ConnectionClosed:
             pass  # the receiver sees the close and the run reconnects; the frame stays pending
+
+    def _flush(self, ws: ClientConnection, session: MasterSession, burst: list[bytes]) -> None:
+        """Write a burst of notification frames with one system call, and empty it.
+
+        Frames go through the connection's sans-I/O protocol (which masks and frames
+        them, as ``send`` would) and leave together: one write per burst rather than one
+        per frame, and no per-frame coroutine. Nothing here waits, so nothing can come
+        between; on a connection that is no longer open the frames stay pending.
+        """
+        if not burst:
+            return
+        if self.transcript is not None:
+            for frame in burst:
+                self.transcript.record("out", session.connection, frame)
+        protocol = ws.protocol
+        if protocol.state is WsState.OPEN:
+            send_text = protocol.send_text
+            for frame in burst:
+                send_text(frame)
+            ws.transport.writelines(protocol.data_to_send())
+        burst.clear()
 
     async def _sleep(self, session: MasterSession, *deadlines_given: float | None) -> None:
         """Wait for a wake-up or the earliest deadline.
