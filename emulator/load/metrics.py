@@ -14,7 +14,7 @@ PERCENTILES = (50.0, 90.0, 99.0, 99.9)
 #: Latency values folded into the histograms per acknowledgement while a past second has some left.
 #: A second holds thousands of distinct values and recording one costs ~3 µs: folded at once, they
 #: would stop the event loop for ~12 ms each second, a pause that every ack in flight then shows.
-FOLD_PER_ACK = 4
+FOLD_PER_ACK = 1
 
 
 def _histogram(digits: int) -> HdrHistogram:
