@@ -236,3 +236,55 @@ def test_resends_are_found_without_scanning_and_match_a_scan(steps) -> None:
             assert len(session.resend_all()) == len(session.pending)
         if session.pending:
             assert session.next_resend() == min(p.last_sent for p in session.pending.values()) + 5
+
+
+FRAMES = st.sampled_from(["ack", "ack-again", "unknown-id", "invalid-ack", "command", "not-json", "connect-response"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(steps=st.lists(st.tuples(FRAMES, st.integers(0, 50)), max_size=40), closed_at=st.integers(0, 40))
+def test_take_ack_settles_what_receive_would_and_leaves_the_rest_untouched(steps, closed_at) -> None:
+    """A driver taking acks as frames are parsed (then receive() for the rest) ends where receive() alone does."""
+    clock = Clock()
+    sessions = [opened(clock), opened(clock)]  # the same rng seed: the same CONNECT ids
+    for session in sessions:
+        session.send_prepared("00000000-0000-4000-8000-000000000000", b"{}")  # ids made up: take_ack looks at ids only
+        for number in range(1, 30):
+            session.send_prepared(f"00000000-0000-4000-8000-{number:012d}", b"{}")
+    ids = list(sessions[0].pending)
+    outcomes: list[list[tuple]] = [[], []]
+    for index, (kind, number) in enumerate(steps):
+        if index == closed_at:
+            for session in sessions:
+                session.connection_lost()
+        message_id = ids[number % len(ids)]
+        frame = {
+            "ack": ack(message_id),
+            "ack-again": ack(ids[0]),
+            "unknown-id": ack("11111111-1111-4111-8111-111111111111"),
+            "invalid-ack": ack(message_id).replace('"payload":{}', '"payload":[]'),
+            "command": json.dumps({**json.loads(ack(message_id)), "type": "COMMAND", "subType": "REQUEST"}),
+            "not-json": "{not json",
+            "connect-response": encode(connect_response(message_id, 1, True)).decode(),
+        }[kind]
+        for session, outcome in zip(sessions, outcomes, strict=True):
+            taken = session.take_ack(frame.encode()) if session is sessions[1] else None
+            events = [taken] if taken is not None else session.receive(frame)
+            outcome.append(tuple((type(e).__name__, getattr(e, "message_id", None), getattr(e, "rule", None)) for e in events))
+    assert outcomes[0] == outcomes[1]
+    assert list(sessions[0].pending) == list(sessions[1].pending)
+    assert sessions[0].counters == sessions[1].counters
+
+
+def test_take_ack_takes_only_a_valid_ack_of_a_pending_notification(clock, notifications) -> None:
+    session = opened(clock)
+    session.send(notifications[0])
+    message_id = notifications[0]["id"]
+    assert session.take_ack(b"{not json") is None
+    assert session.take_ack(ack(message_id).replace('"payload":{}', '"payload":[]').encode()) is None
+    assert message_id in session.pending  # nothing taken, nothing changed
+    clock.now += 0.25
+    event = session.take_ack(ack(message_id).encode())
+    assert isinstance(event, Acknowledged) and event.message_id == message_id and event.latency == pytest.approx(0.25)
+    assert session.take_ack(ack(message_id).encode()) is None  # a duplicate is receive()'s to report
+    assert [e.rule for e in session.receive(ack(message_id))] == ["ack.once"]

@@ -279,12 +279,7 @@ class MasterSession:
             if not self.ignore_decoder:
                 events.append(CloseRequested(1003, "undecodable message"))  # NBWSS closes on a decoder exception
             return events
-        if (
-            type(message) is dict
-            and message.get("type") == "NOTIFICATION"
-            and message.get("subType") == "RESPONSE"
-            and fast_is_valid(self._ack_schema, message)
-        ):
+        if self._is_ack(message):
             return self._acknowledgement(message, data)  # the common case: the same schema, less bookkeeping
         findings = self.schemas.validate(message)
         events = [Violation("frames.schema", finding, self._excerpt(data)) for finding in findings]
@@ -303,6 +298,36 @@ class MasterSession:
         elif isinstance(kind[0], str) and isinstance(kind[1], str):
             events.append(self.violation("frames.direction", "/subType", f"an endpoint never sends {kind[0]} {kind[1]}", data))
         return events
+
+    def take_ack(self, data: bytes) -> Acknowledged | None:
+        """The acknowledgement in a text frame's UTF-8 ``data``, if that is all the frame is.
+
+        That is: a valid NOTIFICATION RESPONSE for a pending notification, on an open
+        connection. For anything else it returns None and leaves the session as it was,
+        for :meth:`receive` to make of the frame what it is. A driver that sees frames
+        as they are parsed settles the common case here, before any queue.
+        """
+        if self.state is not State.OPEN:
+            return None
+        try:
+            message = decode(data)
+        except DecodeError:
+            return None
+        if not self._is_ack(message):
+            return None
+        pending = self.pending.pop(message["id"], None)
+        if pending is None:
+            return None  # a duplicate or an unknown id: receive() says which
+        self.counters.frames_in += 1
+        return self._settle(pending)
+
+    def _is_ack(self, message: Any) -> bool:
+        return (
+            type(message) is dict
+            and message.get("type") == "NOTIFICATION"
+            and message.get("subType") == "RESPONSE"
+            and fast_is_valid(self._ack_schema, message)
+        )
 
     def _connect_response(self, message: dict[str, Any], data: str) -> list[Event]:
         if self.state is not State.CONNECTING or message.get("id") != self._connect_id:
@@ -323,15 +348,21 @@ class MasterSession:
             return []
         pending = self.pending.pop(message_id, None)
         if pending is not None:
-            self.counters.acknowledged += 1
-            self._remember_ack(message_id)
-            now = self.clock()
-            return [Acknowledged(message_id, now - pending.last_sent, pending.attempts, pending.frame, pending.overdue, now - pending.due)]
+            return [self._settle(pending)]
         if message_id in self._acked:
             self._acked[message_id] += 1
             self.counters.duplicate_acks += 1
             return [self.violation("ack.once", "/id", f"notification {message_id} acknowledged again", data)]
         return [self.violation("ack.known-id", "/id", f"acknowledgement of {message_id}, which the master never sent", data)]
+
+    def _settle(self, pending: Pending) -> Acknowledged:
+        """``pending`` has its acknowledgement (and is out of ``self.pending``)."""
+        self.counters.acknowledged += 1
+        self._remember_ack(pending.message_id)
+        now = self.clock()
+        return Acknowledged(
+            pending.message_id, now - pending.last_sent, pending.attempts, pending.frame, pending.overdue, now - pending.due
+        )
 
     def _remember_ack(self, message_id: str) -> None:
         acked = self._acked
