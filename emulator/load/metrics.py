@@ -10,6 +10,7 @@ from hdrh.histogram import HdrHistogram
 
 MICROS = 1_000_000
 HIGHEST = 600 * MICROS  # ten minutes, in microseconds
+SIGNIFICANT = 1 << 11  # latencies (µs) from here on are counted at 11 significant bits
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
 #: Latency values folded into the histograms per acknowledgement while a past second has some left.
 #: A second holds thousands of distinct values and recording one costs ~3 µs: folded at once, they
@@ -47,6 +48,7 @@ class LoadMetrics:
     seconds: dict[int, Second] = field(default_factory=dict)
     _total: HdrHistogram = field(default_factory=lambda: _histogram(3))
     _counting: Second | None = None  # the second whose acknowledgements are being counted
+    _counting_until: float = float("-inf")  # when that second ends
     _unfolded: deque[Second] = field(default_factory=deque)  # past seconds with counts still to fold, oldest first
 
     @property
@@ -67,21 +69,31 @@ class LoadMetrics:
         self._second(now).sent += 1
 
     def on_ack(self, now: float, latency: float) -> None:
-        micros = max(1, min(HIGHEST, int(latency * MICROS)))
-        shift = micros.bit_length() - 11
-        if shift > 0:  # keep 11 significant bits, finer than the histograms' 3 digits: few distinct values to count
+        micros = int(latency * MICROS)
+        if micros < 1:
+            micros = 1
+        elif micros >= SIGNIFICANT:  # keep 11 significant bits, finer than the histograms' 3 digits: few distinct values
+            micros = min(micros, HIGHEST)
+            shift = micros.bit_length() - 11
             micros = micros >> shift << shift
         self.acknowledged += 1
-        second = self._second(now)
+        second = self._counting
+        if second is None or not self._counting_until - 1.0 <= now < self._counting_until:
+            second = self._count_second_of(now)
         second.acknowledged += 1
-        if second is not self._counting:  # a new second: the last one is complete, to be folded bit by bit
-            if self._counting is not None:
-                self._unfolded.append(self._counting)
-            self._counting = second
         counts = second.counts
         counts[micros] = counts.get(micros, 0) + 1
         if self._unfolded:
             self._fold_past(FOLD_PER_ACK)
+
+    def _count_second_of(self, now: float) -> Second:
+        """Acknowledgements at ``now`` count into its second; the one before is complete, to be folded bit by bit."""
+        second = self._second(now)
+        if self._counting is not None and second is not self._counting:
+            self._unfolded.append(self._counting)
+        self._counting = second
+        self._counting_until = self.start + int(now - self.start) + 1
+        return second
 
     def _fold_past(self, budget: int | None) -> None:
         """Record up to ``budget`` (None: all) counted values of past seconds into the histograms."""

@@ -27,8 +27,8 @@ from emulator.scenario.model import Scenario
 from emulator.schemas import default_schemas, fast_is_valid
 from emulator.wire.master import Prepared
 
-#: Closed model: the run's duration at this rate is prepared (about what one load process sends on 2 cores).
-CLOSED_MODEL_RATE = 40_000
+#: Closed model: the run's duration at this rate is prepared (above what one load process sends on 2 cores).
+CLOSED_MODEL_RATE = 60_000
 #: At most this many notifications prepared in all (~550 bytes each): beyond, they are generated during the run.
 MAX_PREPARED = 400_000
 
