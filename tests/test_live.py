@@ -26,7 +26,7 @@ from emulator.endpoint import Fault, ReferenceEndpoint
 from emulator.protocol.properties import NbwssProperties
 from emulator.responders import CommandResponder
 from emulator.scenario import Timeline, load
-from emulator.wire.master import ConnectError, EmulatedMaster, Settings, Target
+from emulator.wire.master import ConnectError, EmulatedMaster, Paced, Settings, Target
 from emulator.wire.tls import TlsOptions, server_context
 
 FAST = NbwssProperties(connection_period=0.5, resend_interval=0.3, send_timeout=0.2)
@@ -299,6 +299,25 @@ def test_rate_and_scenario_time_pacing() -> None:
     assert len(report.acks) == 10
     assert report.elapsed >= 9 / 50 * 0.9
     assert paced.passed and paced.stats()["lost"] == 0
+
+
+def test_paced_notifications_that_fall_due_leave_with_the_next_acknowledgement(monkeypatch) -> None:
+    """The sender sleeps with no timer here: only an acknowledgement's arrival can send what fell due."""
+
+    async def sleep_until_woken(self, session, *deadlines) -> None:
+        await self._wake.wait()
+
+    monkeypatch.setattr(EmulatedMaster, "_sleep", sleep_until_woken)
+    first, *others = _smoke()[:4]
+    stream = [first, *(Paced(0.05, message) for message in others)]
+
+    async def scenario():
+        async with ReferenceEndpoint(fault=Fault.LATE_ACK, late_ack_delay=0.15) as endpoint:
+            master = EmulatedMaster([Target(endpoint.url, endpoint.token)], settings())
+            return await asyncio.wait_for(master.run(stream), 10)
+
+    report = asyncio.run(scenario())
+    assert not report.lost and [message_id for message_id, _, _ in report.acks] == [m["id"] for m in [first, *others]]
 
 
 def _smoke() -> list[dict]:

@@ -49,7 +49,9 @@ BACKLOG_LIMIT = 1024 * 1024
 WRITE_LIMIT = 4 * BACKLOG_LIMIT
 #: Notifications written to the socket together at most (~0.2 MiB of frames; see EmulatedMaster._flush).
 MAX_BURST = 128
-#: The shortest sleep of the sender, seconds (see EmulatedMaster._sleep).
+#: The shortest sleep of the sender, seconds, and how late a due notification may be before an
+#: acknowledgement's arrival sends it (see EmulatedMaster._sleep and _ack_taker): paced notifications
+#: leave in bursts of this much time at least, as each burst costs a system call and wake-ups.
 PACE_GRAIN = 0.0005
 
 
@@ -202,12 +204,15 @@ class EmulatedMaster:
         self._closing = False  # the master itself is closing the current connection
         self._duplicates_wanted = 0  # Duplicate steps waiting for a first acknowledgement
         self._held: Any = None  # a Paced message waiting for its time, or a step left to the sender
+        self._filling = False  # the sender is in _fill (the receiver then leaves sending to it)
         self._source: _Source | None = None
         self._start = 0.0
         self._exhausted = False
         self._drain_deadline: float | None = None
         self._next_slot = 0.0
         self._last_progress = 0.0
+        self._ack_limit = self.settings.ack_limit()
+        self._record_acks = self.settings.record_acks
 
     # -- one-off CONNECT (the wrong-token probe) ------------------------------------------
 
@@ -257,6 +262,7 @@ class EmulatedMaster:
             rng=self.rng,
         )
         self._session = session
+        self._ack_limit, self._record_acks = settings.ack_limit(), settings.record_acks  # looked at for every ack
         self._source = _Source(messages, self._wake)
         self._exhausted, self._drain_deadline, self._next_slot = False, None, self._start
         self._last_progress = self._start  # the last acknowledgement (or the start): a run that stalls ends
@@ -280,7 +286,7 @@ class EmulatedMaster:
             if ws is None:
                 break
             if self.transcript is None and isinstance(ws, MasterConnection):  # a transcript keeps frames in one ordered path
-                ws.take_text = self._ack_taker(session)
+                ws.take_text = self._ack_taker(ws, session)
             receiver = asyncio.ensure_future(self._receive(ws, session))
             try:
                 for frame in session.resend_all():
@@ -321,8 +327,8 @@ class EmulatedMaster:
                 break
         return self._finish(session)
 
-    async def _fill(self, ws: ClientConnection, session: MasterSession) -> bool:
-        """Send notifications while the window has room; True when the sender loop has something to do.
+    async def _fill(self, ws: ClientConnection, session: MasterSession) -> None:
+        """Send notifications while the window has room and they are due.
 
         Only the sender task sends: the receiver reads every acknowledgement that has
         arrived, then wakes it, and the window's worth leaves in one burst, written to the
@@ -331,13 +337,39 @@ class EmulatedMaster:
         throughput.)
         """
         burst: list[bytes] = []
+        self._filling = True
         try:
-            return await self._take(ws, session, burst)
+            while True:
+                item = self._take_ready(ws, session, burst)
+                if item is _STOP:
+                    return
+                self._flush(ws, session, burst)  # what follows may wait: the notifications before it leave first
+                if item is None:
+                    self._source_ended()
+                    return
+                if isinstance(item, Reconnect):
+                    self.report.deliberate_drops += 1
+                    self._closing = True
+                    await ws.close(1001, "master reconnecting")
+                    return
+                if isinstance(item, Duplicate):
+                    self._duplicates_wanted += 1
+                elif isinstance(item, Raw):
+                    await self._send(ws, session, item.frame.encode())
+                else:
+                    await self._send(ws, session, session.send(item))
         finally:
+            self._filling = False
             self._flush(ws, session, burst)
 
-    async def _take(self, ws: ClientConnection, session: MasterSession, burst: list[bytes]) -> bool:
-        """:meth:`_fill`'s loop: notifications registered into ``burst``, anything else sent in its turn."""
+    def _take_ready(self, ws: ClientConnection, session: MasterSession, burst: list[bytes]) -> Any:
+        """Register the notifications that may leave now into ``burst``; what stopped it.
+
+        That is _STOP (the window is full, the endpoint is not reading, the connection
+        is closing, the next one is not due yet, the source is waiting) or the next item
+        when it is not a notification: the end (None) or a step for :meth:`_fill`. It
+        never waits, so that the receiver can call it too (see :meth:`_ack_taker`).
+        """
         settings = self.settings
         transport = ws.transport
         while not self._exhausted and len(session.pending) < settings.window and session.state is State.OPEN:
@@ -345,47 +377,31 @@ class EmulatedMaster:
                 self._flush(ws, session, burst)
             if transport.get_write_buffer_size() > BACKLOG_LIMIT:
                 self.report.backpressure += 1
-                return False  # wait for the endpoint to read (or for the keep-alive to give up on it)
+                return _STOP  # wait for the endpoint to read (or for the keep-alive to give up on it)
             if ws.state is not WsState.OPEN:
-                return False  # closing: a send would wait for the closing handshake; what is pending stays
+                return _STOP  # closing: a send would wait for the closing handshake; what is pending stays
             if settings.rate is not None:
                 now = time.monotonic()
                 if now < self._next_slot:
-                    return False
+                    return _STOP
                 self._next_slot = max(self._next_slot + 1 / settings.rate, now - 1.0)  # at most a second of catch-up
             item = self._held if self._held is not None else self._source.next()
             self._held = None
             kind = type(item)
-            if kind is Prepared or kind is dict:  # the common cases first, written without _send's checks (made above)
+            if kind is Prepared or kind is dict:  # the common cases first
                 burst.append(_register(session, item))
                 continue
-            if item is _NOT_YET:
-                return False  # an asynchronous source has nothing for now; it wakes the sender
             if kind is Paced:
                 due = self._start + item.at
                 if due > time.monotonic():
                     self._held, self._next_slot = item, due  # scenario time: not yet
-                    return True
+                    return _STOP
                 burst.append(_register(session, item.message, due))
                 continue
-            if item is None:
-                self._exhausted = True
-                self._drain_deadline = time.monotonic() + self._drain_timeout()
-                return True
-            self._flush(ws, session, burst)  # what follows may wait: the notifications before it leave first
-            if isinstance(item, Reconnect):
-                self.report.deliberate_drops += 1
-                self._closing = True
-                await ws.close(1001, "master reconnecting")
-                return True
-            if isinstance(item, Duplicate):
-                self._duplicates_wanted += 1
-                continue
-            if isinstance(item, Raw):
-                await self._send(ws, session, item.frame.encode())
-                continue
-            await self._send(ws, session, session.send(item))
-        return self._exhausted
+            if item is _NOT_YET:
+                return _STOP  # an asynchronous source has nothing for now; it wakes the sender
+            return item
+        return _STOP
 
     async def _establish(self, session: MasterSession, *, first: bool) -> ClientConnection | None:
         """Open a connection (fail-over by priority, back-off between rounds) and complete CONNECT."""
@@ -481,9 +497,16 @@ class EmulatedMaster:
         finally:
             self._wake.set()
 
-    def _ack_taker(self, session: MasterSession) -> Callable[[bytes], bool]:
-        """What takes acknowledgements off a :class:`MasterConnection` as they are parsed."""
+    def _ack_taker(self, ws: ClientConnection, session: MasterSession) -> Callable[[bytes], bool]:
+        """What takes acknowledgements off a :class:`MasterConnection` as they are parsed.
+
+        In scenario time or the open model it also sends what has fallen due, there and
+        then, once the first of it is PACE_GRAIN late: acknowledgements arrive all the
+        time, while the sender's timer has that grain and the event loop's a millisecond.
+        Paced notifications then leave with an acknowledgement, not a wake-up of the sender.
+        """
         window = self.settings.window
+        burst: list[bytes] = []
 
         def take(data: bytes) -> bool:
             event = session.take_ack(data)
@@ -492,9 +515,22 @@ class EmulatedMaster:
             self._acked(event)
             if self._sender_waits_for_acks(session, window):
                 self._wake.set()
+            elif self._held is not None and not self._filling and time.monotonic() >= self._next_slot + PACE_GRAIN:
+                item = self._take_ready(ws, session, burst)
+                self._flush(ws, session, burst)
+                if item is None:
+                    self._source_ended()
+                    self._wake.set()
+                elif item is not _STOP:
+                    self._held = item  # a step for the sender
+                    self._wake.set()
             return True
 
         return take
+
+    def _source_ended(self) -> None:
+        self._exhausted = True
+        self._drain_deadline = time.monotonic() + self._drain_timeout()
 
     def _sender_waits_for_acks(self, session: MasterSession, window: int) -> bool:
         # An acknowledgement wakes the sender only when it may be waiting for it: the window
@@ -515,9 +551,9 @@ class EmulatedMaster:
 
     def _acked(self, event: Acknowledged) -> None:
         self._last_progress = time.monotonic()
-        if self.settings.record_acks:
+        if self._record_acks:
             self.report.acks.append((event.message_id, event.latency, event.attempts))
-        if event.overdue or event.latency > self.settings.ack_limit():
+        if event.overdue or event.latency > self._ack_limit:
             # An acknowledgement that came only after a resend was late, whenever the resend's came.
             self.report.late_acks.append((event.message_id, event.latency))
         if len(self._acked_frames) < 16:
@@ -686,6 +722,7 @@ class EmulatedMaster:
 
 
 _NOT_YET = object()  # what an asynchronous source gives while it waits
+_STOP = object()  # nothing more may leave for now
 
 
 def _register(session: MasterSession, notification: dict[str, Any] | Prepared, due: float | None = None) -> bytes:
