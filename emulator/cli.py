@@ -16,6 +16,7 @@ import os
 import signal
 import ssl
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -114,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-connections", type=_positive, default=64, help="connections at once (default: 64)")
     serve.add_argument("--max-size", type=_positive, default=1024 * 1024, help="largest frame accepted, bytes (default: 1 MiB)")
     serve.add_argument("--keep", type=_non_negative, help="notifications kept per connection (default: all; 0 for long load runs)")
+    serve.add_argument(
+        "--stop-on-stdin-eof",
+        action="store_true",
+        help="also stop when standard input closes (for a parent process, which may die without stopping it)",
+    )
 
     load_ = verbs.add_parser("load", help="load an endpoint with many emulated masters, measured")
     load_.add_argument("scenario", nargs="?", default="datacenter-day", help="bundled name or YAML file (default: datacenter-day)")
@@ -392,6 +398,9 @@ def _serve(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
+        if args.stop_on_stdin_eof:
+            # A thread, as reading a pipe asynchronously is not portable; it ends with the process.
+            threading.Thread(target=_read_to_eof, args=(loop, stop), daemon=True).start()
         try:
             await stop.wait()
         finally:
@@ -400,6 +409,15 @@ def _serve(args: argparse.Namespace) -> int:
 
     asyncio.run(serve_forever())
     return OK
+
+
+def _read_to_eof(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    """Read standard input until it closes (its writer stopped or died), then set ``stop``."""
+    with contextlib.suppress(OSError, ValueError):
+        while sys.stdin.buffer.read(65536):
+            pass
+    with contextlib.suppress(RuntimeError):  # the loop already closed: stopped another way
+        loop.call_soon_threadsafe(stop.set)
 
 
 # -- run helpers ---------------------------------------------------------------------------

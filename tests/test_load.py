@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -168,6 +170,26 @@ def test_a_signal_stops_load_and_still_reports(tmp_path: Path) -> None:
     figures = json.loads(report.read_text())
     assert figures["interrupted"] is True and figures["acknowledged"] > 0
     assert figures["acknowledged"] + figures["lost"] <= figures["sent"]
+
+
+@pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="watches the endpoint process through a pidfd (Linux)")
+def test_a_killed_load_leaves_no_endpoint_behind() -> None:
+    argv = ["load", "--masters", "1", "--duration", "60", "--prepare", "500"]
+    load_ = subprocess.Popen([sys.executable, "-m", "emulator", *argv], stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert "acked" in load_.stderr.readline()  # running, against its endpoint process
+        children = Path(f"/proc/{load_.pid}/task/{load_.pid}/children").read_text().split()
+        (endpoint,) = (int(pid) for pid in children)
+        watch = os.pidfd_open(endpoint)
+        load_.kill()  # no chance to stop its endpoint itself
+        load_.wait()
+        ended, _, _ = select.select([watch], [], [], 10)  # readable once the process has ended
+        os.close(watch)
+        assert ended, "the endpoint process outlived the load process that started it"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(load_.pid, signal.SIGKILL)
+        load_.communicate()
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

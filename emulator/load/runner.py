@@ -273,8 +273,9 @@ async def _start_endpoint(masters: int) -> tuple[asyncio.subprocess.Process, lis
         str(masters + 16),
         "--keep",
         "0",
+        "--stop-on-stdin-eof",  # this process's end, however it comes, ends the endpoint's too
     ]  # = : a token may start with "-"
-    process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
+    process = await asyncio.create_subprocess_exec(*command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
     assert process.stdout is not None
     line = (await process.stdout.readline()).decode()
     if "listening on" not in line:
