@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 from collections import defaultdict
 
 from hypothesis import given, settings
@@ -228,6 +229,21 @@ def test_environment_pools_are_reproducible() -> None:
     assert sum(len(p.clients) for p in policies) == 18
     assert len({c.name for p in policies for c in p.clients}) == 18
     assert len({p.name for p in policies}) == len(policies)
+
+
+def test_pools_do_not_depend_on_what_was_built_before_them() -> None:
+    """The Faker behind the pools is reused and reseeded: a seed's pools are those of a fresh thread's first."""
+
+    def pools(seed: int) -> tuple:
+        built = DataPools.from_seed(seed)
+        return built.words, built.sites, built.domain, built.rng.random()
+
+    fresh: list[tuple] = []
+    thread = threading.Thread(target=lambda: fresh.append(pools(5)))
+    thread.start()
+    thread.join()
+    pools(6)
+    assert pools(5) == fresh[0]
 
 
 # -- invariants under any sequence of operations -----------------------------------
