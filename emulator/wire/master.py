@@ -330,11 +330,11 @@ class EmulatedMaster:
     async def _fill(self, ws: ClientConnection, session: MasterSession) -> None:
         """Send notifications while the window has room and they are due.
 
-        Only the sender task sends: the receiver reads every acknowledgement that has
-        arrived, then wakes it, and the window's worth leaves in one burst, written to the
-        socket at once. (Sending one frame per acknowledgement from the receiver costs a
-        system call and a wake-up of the endpoint each: against a fast endpoint, half the
-        throughput.)
+        The sender task sends: acknowledgements are read as they arrive and wake it when
+        it may be waiting for them, and the window's worth leaves in one burst, written to
+        the socket at once. (Sending one frame per acknowledgement costs a system call and
+        a wake-up of the endpoint each: against a fast endpoint, half the throughput.) The
+        one exception is paced notifications that fell due while it slept (:meth:`_ack_taker`).
         """
         burst: list[bytes] = []
         self._filling = True
