@@ -99,27 +99,26 @@ class LoadMetrics:
         """Record up to ``budget`` (None: all) counted values of past seconds into the histograms."""
         unfolded = self._unfolded
         while unfolded and budget != 0:
-            second = unfolded[0]
-            counts, histogram, total = second.counts, second.latency, self._total
-            while counts and budget != 0:
-                micros, count = counts.popitem()
-                histogram.record_value(micros, count)
-                total.record_value(micros, count)
-                if budget is not None:
-                    budget -= 1
-            if not counts:
+            budget = self._fold_second(unfolded[0], budget)
+            if not unfolded[0].counts:
                 unfolded.popleft()
 
     def _fold(self) -> None:
         """Record everything counted so far into the histograms (the current second's counts too)."""
         self._fold_past(None)
-        second = self._counting
-        if second is None or not second.counts:
-            return
-        for micros, count in second.counts.items():
-            second.latency.record_value(micros, count)
-            self._total.record_value(micros, count)
-        second.counts.clear()
+        if self._counting is not None:
+            self._fold_second(self._counting, None)
+
+    def _fold_second(self, second: Second, budget: int | None) -> int | None:
+        """Record up to ``budget`` (None: all) of ``second``'s counted values; what is left of the budget."""
+        counts, histogram, total = second.counts, second.latency, self._total
+        while counts and budget != 0:
+            micros, count = counts.popitem()
+            histogram.record_value(micros, count)
+            total.record_value(micros, count)
+            if budget is not None:
+                budget -= 1
+        return budget
 
     def percentiles_ms(self, histogram: HdrHistogram | None = None) -> dict[str, float | None]:
         """p50, p90, p99, p99.9 and max of ``histogram`` (the total by default), in milliseconds.

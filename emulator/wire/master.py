@@ -211,7 +211,7 @@ class EmulatedMaster:
         self._drain_deadline: float | None = None
         self._next_slot = 0.0
         self._last_progress = 0.0
-        self._ack_limit = self.settings.ack_limit()
+        self._ack_limit = self.settings.ack_limit()  # these two are looked at for every acknowledgement
         self._record_acks = self.settings.record_acks
 
     # -- one-off CONNECT (the wrong-token probe) ------------------------------------------
@@ -262,7 +262,6 @@ class EmulatedMaster:
             rng=self.rng,
         )
         self._session = session
-        self._ack_limit, self._record_acks = settings.ack_limit(), settings.record_acks  # looked at for every ack
         self._source = _Source(messages, self._wake)
         self._exhausted, self._drain_deadline, self._next_slot = False, None, self._start
         self._last_progress = self._start  # the last acknowledgement (or the start): a run that stalls ends
