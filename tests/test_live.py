@@ -515,3 +515,10 @@ def test_the_reference_endpoint_limits_connections_and_binds_loopback() -> None:
                     await ws.close()
 
     asyncio.run(scenario())
+
+
+def test_a_generated_token_can_be_passed_on_the_command_line() -> None:
+    """`serve` prints the token it generated for users to pass as `--token T`: it must never begin with '-'."""
+    tokens = {ReferenceEndpoint().token for _ in range(2000)}
+    assert len(tokens) == 2000
+    assert not [token for token in tokens if token.startswith("-")]

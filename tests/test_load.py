@@ -83,7 +83,7 @@ def test_a_faulty_endpoint_shows_in_the_figures(capsys) -> None:
     endpoint.fault = "no-ack"
     try:
         code, out, _ = run(
-            capsys, "load", "--masters", "2", "--duration", "0.5", "--endpoint", endpoint.url, "--token", endpoint.token,
+            capsys, "load", "--masters", "2", "--duration", "0.5", "--endpoint", endpoint.url, f"--token={endpoint.token}",
             "--resend-interval", "0.2", "--ack-timeout", "0.2", "--window", "4", "--threshold", "lost==0", "--quiet",
         )  # fmt: skip
     finally:

@@ -88,7 +88,7 @@ class ReferenceEndpoint:
     ) -> None:
         self.host = host
         self.port = port
-        self.token = token or secrets.token_urlsafe(24)
+        self.token = token or secrets.token_hex(24)  # hex: printed for users to pass, it never begins with '-'
         self.ssl_context = ssl_context
         self.fault = fault
         self.late_ack_delay = late_ack_delay
