@@ -52,7 +52,7 @@ MAX_BURST = 128
 #: The shortest sleep of the sender, seconds, and how late a due notification may be before an
 #: acknowledgement's arrival sends it (see EmulatedMaster._sleep and _ack_taker): paced notifications
 #: leave in bursts of this much time at least, as each burst costs a system call and wake-ups.
-PACE_GRAIN = 0.0005
+PACE_GRAIN = 0.0002
 
 
 class MasterConnection(ClientConnection):
