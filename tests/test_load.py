@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -131,25 +132,32 @@ def test_a_past_second_is_folded_a_few_values_per_acknowledgement() -> None:
     assert metrics.latency.get_total_count() == 1001
 
 
-def interrupt(argv: list[str], when: str) -> tuple[int, str, float]:
-    """Run ``nbwss-emu`` with ``argv``, SIGINT it once a stderr line says ``when``: (exit code, stderr, seconds to stop)."""
+@contextlib.contextmanager
+def running(argv: list[str], when: str) -> Iterator[subprocess.Popen[str]]:
+    """``nbwss-emu`` with ``argv``, once a stderr line says ``when``; on exit, its process group is killed."""
     process = subprocess.Popen(
         [sys.executable, "-m", "emulator", *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        start_new_session=True,  # a failing test kills the endpoint process too, which holds the pipes
+        start_new_session=True,  # so that its endpoint process, which holds the pipes, goes too
     )
     try:
         assert when in process.stderr.readline()
+        yield process
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+
+
+def interrupt(argv: list[str], when: str) -> tuple[int, str, float]:
+    """Run ``nbwss-emu`` with ``argv``, SIGINT it once a stderr line says ``when``: (exit code, stderr, seconds to stop)."""
+    with running(argv, when) as process:
         sent = time.monotonic()
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=10)
         stopped_in = time.monotonic() - sent
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
     return process.returncode, stderr, stopped_in
 
 
@@ -175,9 +183,7 @@ def test_a_signal_stops_load_and_still_reports(tmp_path: Path) -> None:
 @pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="watches the endpoint process through a pidfd (Linux)")
 def test_a_killed_load_leaves_no_endpoint_behind() -> None:
     argv = ["load", "--masters", "1", "--duration", "60", "--prepare", "500"]
-    load_ = subprocess.Popen([sys.executable, "-m", "emulator", *argv], stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        assert "acked" in load_.stderr.readline()  # running, against its endpoint process
+    with running(argv, "acked") as load_:  # running, against its endpoint process
         children = Path(f"/proc/{load_.pid}/task/{load_.pid}/children").read_text().split()
         (endpoint,) = (int(pid) for pid in children)
         watch = os.pidfd_open(endpoint)
@@ -186,10 +192,6 @@ def test_a_killed_load_leaves_no_endpoint_behind() -> None:
         ended, _, _ = select.select([watch], [], [], 10)  # readable once the process has ended
         os.close(watch)
         assert ended, "the endpoint process outlived the load process that started it"
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(load_.pid, signal.SIGKILL)
-        load_.communicate()
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
