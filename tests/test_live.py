@@ -301,13 +301,14 @@ def test_rate_and_scenario_time_pacing() -> None:
     assert paced.passed and paced.stats()["lost"] == 0
 
 
+async def _sleep_until_woken(self, session, *deadlines) -> None:
+    await self._wake.wait()
+
+
 def test_paced_notifications_that_fall_due_leave_with_the_next_acknowledgement(monkeypatch) -> None:
-    """The sender sleeps with no timer here: only an acknowledgement's arrival can send what fell due."""
-
-    async def sleep_until_woken(self, session, *deadlines) -> None:
-        await self._wake.wait()
-
-    monkeypatch.setattr(EmulatedMaster, "_sleep", sleep_until_woken)
+    """The sender sleeps with no timer here and there is no pacer: only an acknowledgement's arrival can send what fell due."""
+    monkeypatch.setattr(EmulatedMaster, "_sleep", _sleep_until_woken)
+    monkeypatch.setattr(EmulatedMaster, "_arm_pacer", lambda self, ws, session: False)
     first, *others = _smoke()[:4]
     stream = [first, *(Paced(0.05, message) for message in others)]
 
@@ -318,6 +319,28 @@ def test_paced_notifications_that_fall_due_leave_with_the_next_acknowledgement(m
 
     report = asyncio.run(scenario())
     assert not report.lost and [message_id for message_id, _, _ in report.acks] == [m["id"] for m in [first, *others]]
+
+
+def test_paced_notifications_leave_at_their_slot_between_acknowledgements(monkeypatch) -> None:
+    """With the sender asleep with no timer and the first ack a second away, the pacer sends each at its time."""
+    monkeypatch.setattr(EmulatedMaster, "_sleep", _sleep_until_woken)
+    first, *others = _smoke()[:4]
+    stream = [first, *(Paced(0.05 * (index + 1), message) for index, message in enumerate(others))]
+    received_at_first_ack: list[int] = []
+
+    async def scenario():
+        async with ReferenceEndpoint(fault=Fault.LATE_ACK, late_ack_delay=1.0) as endpoint:
+
+            def on_ack(event) -> None:
+                if not received_at_first_ack:
+                    received_at_first_ack.append(len(endpoint.notifications))
+
+            master = EmulatedMaster([Target(endpoint.url, endpoint.token)], settings(), on_ack=on_ack)
+            return await asyncio.wait_for(master.run(stream), 10)
+
+    report = asyncio.run(scenario())
+    assert not report.lost and len(report.acks) == 4
+    assert received_at_first_ack == [4]  # all had left, at 0.05-0.15 s, before the first ack came (at 1 s)
 
 
 def _smoke() -> list[dict]:

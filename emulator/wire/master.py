@@ -49,9 +49,8 @@ BACKLOG_LIMIT = 1024 * 1024
 WRITE_LIMIT = 4 * BACKLOG_LIMIT
 #: Notifications written to the socket together at most (~0.2 MiB of frames; see EmulatedMaster._flush).
 MAX_BURST = 128
-#: The shortest sleep of the sender, seconds, and how late a due notification may be before an
-#: acknowledgement's arrival sends it (see EmulatedMaster._sleep and _ack_taker): paced notifications
-#: leave in bursts of this much time at least, as each burst costs a system call and wake-ups.
+#: The shortest sleep of the sender, seconds, where it polls: for a connection without the
+#: acknowledgement fast path (a transcript is kept), and while the endpoint is not reading.
 PACE_GRAIN = 0.0002
 
 
@@ -205,6 +204,8 @@ class EmulatedMaster:
         self._duplicates_wanted = 0  # Duplicate steps waiting for a first acknowledgement
         self._held: Any = None  # a Paced message waiting for its time, or a step left to the sender
         self._filling = False  # the sender is in _fill (the receiver then leaves sending to it)
+        self._not_due = False  # the last look found the next notification not due yet (see _take_ready)
+        self._pacer: asyncio.TimerHandle | None = None  # sends the next paced notification when due (see _pace)
         self._source: _Source | None = None
         self._start = 0.0
         self._exhausted = False
@@ -309,11 +310,16 @@ class EmulatedMaster:
                     for frame in session.resend_due():
                         await self._send(ws, session, frame)
                     paced = (settings.rate is not None or self._held is not None) and not self._exhausted
+                    if paced and isinstance(ws, MasterConnection) and ws.take_text is not None:
+                        paced = not self._arm_pacer(ws, session)  # the pacer sends at the slot: no wake-up for it
                     stall = self._last_progress + self._stall_timeout() if session.pending else None
                     await self._sleep(session, self._next_slot if paced else None, self._drain_deadline, stall)
             finally:
                 if isinstance(ws, MasterConnection):
                     ws.take_text = None  # what arrives while the connection closes is no longer counted
+                if self._pacer is not None:
+                    self._pacer.cancel()
+                    self._pacer = None
                 if not receiver.done():
                     receiver.cancel()
                 with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
@@ -371,6 +377,7 @@ class EmulatedMaster:
         """
         settings = self.settings
         transport = ws.transport
+        self._not_due = False
         while not self._exhausted and len(session.pending) < settings.window and session.state is State.OPEN:
             if len(burst) >= MAX_BURST:
                 self._flush(ws, session, burst)
@@ -382,6 +389,7 @@ class EmulatedMaster:
             if settings.rate is not None:
                 now = time.monotonic()
                 if now < self._next_slot:
+                    self._not_due = True
                     return _STOP
                 self._next_slot = max(self._next_slot + 1 / settings.rate, now - 1.0)  # at most a second of catch-up
             item = self._held if self._held is not None else self._source.next()
@@ -393,7 +401,7 @@ class EmulatedMaster:
             if kind is Paced:
                 due = self._start + item.at
                 if due > time.monotonic():
-                    self._held, self._next_slot = item, due  # scenario time: not yet
+                    self._held, self._next_slot, self._not_due = item, due, True  # scenario time: not yet
                     return _STOP
                 burst.append(_register(session, item.message, due))
                 continue
@@ -496,13 +504,12 @@ class EmulatedMaster:
         finally:
             self._wake.set()
 
-    def _ack_taker(self, ws: ClientConnection, session: MasterSession) -> Callable[[bytes], bool]:
+    def _ack_taker(self, ws: MasterConnection, session: MasterSession) -> Callable[[bytes], bool]:
         """What takes acknowledgements off a :class:`MasterConnection` as they are parsed.
 
         In scenario time or the open model it also sends what has fallen due, there and
-        then, once the first of it is PACE_GRAIN late: acknowledgements arrive all the
-        time, while the sender's timer has that grain and the event loop's a millisecond.
-        Paced notifications then leave with an acknowledgement, not a wake-up of the sender.
+        then: acknowledgements arrive all the time, and sending with one costs no wake-up
+        of anything. What falls due between acknowledgements is the pacer's (:meth:`_pace`).
         """
         window = self.settings.window
         burst: list[bytes] = []
@@ -514,18 +521,43 @@ class EmulatedMaster:
             self._acked(event)
             if self._sender_waits_for_acks(session, window):
                 self._wake.set()
-            elif self._held is not None and not self._filling and time.monotonic() >= self._next_slot + PACE_GRAIN:
-                item = self._take_ready(ws, session, burst)
-                self._flush(ws, session, burst)
-                if item is None:
-                    self._source_ended()
-                    self._wake.set()
-                elif item is not _STOP:
-                    self._held = item  # a step for the sender
-                    self._wake.set()
+            elif self._held is not None and not self._filling and time.monotonic() >= self._next_slot:
+                self._send_due(ws, session, burst)
             return True
 
         return take
+
+    def _send_due(self, ws: MasterConnection, session: MasterSession, burst: list[bytes]) -> None:
+        """Send the notifications that are due, outside the sender; a step that is not one is left to it."""
+        item = self._take_ready(ws, session, burst)
+        self._flush(ws, session, burst)
+        if item is None:
+            self._source_ended()
+            self._wake.set()
+        elif item is not _STOP:
+            self._held = item
+            self._wake.set()
+        elif not self._arm_pacer(ws, session):
+            self._wake.set()  # stopped by the window, the endpoint not reading or a close: the sender's to see
+
+    def _arm_pacer(self, ws: MasterConnection, session: MasterSession) -> bool:
+        """Have :meth:`_pace` called at the next slot, if the last look found it not due yet; whether it will be."""
+        if self._pacer is None and self._not_due and ws.take_text is not None:
+            self._pacer = asyncio.get_running_loop().call_at(self._next_slot, self._pace, ws, session, [])
+        return self._pacer is not None
+
+    def _pace(self, ws: MasterConnection, session: MasterSession, burst: list[bytes]) -> None:
+        """Send what fell due: a callback of the event loop at a slot, so that paced notifications leave on time.
+
+        A bare client awaits a sleep per frame; the sender task would be woken per slot
+        the same way, which at thousands a second costs a fifth of a core more than this
+        callback. A timer set for a notification the ack taker sent already finds the
+        next one and sets itself again.
+        """
+        self._pacer = None
+        if self._filling or ws.take_text is None:
+            return  # the sender is at it, or the connection is over
+        self._send_due(ws, session, burst)
 
     def _source_ended(self) -> None:
         self._exhausted = True
