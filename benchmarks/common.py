@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import secrets
 import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -116,32 +118,86 @@ async def bare_rate(
     return count / elapsed, cpu / count * 1e6
 
 
-async def bare_paced(url: str, token: str, frames: list[bytes], rate: float, seconds: float, cafile: str | None = None) -> list[float]:
+async def bare_paced(
+    url: str, token: str, frames: list[bytes], rate: float, seconds: float, cafile: str | None = None
+) -> dict[float, list[float]]:
     """Ack latencies (s) of a bare client sending at ``rate`` (open model), each counted from when its frame was due.
 
-    Acknowledgements are matched to sends by order, which holds for an endpoint that
-    answers in order (the bare ack endpoint does): no parsing, as little work as can be.
+    Grouped by the whole second of the run in which each acknowledgement arrived, as
+    load's per-second figures are, and keyed by when that second began (``time.monotonic``). Acknowledgements are matched to sends by order,
+    which holds for an endpoint that answers in order (the bare ack endpoint does): no
+    parsing, as little work as can be.
     """
     async with _connected(url, token, cafile) as ws:
         total = int(rate * seconds)
-        latencies: list[float] = []
-        start = time.perf_counter()
+        by_second: dict[int, list[float]] = {}
+        start = time.monotonic()
         due = [start + index / rate for index in range(total)]
         all_acked = asyncio.Event()
+        acked = 0
 
         async def reader() -> None:
+            nonlocal acked
             async for _ in ws:
-                latencies.append(time.perf_counter() - due[len(latencies)])
-                if len(latencies) == total:
+                now = time.monotonic()
+                by_second.setdefault(int(now - start), []).append(now - due[acked])
+                acked += 1
+                if acked == total:
                     all_acked.set()
 
         task = asyncio.ensure_future(reader())
         source = itertools.cycle(frames)
         for at in due:
-            wait = at - time.perf_counter()
+            wait = at - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
             await ws.send(next(source), text=True)
         await all_acked.wait()
         task.cancel()
-    return latencies
+    return {start + second: latencies for second, latencies in by_second.items()}
+
+
+class StealWatch:
+    """CPU time the hypervisor took from this machine (steal), sampled from /proc/stat in a thread.
+
+    On a shared VM, seconds in which steal is high are where both clients' tails come
+    from; a latency comparison can then be made on the seconds without it. Where
+    /proc/stat is not there (not Linux), nothing is known and :meth:`share` is None.
+    """
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.interval = interval
+        self._samples: list[tuple[float, int]] = []  # (monotonic time, steal jiffies since boot)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._capacity = os.sysconf("SC_CLK_TCK") * (os.cpu_count() or 1)  # jiffies of CPU time per second
+
+    def __enter__(self) -> StealWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        try:
+            stat = os.open("/proc/stat", os.O_RDONLY)
+        except OSError:  # not Linux: nothing known
+            return
+        try:
+            while not self._stop.is_set():
+                # pread each time: a buffered file would answer from its buffer, not the kernel
+                self._samples.append((time.monotonic(), int(os.pread(stat, 256, 0).split()[8])))
+                self._stop.wait(self.interval)
+        except IndexError:  # a kernel too old to count steal: nothing known
+            self._samples.clear()
+        finally:
+            os.close(stat)
+
+    def share(self, start: float, end: float) -> float | None:
+        """The fraction of the machine's CPU time stolen between monotonic times ``start`` and ``end``."""
+        inside = [jiffies for at, jiffies in self._samples if start <= at <= end]
+        if len(inside) < 2:
+            return None
+        return (inside[-1] - inside[0]) / (self._capacity * (end - start))
