@@ -339,7 +339,8 @@ class EmulatedMaster:
         it may be waiting for them, and the window's worth leaves in one burst, written to
         the socket at once. (Sending one frame per acknowledgement costs a system call and
         a wake-up of the endpoint each: against a fast endpoint, half the throughput.) The
-        one exception is paced notifications that fell due while it slept (:meth:`_ack_taker`).
+        exception is paced notifications: they leave as they fall due, with an acknowledgement
+        (:meth:`_ack_taker`) or from the pacer (:meth:`_pace`), while the sender sleeps.
         """
         burst: list[bytes] = []
         self._filling = True
@@ -653,8 +654,8 @@ class EmulatedMaster:
         deadlines = [d for d in (session.next_resend(), *deadlines_given) if d is not None]
         timer = None
         if deadlines:
-            # At least PACE_GRAIN: at thousands a second, waking for each paced notification would cost more
-            # than sending it; those that fell due meanwhile leave together, late by less than the grain.
+            # At least PACE_GRAIN: where the sender polls (see PACE_GRAIN), a wake-up per slot would cost more
+            # than the sends; those that fell due meanwhile leave together, late by less than the grain.
             delay = max(PACE_GRAIN, min(deadlines) - time.monotonic())
             timer = asyncio.get_running_loop().call_later(delay, self._wake.set)
         try:
