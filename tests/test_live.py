@@ -305,22 +305,6 @@ async def _sleep_until_woken(self, session, *deadlines) -> None:
     await self._wake.wait()
 
 
-def test_paced_notifications_that_fall_due_leave_with_the_next_acknowledgement(monkeypatch) -> None:
-    """The sender sleeps with no timer here and there is no pacer: only an acknowledgement's arrival can send what fell due."""
-    monkeypatch.setattr(EmulatedMaster, "_sleep", _sleep_until_woken)
-    monkeypatch.setattr(EmulatedMaster, "_arm_pacer", lambda self, ws, session: False)
-    first, *others = _smoke()[:4]
-    stream = [first, *(Paced(0.05, message) for message in others)]
-
-    async def scenario():
-        async with ReferenceEndpoint(fault=Fault.LATE_ACK, late_ack_delay=0.15) as endpoint:
-            master = EmulatedMaster([Target(endpoint.url, endpoint.token)], settings())
-            return await asyncio.wait_for(master.run(stream), 10)
-
-    report = asyncio.run(scenario())
-    assert not report.lost and [message_id for message_id, _, _ in report.acks] == [m["id"] for m in [first, *others]]
-
-
 def test_paced_notifications_leave_at_their_slot_between_acknowledgements(monkeypatch) -> None:
     """With the sender asleep with no timer and the first ack a second away, the pacer sends each at its time."""
     monkeypatch.setattr(EmulatedMaster, "_sleep", _sleep_until_woken)

@@ -339,8 +339,8 @@ class EmulatedMaster:
         it may be waiting for them, and the window's worth leaves in one burst, written to
         the socket at once. (Sending one frame per acknowledgement costs a system call and
         a wake-up of the endpoint each: against a fast endpoint, half the throughput.) The
-        exception is paced notifications: they leave as they fall due, with an acknowledgement
-        (:meth:`_ack_taker`) or from the pacer (:meth:`_pace`), while the sender sleeps.
+        exception is paced notifications: they leave as they fall due, from the pacer
+        (:meth:`_pace`), while the sender sleeps.
         """
         burst: list[bytes] = []
         self._filling = True
@@ -374,7 +374,7 @@ class EmulatedMaster:
         That is _STOP (the window is full, the endpoint is not reading, the connection
         is closing, the next one is not due yet, the source is waiting) or the next item
         when it is not a notification: the end (None) or a step for :meth:`_fill`. It
-        never waits, so that the receiver can call it too (see :meth:`_ack_taker`).
+        never waits, so that the pacer can call it too (see :meth:`_pace`).
         """
         settings = self.settings
         transport = ws.transport
@@ -508,12 +508,12 @@ class EmulatedMaster:
     def _ack_taker(self, ws: MasterConnection, session: MasterSession) -> Callable[[bytes], bool]:
         """What takes acknowledgements off a :class:`MasterConnection` as they are parsed.
 
-        In scenario time or the open model it also sends what has fallen due, there and
-        then: acknowledgements arrive all the time, and sending with one costs no wake-up
-        of anything. What falls due between acknowledgements is the pacer's (:meth:`_pace`).
+        It sends nothing itself: paced notifications are the pacer's (:meth:`_pace`), which
+        runs after the acknowledgements read with it have been timed. (Sending from here,
+        each send's system call would delay the acks behind it in the same read, and cost
+        more CPU at 15,000/s than one timer per notification.)
         """
         window = self.settings.window
-        burst: list[bytes] = []
 
         def take(data: bytes) -> bool:
             event = session.take_ack(data)
@@ -522,14 +522,20 @@ class EmulatedMaster:
             self._acked(event)
             if self._sender_waits_for_acks(session, window):
                 self._wake.set()
-            elif self._held is not None and not self._filling and time.monotonic() >= self._next_slot:
-                self._send_due(ws, session, burst)
             return True
 
         return take
 
-    def _send_due(self, ws: MasterConnection, session: MasterSession, burst: list[bytes]) -> None:
-        """Send the notifications that are due, outside the sender; a step that is not one is left to it."""
+    def _pace(self, ws: MasterConnection, session: MasterSession, burst: list[bytes]) -> None:
+        """Send what fell due: a callback of the event loop at a slot, so that paced notifications leave on time.
+
+        A bare client awaits a sleep per frame; the sender task would be woken per slot
+        the same way, which at thousands a second costs a fifth of a core more than this
+        callback. What is not a notification (a step, the end) is left to the sender.
+        """
+        self._pacer = None
+        if self._filling or ws.take_text is None:
+            return  # the sender is at it, or the connection is over
         item = self._take_ready(ws, session, burst)
         self._flush(ws, session, burst)
         if item is None:
@@ -546,19 +552,6 @@ class EmulatedMaster:
         if self._pacer is None and self._not_due and ws.take_text is not None:
             self._pacer = asyncio.get_running_loop().call_at(self._next_slot, self._pace, ws, session, [])
         return self._pacer is not None
-
-    def _pace(self, ws: MasterConnection, session: MasterSession, burst: list[bytes]) -> None:
-        """Send what fell due: a callback of the event loop at a slot, so that paced notifications leave on time.
-
-        A bare client awaits a sleep per frame; the sender task would be woken per slot
-        the same way, which at thousands a second costs a fifth of a core more than this
-        callback. A timer set for a notification the ack taker sent already finds the
-        next one and sets itself again.
-        """
-        self._pacer = None
-        if self._filling or ws.take_text is None:
-            return  # the sender is at it, or the connection is over
-        self._send_due(ws, session, burst)
 
     def _source_ended(self) -> None:
         self._exhausted = True
