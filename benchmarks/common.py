@@ -124,9 +124,9 @@ async def bare_paced(
     """Ack latencies (s) of a bare client sending at ``rate`` (open model), each counted from when its frame was due.
 
     Grouped by the whole second of the run in which each acknowledgement arrived, as
-    load's per-second figures are, and keyed by when that second began (``time.monotonic``). Acknowledgements are matched to sends by order,
-    which holds for an endpoint that answers in order (the bare ack endpoint does): no
-    parsing, as little work as can be.
+    load's per-second figures are, and keyed by when that second began (``time.monotonic``).
+    Acknowledgements are matched to sends by order, which holds for an endpoint that
+    answers in order (the bare ack endpoint does): no parsing, as little work as can be.
     """
     async with _connected(url, token, cafile) as ws:
         total = int(rate * seconds)
