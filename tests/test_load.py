@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import gc
 import json
 import os
 import select
@@ -19,6 +21,7 @@ import pytest
 from emulator.cli import main
 from emulator.harness import EndpointHandle, LoopThread
 from emulator.load.metrics import FOLD_PER_ACK, LoadMetrics
+from emulator.load.runner import FREEZE_INTERVAL, _freeze_while_connecting
 from emulator.load.thresholds import parse
 
 
@@ -116,6 +119,26 @@ def test_thresholds_parse_units() -> None:
     assert parse("p99.9 <= 1.5s").value == 1500
     assert parse("rate>=5000").holds({"rate": 6000.0})
     assert not parse("max<10").holds({"ack_latency_ms": {"max": None}})
+
+
+def test_what_masters_build_while_connecting_is_out_of_the_collectors_sight() -> None:
+    """Objects made before and during the ramp-up are frozen every FREEZE_INTERVAL, so a full collection skips them."""
+
+    async def connecting() -> tuple[int, int]:
+        freezer = asyncio.ensure_future(_freeze_while_connecting(time.monotonic() + 3 * FREEZE_INTERVAL))
+        before = gc.get_freeze_count()
+        built = [{"connection": index} for index in range(5_000)]  # tracked containers, as a connection's objects are
+        await freezer
+        frozen = gc.get_freeze_count()
+        del built
+        return before, frozen
+
+    gc.unfreeze()
+    try:
+        before, after = asyncio.run(connecting())
+    finally:
+        gc.unfreeze()
+    assert after >= before + 5_000
 
 
 def test_a_past_second_is_folded_a_few_values_per_acknowledgement() -> None:
