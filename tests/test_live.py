@@ -26,7 +26,7 @@ from emulator.endpoint import Fault, ReferenceEndpoint
 from emulator.protocol.properties import NbwssProperties
 from emulator.responders import CommandResponder
 from emulator.scenario import Timeline, load
-from emulator.wire.master import ConnectError, EmulatedMaster, Paced, Settings, Target
+from emulator.wire.master import CloseTogether, ConnectError, EmulatedMaster, Paced, Settings, Target
 from emulator.wire.tls import TlsOptions, server_context
 
 FAST = NbwssProperties(connection_period=0.5, resend_interval=0.3, send_timeout=0.2)
@@ -325,6 +325,26 @@ def test_paced_notifications_leave_at_their_slot_between_acknowledgements(monkey
     report = asyncio.run(scenario())
     assert not report.lost and [message_id for message_id, _, _ in report.acks] == [m["id"] for m in [first, *others]]
     assert received_at_first_ack == [4]  # all had left, at 0.05-0.15 s, before the first ack came (at 1 s)
+
+
+def test_masters_that_close_together_keep_their_connections_until_the_last_is_done() -> None:
+    """The first master is done at once, the second 0.3 s later: the first is still connected then."""
+    first, second = _smoke()[:2]
+    open_at_the_last_ack: list[int] = []
+
+    async def scenario():
+        async with ReferenceEndpoint() as endpoint:
+            together = CloseTogether(2)
+            targets = [Target(endpoint.url, endpoint.token)]
+            early = EmulatedMaster(targets, settings(), close_together=together)
+            late = EmulatedMaster(
+                targets, settings(), close_together=together, on_ack=lambda event: open_at_the_last_ack.append(endpoint.open_connections)
+            )
+            return await asyncio.wait_for(asyncio.gather(early.run([first]), late.run([Paced(0.3, second)])), 10)
+
+    early_report, late_report = asyncio.run(scenario())
+    assert open_at_the_last_ack == [2]
+    assert len(early_report.acks) == len(late_report.acks) == 1 and not early_report.lost and not late_report.lost
 
 
 def _smoke() -> list[dict]:

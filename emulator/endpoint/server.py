@@ -143,6 +143,11 @@ class ReferenceEndpoint:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{scheme}://{host}:{self.port}/nbwss"
 
+    @property
+    def open_connections(self) -> int:
+        """Master connections open now."""
+        return self._open
+
     def reset(self) -> None:
         """Forget what was received and switch faults off; open connections stay open."""
         self.connections = []
