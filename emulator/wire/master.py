@@ -229,7 +229,7 @@ class EmulatedMaster:
         self._closing = False  # the master itself is closing the current connection
         self._duplicates_wanted = 0  # Duplicate steps waiting for a first acknowledgement
         self._held: Any = None  # a Paced message waiting for its time, or a step left to the sender
-        self._filling = False  # the sender is in _fill (the receiver then leaves sending to it)
+        self._filling = False  # the sender is in _fill (the pacer then leaves sending to it)
         self._not_due = False  # the last look found the next notification not due yet (see _take_ready)
         self._pacer: asyncio.TimerHandle | None = None  # sends the next paced notification when due (see _pace)
         self._source: _Source | None = None
@@ -347,7 +347,7 @@ class EmulatedMaster:
                     for frame in session.resend_due():
                         await self._send(ws, session, frame)
                     paced = (settings.rate is not None or self._held is not None) and not self._exhausted
-                    if paced and isinstance(ws, MasterConnection) and ws.take_text is not None:
+                    if paced and isinstance(ws, MasterConnection):
                         paced = not self._arm_pacer(ws, session)  # the pacer sends at the slot: no wake-up for it
                     stall = self._last_progress + self._stall_timeout() if session.pending else None
                     await self._sleep(session, self._next_slot if paced else None, self._drain_deadline, stall)
