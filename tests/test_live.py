@@ -18,15 +18,22 @@ import warnings
 from pathlib import Path
 
 import pytest
+from websockets.client import ClientProtocol
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State as WsState
+from websockets.uri import parse_uri
 
 from emulator.contract import ContractOptions, run_scenario
 from emulator.contract.probes import PROBE_NAMES
 from emulator.contract.rules import FAILED, PASSED, SKIPPED, WARNING
 from emulator.endpoint import Fault, ReferenceEndpoint
+from emulator.protocol.codec import encode
+from emulator.protocol.messages import connect_response, notification_response
 from emulator.protocol.properties import NbwssProperties
+from emulator.protocol.session import Acknowledged, MasterSession
 from emulator.responders import CommandResponder
 from emulator.scenario import Timeline, load
-from emulator.wire.master import CloseTogether, ConnectError, EmulatedMaster, Paced, Settings, Target
+from emulator.wire.master import CloseTogether, ConnectError, EmulatedMaster, MasterConnection, Paced, Settings, Target
 from emulator.wire.tls import TlsOptions, server_context
 
 FAST = NbwssProperties(connection_period=0.5, resend_interval=0.3, send_timeout=0.2)
@@ -345,6 +352,46 @@ def test_masters_that_close_together_keep_their_connections_until_the_last_is_do
     early_report, late_report = asyncio.run(scenario())
     assert open_at_the_last_ack == [2]
     assert len(early_report.acks) == len(late_report.acks) == 1 and not early_report.lost and not late_report.lost
+
+
+def test_acknowledgements_read_together_are_timed_from_the_read() -> None:
+    """Two acks in one read: the master's time on the first (50 ms here) is not the second's latency."""
+    acknowledged: list[Acknowledged] = []
+
+    async def scenario() -> dict[str, float]:
+        loop = asyncio.get_running_loop()
+        both = asyncio.Event()
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            master_side = socket.create_connection(listener.getsockname())
+            endpoint_side, _ = listener.accept()
+        with endpoint_side:
+            protocol = ClientProtocol(parse_uri("ws://127.0.0.1/"), state=WsState.OPEN)  # past the opening handshake
+            _, ws = await loop.create_connection(lambda: MasterConnection(protocol), sock=master_side)
+            session = MasterSession("token", clock=time.monotonic)
+            connect = json.loads(session.connect())
+            session.receive(encode(connect_response(connect["id"], 1, True)).decode())
+            for message in _smoke()[:2]:
+                session.send(message)
+            sent_at = {message_id: pending.last_sent for message_id, pending in session.pending.items()}
+
+            def on_ack(event: Acknowledged) -> None:
+                acknowledged.append(event)
+                if len(acknowledged) == 1:
+                    time.sleep(0.05)  # stands for the master settling many acks before the next
+                else:
+                    both.set()
+
+            master = EmulatedMaster([Target("ws://127.0.0.1:1", "token")], on_ack=on_ack)
+            ws.take_text = master._ack_taker(ws, session)
+            acks = [Frame(Opcode.TEXT, encode(notification_response(i, 1))).serialize(mask=False) for i in sent_at]
+            endpoint_side.sendall(b"".join(acks))  # one write: one read on the master's side
+            await asyncio.wait_for(both.wait(), 10)
+            ws.transport.abort()
+        return sent_at
+
+    sent_at = asyncio.run(scenario())
+    first, second = (event.latency + sent_at[event.message_id] for event in acknowledged)
+    assert second == pytest.approx(first, abs=1e-6)  # both timed at the read (without it: 50 ms apart)
 
 
 def _smoke() -> list[dict]:

@@ -276,6 +276,16 @@ def test_take_ack_settles_what_receive_would_and_leaves_the_rest_untouched(steps
     assert sessions[0].counters == sessions[1].counters
 
 
+def test_take_ack_times_an_acknowledgement_from_when_it_was_read(clock, notifications) -> None:
+    session = opened(clock)
+    session.send(notifications[0])
+    read_at = clock.now + 0.25
+    clock.now += 0.5  # settled later than read: the driver was busy with the frames read before it
+    event = session.take_ack(ack(notifications[0]["id"]).encode(), read_at)
+    assert isinstance(event, Acknowledged)
+    assert event.latency == pytest.approx(0.25) and event.since_due == pytest.approx(0.25)
+
+
 def test_take_ack_takes_only_a_valid_ack_of_a_pending_notification(clock, notifications) -> None:
     session = opened(clock)
     session.send(notifications[0])

@@ -299,13 +299,18 @@ class MasterSession:
             events.append(self.violation("frames.direction", "/subType", f"an endpoint never sends {kind[0]} {kind[1]}", data))
         return events
 
-    def take_ack(self, data: bytes) -> Acknowledged | None:
+    def take_ack(self, data: bytes, received_at: float | None = None) -> Acknowledged | None:
         """The acknowledgement in a text frame's UTF-8 ``data``, if that is all the frame is.
 
         That is: a valid NOTIFICATION RESPONSE for a pending notification, on an open
         connection. For anything else it returns None and leaves the session as it was,
         for :meth:`receive` to make of the frame what it is. A driver that sees frames
         as they are parsed settles the common case here, before any queue.
+
+        ``received_at`` (on the session clock, default now) is when the bytes carrying
+        the frame were read: the acknowledgement is timed from then, so that the
+        driver's work on the acknowledgements read before it, in the same read, is not
+        counted as the endpoint's latency.
         """
         if self.state is not State.OPEN:
             return None
@@ -319,7 +324,7 @@ class MasterSession:
         if pending is None:
             return None  # a duplicate or an unknown id: receive() says which
         self.counters.frames_in += 1
-        return self._settle(pending)
+        return self._settle(pending, received_at)
 
     def _is_ack(self, message: Any) -> bool:
         return (
@@ -355,11 +360,11 @@ class MasterSession:
             return [self.violation("ack.once", "/id", f"notification {message_id} acknowledged again", data)]
         return [self.violation("ack.known-id", "/id", f"acknowledgement of {message_id}, which the master never sent", data)]
 
-    def _settle(self, pending: Pending) -> Acknowledged:
-        """``pending`` has its acknowledgement (and is out of ``self.pending``)."""
+    def _settle(self, pending: Pending, received_at: float | None = None) -> Acknowledged:
+        """``pending`` has its acknowledgement, received at ``received_at`` or now (and is out of ``self.pending``)."""
         self.counters.acknowledged += 1
         self._remember_ack(pending.message_id)
-        now = self.clock()
+        now = self.clock() if received_at is None else received_at
         return Acknowledged(
             pending.message_id, now - pending.last_sent, pending.attempts, pending.frame, pending.overdue, now - pending.due
         )

@@ -61,9 +61,15 @@ class MasterConnection(ClientConnection):
     parsed them and says whether it took the frame: an acknowledgement is settled
     there, with no queue, future and task switch per frame (a third of the cost of
     an ack in the open model). What it does not take goes the usual way, to ``recv``.
+    ``received_at`` is when the bytes being parsed were read (``time.monotonic``).
     """
 
     take_text: Callable[[bytes], bool] | None = None
+    received_at = 0.0
+
+    def data_received(self, data: bytes) -> None:
+        self.received_at = time.monotonic()
+        super().data_received(data)
 
     def process_event(self, event: Any) -> None:
         take = self.take_text
@@ -323,7 +329,7 @@ class EmulatedMaster:
             if ws is None:
                 break
             if self.transcript is None and isinstance(ws, MasterConnection):  # a transcript keeps frames in one ordered path
-                ws.take_text = self._ack_taker(session)
+                ws.take_text = self._ack_taker(ws, session)
             receiver = asyncio.ensure_future(self._receive(ws, session))
             try:
                 for frame in session.resend_all():
@@ -542,18 +548,21 @@ class EmulatedMaster:
         finally:
             self._wake.set()
 
-    def _ack_taker(self, session: MasterSession) -> Callable[[bytes], bool]:
+    def _ack_taker(self, ws: MasterConnection, session: MasterSession) -> Callable[[bytes], bool]:
         """What takes acknowledgements off a :class:`MasterConnection` as they are parsed.
 
-        It sends nothing itself: paced notifications are the pacer's (:meth:`_pace`), which
-        runs after the acknowledgements read with it have been timed. (Sending from here,
-        each send's system call would delay the acks behind it in the same read, and cost
-        more CPU at 15,000/s than one timer per notification.)
+        Each is timed from when the bytes carrying it were read: acknowledgements read
+        together wait for the master to settle those before them, and that wait is the
+        master's, not the endpoint's (after a pause of the master's process, one read may
+        hold a hundred). It sends nothing itself: paced notifications are the pacer's
+        (:meth:`_pace`). (Sending from here, each send's system call would hold up the
+        acks behind it in the same read, and cost more CPU at 15,000/s than one timer per
+        notification.)
         """
         window = self.settings.window
 
         def take(data: bytes) -> bool:
-            event = session.take_ack(data)
+            event = session.take_ack(data, ws.received_at)
             if event is None:
                 return False  # anything else: the receiver task's
             self._acked(event)
