@@ -64,8 +64,16 @@ class MasterConnection(ClientConnection):
     ``received_at`` is when the bytes being parsed were read (``time.monotonic``).
     """
 
-    take_text: Callable[[bytes], bool] | None = None
-    received_at = 0.0
+    take_text: Callable[[bytes], bool] | None
+    received_at: float
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Set before websockets' own: first set in data_received, after some of websockets'
+        # and before others, received_at gave each connection an attribute dict of its own
+        # (1.4 KiB more per connection, measured with 5,000 masters).
+        self.take_text = None
+        self.received_at = 0.0
+        super().__init__(*args, **kwargs)
 
     def data_received(self, data: bytes) -> None:
         self.received_at = time.monotonic()
