@@ -130,8 +130,9 @@ async def run_load(config: LoadConfig) -> LoadResult:
         except asyncio.CancelledError:
             interrupted = True
             results = await asyncio.gather(*runs, return_exceptions=True)
-        progress.cancel()
-        freezer.cancel()
+        finally:  # however the masters ended (a second Ctrl-C too), progress and freezing end with them
+            progress.cancel()
+            freezer.cancel()
         memory.sample()
         reports = [r for r in results if isinstance(r, Report)]
         errors = [r for r in results if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)]
