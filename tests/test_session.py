@@ -283,7 +283,7 @@ def test_take_ack_times_an_acknowledgement_from_when_it_was_read(clock, notifica
     clock.now += 0.5  # settled later than read: the driver was busy with the frames read before it
     event = session.take_ack(ack(notifications[0]["id"]).encode(), read_at)
     assert isinstance(event, Acknowledged)
-    assert event.latency == pytest.approx(0.25) and event.since_due == pytest.approx(0.25)
+    assert event.latency == pytest.approx(0.25) and event.since_due == pytest.approx(0.25) and event.received_at == read_at
 
 
 def test_take_ack_takes_only_a_valid_ack_of_a_pending_notification(clock, notifications) -> None:

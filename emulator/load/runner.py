@@ -189,7 +189,7 @@ async def _freeze_while_connecting(until: float) -> None:
 def _master(config: LoadConfig, index: int, targets: list[Target], metrics: LoadMetrics, close_together: CloseTogether) -> EmulatedMaster:
     def acknowledged(event: Acknowledged) -> None:
         # since it was due: in the open model, a notification that left late waited too
-        metrics.on_ack(time.monotonic(), event.since_due)
+        metrics.on_ack(event.received_at, event.since_due)  # in the second it was read
 
     settings = dataclasses.replace(config.settings, record_acks=False)  # the metrics keep histograms
     return EmulatedMaster(

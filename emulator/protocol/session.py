@@ -77,6 +77,7 @@ class Acknowledged:
     frame: bytes  # what was sent, for a deliberate duplicate later
     overdue: bool = False  # it had to be resent for want of an acknowledgement
     since_due: float = 0.0  # since it was due to be sent (open model: includes any delay in sending it)
+    received_at: float = 0.0  # when it was read (session clock): what the latencies count to
 
 
 @dataclass(slots=True)
@@ -366,7 +367,7 @@ class MasterSession:
         self._remember_ack(pending.message_id)
         now = self.clock() if received_at is None else received_at
         return Acknowledged(
-            pending.message_id, now - pending.last_sent, pending.attempts, pending.frame, pending.overdue, now - pending.due
+            pending.message_id, now - pending.last_sent, pending.attempts, pending.frame, pending.overdue, now - pending.due, now
         )
 
     def _remember_ack(self, message_id: str) -> None:

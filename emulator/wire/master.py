@@ -630,7 +630,7 @@ class EmulatedMaster:
             self.report.drops += 1  # the endpoint or the network ended it, not the master
 
     def _acked(self, event: Acknowledged) -> None:
-        self._last_progress = time.monotonic()
+        self._last_progress = event.received_at  # the read's time: no second look at the clock per ack
         if self._record_acks:
             self.report.acks.append((event.message_id, event.latency, event.attempts))
         if event.overdue or event.latency > self._ack_limit:
