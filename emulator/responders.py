@@ -38,6 +38,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from emulator.domain.master import MasterServer
 from emulator.domain.model import Image, Job
+from emulator.exceptions import NbwssError
 from emulator.protocol.messages import envelope
 
 #: NetBackup release -> the Content-Type its REST API answers with (8.0 documents plain JSON).
@@ -63,7 +64,7 @@ class Request:
     body: Any
 
 
-class HttpError(Exception):
+class HttpError(NbwssError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status

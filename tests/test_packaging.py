@@ -26,7 +26,7 @@ def test_the_wheel_holds_package_schemas_and_scenarios(wheel: Path) -> None:
         assert f"emulator/schemas/{schema.name}" in names
     for scenario in (ROOT / "scenarios").glob("*.yaml"):
         assert f"emulator/scenarios/{scenario.name}" in names
-    assert "emulator/cli.py" in names
+    assert "emulator/cli/__init__.py" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "nbwss-emu = emulator.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 

@@ -6,10 +6,11 @@ from typing import Any
 
 import orjson
 
+from emulator.exceptions import SchemaError
 from emulator.findings import Finding
 
 
-class DecodeError(ValueError):
+class DecodeError(SchemaError):
     """A frame that is not JSON; :attr:`finding` says why."""
 
     def __init__(self, reason: str) -> None:

@@ -6,8 +6,10 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from emulator.exceptions import UsageError
 
-class PropertiesError(ValueError):
+
+class PropertiesError(UsageError, ValueError):
     """A properties file or value that cannot be used; the message names file and line."""
 
 

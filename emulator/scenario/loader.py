@@ -17,6 +17,7 @@ import jsonschema
 import yaml
 
 from emulator.domain.status import REALISTIC_FAILURE_RATE
+from emulator.exceptions import ScenarioError
 from emulator.resources import scenarios_dir
 from emulator.scenario.model import DEFAULT_START, MasterSpec, Scenario, Step
 from emulator.schemas import default_schemas
@@ -24,10 +25,6 @@ from emulator.schemas import default_schemas
 STEP_KINDS = ("backup", "fail", "restore", "expire", "replicate", "wait", "repeat")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)$")
-
-
-class ScenarioError(Exception):
-    """A scenario that cannot be used; the message is one line naming where and what."""
 
 
 def bundled() -> dict[str, Path]:

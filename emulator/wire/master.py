@@ -27,6 +27,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, W
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State as WsState
 
+from emulator.exceptions import ConnectionFailed
 from emulator.protocol.codec import decode
 from emulator.protocol.properties import NbwssProperties
 from emulator.protocol.session import (
@@ -86,7 +87,7 @@ class MasterConnection(ClientConnection):
         super().process_event(event)
 
 
-class ConnectError(Exception):
+class ConnectError(ConnectionFailed):
     """The endpoint could not be reached; the message is one line saying why."""
 
 

@@ -12,10 +12,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from emulator.exceptions import UsageError
 from emulator.wire.master import Target
 
 
-class RegistrationError(ValueError):
+class RegistrationError(UsageError, ValueError):
     """A registration file that cannot be used; the message names file and entry."""
 
 

@@ -1,0 +1,166 @@
+"""``load``: many emulated masters against one endpoint, measured."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from emulator.cli.args import duration, non_negative, positive, session_arguments
+from emulator.cli.contract import contract_options
+from emulator.cli.signals import Interrupt
+from emulator.exceptions import UsageError
+from emulator.load.html import render as render_html
+from emulator.load.live import LiveProgress
+from emulator.load.runner import LoadConfig, LoadResult, run_load
+from emulator.load.streams import CLOSED_MODEL_RATE, MAX_PREPARED
+from emulator.load.thresholds import parse as parse_threshold
+from emulator.scenario import load
+from emulator.wire.master import ConnectError
+
+OK, FINDINGS = 0, 1
+
+
+def add_parsers(verbs: Any) -> None:
+    """Add this family's commands to the ``nbwss-emu`` parser."""
+    load_ = verbs.add_parser("load", help="load an endpoint with many emulated masters, measured")
+    load_.add_argument("scenario", nargs="?", default="datacenter-day", help="bundled name or YAML file (default: datacenter-day)")
+    load_.add_argument("--masters", type=positive, default=10, help="emulated masters, a connection and a domain each (default 10)")
+    load_.add_argument("--duration", type=duration, default=10.0, help="how long to send, e.g. 30s, 5m (default 10s)")
+    load_.add_argument("--ramp-up", type=duration, default=0.0, help="start the masters evenly over this time (default 0)")
+    load_.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="EXPR",
+        help="e.g. p99<250ms, lost==0, findings==0, rate>=5000; decides the exit code",
+    )
+    load_.add_argument("--seed", type=non_negative, default=0, help="seed of the first master's domain; the others follow")
+    load_.add_argument(
+        "--prepare",
+        type=non_negative,
+        metavar="N",
+        help="notifications generated before the clock starts, all masters (default: what --rate needs for --duration, "
+        f"or {CLOSED_MODEL_RATE:,}/s for --duration; at most {MAX_PREPARED:,}); the rest are generated during the run",
+    )
+    load_.add_argument("--endpoint", metavar="URL", help="the endpoint under test (default: the reference endpoint in a separate process)")
+    load_.add_argument("--token", help="the endpoint's token (default: $NBWSS_TOKEN)")
+    load_.add_argument("--cafile", help="trust this CA for wss://")
+    load_.add_argument("--insecure", action="store_true", help="do not verify the endpoint's certificate (warned about)")
+    session_arguments(load_)
+    load_.add_argument("--json", metavar="FILE", help="all figures, with the per-second series, as JSON")
+    load_.add_argument("--html", metavar="FILE", help="a self-contained HTML page with charts")
+    load_.add_argument("--quiet", action="store_true", help="no progress lines")
+
+    load_.set_defaults(command=_load)
+
+
+def _load(args: argparse.Namespace) -> int:
+    scenario = load(args.scenario)
+    try:
+        thresholds = [parse_threshold(text) for text in args.threshold]
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    options, groups = contract_options(
+        argparse.Namespace(**{**vars(args), "endpoints": None, "certfile": None, "keyfile": None, "transcript": None})
+    )
+    targets = groups[0]  # [] is the reference endpoint, which load starts in a process of its own
+    settings = options.settings
+    if args.rate and args.window == 64:
+        settings.window = 100_000  # open model: the rate decides, a slow endpoint builds a backlog
+    config = LoadConfig(
+        scenario,
+        masters=args.masters,
+        duration=args.duration,
+        rate=args.rate,
+        ramp_up=args.ramp_up,
+        targets=targets,
+        settings=settings,
+        tls=options.tls,
+        seed=args.seed,
+        prepare=args.prepare,
+        progress=None if args.quiet else _progress_line,
+        on_prepare=None if args.quiet else _preparing_line,
+    )
+    live = None
+    if not args.quiet and sys.stderr.isatty():
+        live = LiveProgress(Console(stderr=True), args.masters, config.rate)
+        config.progress, config.on_prepare = live.update, live.preparing
+    interrupt = Interrupt()
+
+    async def main() -> LoadResult:
+        stop = config.stop = asyncio.Event()
+        task = asyncio.ensure_future(run_load(config))
+
+        def on_signal() -> None:
+            stop.set()
+            task.cancel()
+
+        interrupt.install(on_signal)
+        return await task
+
+    try:
+        with live if live is not None else contextlib.nullcontext():
+            result = asyncio.run(main())
+    except ConnectError as error:
+        raise UsageError(f"no connection: {error}") from None
+    figures = result.figures()
+    figures["thresholds"] = [{"threshold": t.text, "actual": t.actual(figures), "met": t.holds(figures)} for t in thresholds]
+    latency = figures["ack_latency_ms"]
+    print(
+        f"{figures['masters']} masters, {figures['model']}, {figures['elapsed_s']:.1f} s: {figures['sent']} sent, "
+        f"{figures['acknowledged']} acknowledged ({figures['rate']:.0f}/s), {figures['retried']} retried, {figures['lost']} lost, "
+        f"{sum(figures['findings'].values())} findings, {figures['connections_dropped']} connections dropped"
+    )
+    if latency["p50"] is not None:
+        print("ack latency: " + ", ".join(f"{name} {value:.2f} ms" for name, value in latency.items()))
+    memory = figures["generator_memory"]
+    resident = (
+        f", {memory['rss_peak_mib']} MiB resident (+{memory['per_master_connection_kib']} KiB per master connection)" if memory else ""
+    )
+    print(f"load generator: {figures['generator_cpu']:.2f} of a CPU{resident}")
+    if figures["generator_cpu"] >= 0.9:
+        print(
+            f"note: this load generator used {figures['generator_cpu']:.2f} of a CPU: it may have been the limit, not the endpoint "
+            "(fewer masters per process, or Locust workers, spread it)"
+        )
+    print(f"prepared {figures['prepared']} notifications in {figures['prepare_s']:.1f} s before the clock started", end="")
+    if figures["generated_during_run"]:
+        print(f"; the run outlasted them: {figures['generated_during_run']} more were generated while it ran (--prepare N for more)")
+    else:
+        print()
+    for entry in figures["thresholds"]:
+        print(f"threshold {entry['threshold']}: {'met' if entry['met'] else 'NOT MET'} (actual {entry['actual']})")
+    try:
+        if args.json:
+            Path(args.json).write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+        if args.html:
+            Path(args.html).write_text(render_html(figures), encoding="utf-8")
+    except OSError as error:
+        raise UsageError(f"cannot write a report: {error.strerror or error}") from None
+    code = interrupt.exit_code()
+    if code is not None:
+        return code
+    return OK if all(entry["met"] for entry in figures["thresholds"]) else FINDINGS
+
+
+def _progress_line(snapshot: dict[str, Any]) -> None:
+    latency = snapshot["latency_ms"]
+    p50 = f"{latency['p50']:.1f}" if latency["p50"] is not None else "-"
+    p99 = f"{latency['p99']:.1f}" if latency["p99"] is not None else "-"
+    print(
+        f"nbwss-emu: {snapshot['elapsed']:5.1f}s  sent {snapshot['sent_per_s']}/s  acked {snapshot['acked_per_s']}/s  "
+        f"outstanding {snapshot['outstanding']}  p50 {p50} ms  p99 {p99} ms  errors {snapshot['errors']}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _preparing_line(done: int, total: int) -> None:
+    print(f"nbwss-emu: preparing notifications, {done} of {total}", file=sys.stderr, flush=True)

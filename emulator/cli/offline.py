@@ -1,0 +1,145 @@
+"""Commands that need no network: ``scenarios``, ``generate``, ``validate``, ``rules``, ``locustfile``."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from emulator.cli.args import DEFAULT_SCENARIO, non_negative, positive, utc
+from emulator.contract import RULES
+from emulator.exceptions import UsageError
+from emulator.protocol.codec import DecodeError, decode, encode
+from emulator.scenario import Timeline, bundled, load
+from emulator.scenario.loader import resolve
+from emulator.schemas import default_schemas
+
+OK, FINDINGS = 0, 1
+
+
+def add_parsers(verbs: Any) -> None:
+    """Add this family's commands to the ``nbwss-emu`` parser."""
+    scenarios = verbs.add_parser("scenarios", help="list the bundled scenarios, or show one")
+    scenarios.add_argument("action", nargs="?", choices=["list", "show"], default="list", help="list (default) or show")
+    scenarios.add_argument("name", nargs="?", help="the scenario to show")
+    scenarios.set_defaults(command=_scenarios)
+
+    generate = verbs.add_parser("generate", help="write a scenario's NOTIFICATION messages as JSON Lines, no network")
+    generate.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO, help=f"bundled name or YAML file (default: {DEFAULT_SCENARIO})")
+    generate.add_argument("--seed", type=non_negative, help="seed for names, sizes and timings (default: the scenario's)")
+    generate.add_argument("--count", type=positive, help="write exactly N messages, repeating the scenario's steps as needed")
+    generate.add_argument("--master", metavar="KEY", help="only this master's messages (a key of the scenario's masters)")
+    generate.add_argument("--start", type=utc, help="scenario start as UTC, e.g. 2026-04-05T08:00:00Z")
+    generate.set_defaults(command=_generate)
+
+    validate = verbs.add_parser("validate", help="check JSON or JSON Lines messages against the NBWSS schemas")
+    validate.add_argument("file", help="a file of messages, or - for standard input")
+    validate.set_defaults(command=_validate)
+
+    verbs.add_parser("rules", help="list the contract rules that 'run' checks").set_defaults(command=_rules)
+    verbs.add_parser("locustfile", help='print the path of the ready locustfile (locust -f "$(nbwss-emu locustfile)")').set_defaults(
+        command=_locustfile
+    )
+
+
+def _scenarios(args: argparse.Namespace) -> int:
+    if args.action == "show":
+        if not args.name:
+            raise UsageError("scenarios show needs a NAME")
+        path = resolve(args.name)
+        load(args.name)  # a file that does not load is reported, not shown as if fine
+        sys.stdout.write(path.read_text(encoding="utf-8"))
+        return OK
+    if args.name:
+        raise UsageError(f"unexpected argument {args.name!r}; did you mean 'scenarios show {args.name}'?")
+    rows = [(name, load(name).description) for name in bundled()]
+    width = max(len(name) for name, _ in rows)
+    for name, description in rows:
+        marker = " (default)" if name == DEFAULT_SCENARIO else ""
+        print(f"{name:<{width}}  {description}{marker}")
+    return OK
+
+
+def _generate(args: argparse.Namespace) -> int:
+    scenario = load(args.scenario)
+    keys = [m.key for m in scenario.masters]
+    if args.master is not None and args.master not in keys:
+        raise UsageError(f"--master {args.master!r}: the scenario's masters are {', '.join(keys)}")
+    timeline = Timeline(scenario, seed=args.seed, start=args.start)
+    stream: Iterator[Any] = timeline.messages(repeat=args.count is not None)
+    if args.master is not None:
+        stream = (m for m in stream if m.master == args.master)
+    if args.count is not None:
+        stream = itertools.islice(stream, args.count)
+    out = sys.stdout.buffer
+    written = 0
+    for timed in stream:
+        out.write(encode(timed.message) + b"\n")
+        written += 1
+    out.flush()
+    for note in timeline.notes:
+        print(f"nbwss-emu: note: {note}", file=sys.stderr)
+    if args.count is not None and written < args.count:
+        print(f"nbwss-emu: note: the scenario produced only {written} messages", file=sys.stderr)
+    return OK
+
+
+def _validate(args: argparse.Namespace) -> int:
+    source = "<stdin>" if args.file == "-" else args.file
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"{source}: cannot read: {getattr(error, 'strerror', None) or error}") from None
+    schemas = default_schemas()
+    invalid = total = findings = 0
+    for index, (line, message) in enumerate(_messages(text, source), start=1):
+        total += 1
+        problems = schemas.validate(message)
+        if problems:
+            invalid += 1
+            findings += len(problems)
+            for finding in problems:
+                print(f"{source}: message {index} (line {line}): {finding}")
+    if total == 0:
+        raise UsageError(f"{source}: no messages")
+    print(f"{source}: {total} message{'s' * (total != 1)}, {total - invalid} valid, {invalid} with findings ({findings} findings)")
+    return FINDINGS if invalid else OK
+
+
+def _messages(text: str, source: str) -> Iterator[tuple[int, Any]]:
+    """(line, message) pairs from one JSON document (an object or an array of them) or JSON Lines."""
+    stripped = text.lstrip()
+    if stripped[:1] in ("[", "{"):
+        try:
+            whole = decode(text)
+        except DecodeError:
+            whole = None  # not one document: read it as JSON Lines
+        else:
+            if isinstance(whole, list):
+                yield from ((1, message) for message in whole)
+            else:
+                yield 1, whole
+            return
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield number, decode(line)
+        except DecodeError as error:
+            raise UsageError(f"{source}:{number}: not JSON: {error}") from None
+
+
+def _rules(args: argparse.Namespace) -> int:
+    width = max(len(rule.id) for rule in RULES)
+    for rule in RULES:
+        note = " (a warning, never a failure)" if rule.warning_only else ""
+        print(f"{rule.id:<{width}}  {rule.description}{note}")
+    return OK
+
+
+def _locustfile(args: argparse.Namespace) -> int:
+    print(Path(__file__).resolve().parent.parent / "locustfile.py")
+    return OK
