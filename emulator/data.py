@@ -106,7 +106,7 @@ class DataPools:
 
 
 def build_policies(pools: DataPools, client_counts: dict[str, int]) -> list[Policy]:
-    """Clients of each type grouped into policies with full, incremental, cumulative and user schedules."""
+    """Clients of each type grouped into policies with full, incremental, cumulative, user and archive schedules."""
     policies: list[Policy] = []
     used_names: set[str] = set()
     for policy_type, count in client_counts.items():
@@ -131,9 +131,10 @@ def build_policies(pools: DataPools, client_counts: dict[str, int]) -> list[Poli
                     clients=clients[start : start + per_policy],
                     schedules={
                         "full": Schedule("Full_Weekly", "ST_FULL", 28 * DAY),
-                        "incremental": Schedule("Incr_Daily", "ST_INCR", 14 * DAY),
+                        "incremental": Schedule("Incr_Daily", "ST_DINC", 14 * DAY),
                         "cumulative": Schedule("Cinc_Daily", "ST_CINC", 14 * DAY),
-                        "user": Schedule("Default-Application-Backup", "ST_UBAK", 7 * DAY),
+                        "user": Schedule("Default-Application-Backup", "ST_UBACKUP", 7 * DAY),
+                        "archive": Schedule("User-Archive", "ST_UARCHIVE", 365 * DAY),
                     },
                     streams=2 if policy_type == "ORACLE" else 1,
                     max_jobs=4 if policy_type == "VMWARE" else 8,

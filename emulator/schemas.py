@@ -75,6 +75,7 @@ class SchemaSet:
         )
         self._fast: dict[str, Any] = {}
         self._reference: dict[str, jsonschema.Draft202012Validator] = {}
+        self._known: dict[str, frozenset[str]] | None = None  # value lists for unknown_values, built on first use
         self._by_kind = {kind: self.fast_validator(name) for kind, name in MESSAGE_SCHEMAS.items() if name in self.documents}
 
     # -- building -------------------------------------------------------------
@@ -127,12 +128,65 @@ class SchemaSet:
         except (ValueError, OverflowError):  # values the compiled validator cannot take (older releases: ints over 64 bits)
             return self.validate_reference(message)
 
+    def unknown_values(self, message: Any) -> list[Finding]:
+        """Warnings for a NOTIFICATION REQUEST's values that are possible but unknown to us.
+
+        The schema says what is impossible (an error, from :meth:`validate`);
+        a value of the right shape missing from ``netbackup.json``'s ``x-known``
+        list may be real NetBackup traffic we did not list, so it is a warning.
+        """
+        if not isinstance(message, dict) or (message.get("type"), message.get("subType")) != ("NOTIFICATION", "REQUEST"):
+            return []
+        payload = message.get("payload")
+        if not isinstance(payload, list):
+            return []
+        known = self._known_values()
+        findings: list[Finding] = []
+        for g, group in enumerate(payload):
+            if not isinstance(group, dict):
+                continue
+            findings.extend(_unknown(known, group, _GROUP_FIELDS, ["payload", g]))
+            kind = group.get("object")
+            fields = _ITEM_FIELDS.get(kind) if isinstance(kind, str) else None
+            data = group.get("data")
+            if fields is None or not isinstance(data, list):
+                continue
+            for i, item in enumerate(data):
+                if isinstance(item, dict):
+                    findings.extend(_unknown(known, item, fields, ["payload", g, "data", i]))
+        return findings
+
+    def _known_values(self) -> dict[str, frozenset[str]]:
+        if self._known is None:
+            definitions = self.documents.get("netbackup.json", {}).get("$defs", {})
+            self._known = {name: frozenset(d["x-known"]) for name, d in definitions.items() if "x-known" in d}
+        return self._known
+
     def validate_reference(self, message: Any) -> list[Finding]:
         """The same verdict as :meth:`validate`, from the pure-Python validator."""
         if not isinstance(message, dict):
             return list(_NOT_AN_OBJECT)
         validator = self.reference_validator(schema_name(message))
         return sorted(set(_reference_findings(validator.iter_errors(message))), key=_order)
+
+
+#: Members of a notification group and of its data items, and the value list each is read against.
+_GROUP_FIELDS = {"notificationType": "notificationType", "object": "object"}
+_ITEM_FIELDS: dict[str, dict[str, str]] = {
+    "JOB": {"scheduleType": "scheduleType", "state": "jobState", "policyType": "policyType", "jobType": "jobType"},
+    "IMAGE": {"clientType": "policyType", "operationId": "operationId"},
+}
+UNKNOWN_VALUE = "x-known"
+
+
+def _unknown(known: dict[str, frozenset[str]], item: dict[str, Any], fields: dict[str, str], path: list[str | int]) -> Iterator[Finding]:
+    for member, list_name in fields.items():
+        value = item.get(member)
+        values = known.get(list_name)
+        if isinstance(value, str) and values is not None and value not in values:
+            yield Finding(
+                json_pointer([*path, member]), UNKNOWN_VALUE, f"{value!r} is unknown to us (not in netbackup.json's {list_name} list); accepted"
+            )
 
 
 def _order(finding: Finding) -> tuple[str, str, str]:

@@ -18,7 +18,7 @@ from emulator.schemas import validate
 START = 1_767_643_200.0
 SCHEDULES = {
     "full": Schedule("Full", "ST_FULL", 28 * 86400),
-    "incremental": Schedule("Incr", "ST_INCR", 14 * 86400),
+    "incremental": Schedule("Incr", "ST_DINC", 14 * 86400),
     "cumulative": Schedule("Cinc", "ST_CINC", 14 * 86400),
 }
 
@@ -88,7 +88,7 @@ def test_incremental_and_cumulative_schedules() -> None:
     master.backup("std", "incremental")
     master.backup("std", "cumulative")
     kinds = {i["scheduleType"] for o, i in flat(run(master)) if o == "JOB"}
-    assert kinds == {"ST_INCR", "ST_CINC"}
+    assert kinds == {"ST_DINC", "ST_CINC"}
 
 
 def test_multiple_streams_make_a_parent_and_a_child_and_image_per_stream() -> None:

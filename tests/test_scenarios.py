@@ -68,7 +68,7 @@ def test_vmware_backup_scenario_is_parent_child() -> None:
     parents = {i["jobId"] for i in jobs if i["jobId"] == i["parentJobId"]}
     children = {i["jobId"] for i in jobs if i["jobId"] != i["parentJobId"]}
     assert len(parents) == 2 and len(children) == 16
-    assert {i["scheduleType"] for i in jobs} == {"ST_FULL", "ST_INCR"}
+    assert {i["scheduleType"] for i in jobs} == {"ST_FULL", "ST_DINC"}
 
 
 def test_failures_scenario_uses_real_status_codes() -> None:

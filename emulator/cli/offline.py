@@ -94,7 +94,7 @@ def _validate(args: argparse.Namespace) -> int:
     except (OSError, UnicodeDecodeError) as error:
         raise UsageError(f"{source}: cannot read: {getattr(error, 'strerror', None) or error}") from None
     schemas = default_schemas()
-    invalid = total = findings = 0
+    invalid = total = findings = warnings = 0
     for index, (line, message) in enumerate(_messages(text, source), start=1):
         total += 1
         problems = schemas.validate(message)
@@ -103,9 +103,13 @@ def _validate(args: argparse.Namespace) -> int:
             findings += len(problems)
             for finding in problems:
                 print(f"{source}: message {index} (line {line}): {finding}")
+        for warning in schemas.unknown_values(message):  # possible, but not a value we know: never an error
+            warnings += 1
+            print(f"{source}: message {index} (line {line}): warning: {warning}")
     if total == 0:
         raise UsageError(f"{source}: no messages")
-    print(f"{source}: {total} message{'s' * (total != 1)}, {total - invalid} valid, {invalid} with findings ({findings} findings)")
+    noted = f", {warnings} warning{'s' * (warnings != 1)} (values unknown to us)" if warnings else ""
+    print(f"{source}: {total} message{'s' * (total != 1)}, {total - invalid} valid, {invalid} with findings ({findings} findings){noted}")
     return FINDINGS if invalid else OK
 
 

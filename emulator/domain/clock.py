@@ -16,18 +16,18 @@ class Scheduler:
 
     def __init__(self, start: float) -> None:
         self._now = float(start)
-        self._queue: list[tuple[float, int, Callable[[], None]]] = []
+        self._queue: list[tuple[float, int, Callable[[], object]]] = []
         self._sequence = itertools.count()
 
     def now(self) -> float:
         """The current simulated time."""
         return self._now
 
-    def call_at(self, when: float, action: Callable[[], None]) -> None:
+    def call_at(self, when: float, action: Callable[[], object]) -> None:
         """Run ``action`` when the clock reaches ``when`` (not before now)."""
         heapq.heappush(self._queue, (max(when, self._now), next(self._sequence), action))
 
-    def call_later(self, delay: float, action: Callable[[], None]) -> None:
+    def call_later(self, delay: float, action: Callable[[], object]) -> None:
         """Run ``action`` ``delay`` seconds from now."""
         self.call_at(self._now + delay, action)
 

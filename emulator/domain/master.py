@@ -16,7 +16,20 @@ notifications come out in the order NetBackup produces them:
 * an expiry: IMAGE DELETE, or for AIR, when only replicas remain, UPDATE and
   NO_LOCAL_COPY_AVAILABLE for the same image in one notification;
 * AIR replication: a REPLICATE job on the source, IMAGE UPDATE (copy added),
-  then an IMPORT job and IMAGE CREATE on the target master, with its own job ids.
+  then an IMPORT job and IMAGE CREATE on the target master, with its own job ids;
+* a VMware child job: its image CREATE, the child DONE, then an IMAGE UPDATE of
+  the image (the capture shows a VMware child DONE followed by image UPDATEs);
+* a VMware protection-plan run: the parent BACKUP job, per VM a SNAPSHOT job
+  under the parent (``parentJobId`` = parent, as Veritas' API samples query
+  it) that makes the image, and under each SNAPSHOT job the backup-from-snapshot
+  BACKUP job that adds the image's second copy (IMAGE UPDATE after it is DONE);
+* Image Cleanup: an IMAGEDELETE job, IMAGE DELETE for every image whose
+  retention ran out, DONE;
+* an SLP duplication: a DUPLICATE job, IMAGE UPDATE (copy added), DONE;
+* the catalog backup: a DBBACKUP job of the NBU_CATALOG policy, its image, DONE.
+
+The shapes of the last four are our inference from NetBackup's job types and
+its documentation, not from NBWSS captures (see docs/notifications.md).
 """
 
 from __future__ import annotations
@@ -35,7 +48,7 @@ from emulator.domain.status import STATUS_CODES, Phase, describe, worst
 Failures = float
 
 # Size of an incremental image relative to the full one, by schedule type.
-_CHANGE_RATE = {"ST_FULL": (1.0, 1.0), "ST_INCR": (0.01, 0.08), "ST_CINC": (0.04, 0.15), "ST_UBAK": (0.01, 0.05), "ST_UARC": (0.01, 0.05)}
+_CHANGE_RATE = {"ST_FULL": (1.0, 1.0), "ST_DINC": (0.01, 0.08), "ST_CINC": (0.04, 0.15), "ST_UBACKUP": (0.01, 0.05), "ST_UARCHIVE": (0.01, 0.05)}
 _RESTORE_FAILURE_RATE = 0.01
 _RESTORE_FAILURE_CODE = 5
 
@@ -45,7 +58,24 @@ _PURPOSES: dict[str, Callable[[Image, str], bool]] = {
     "expire": lambda image, _: True,
     "expire-local": lambda image, _: image.has_local_copy and any(copy.replica for copy in image.copies),
     "replicate": lambda image, target: image.has_local_copy and not image.replicated_to(target),
+    "duplicate": lambda image, _: image.has_local_copy and not any(copy.location == SLP_COPY for copy in image.copies),
 }
+
+#: Where an SLP duplication puts its copy (a second local copy, unlike an AIR replica).
+SLP_COPY = "slp-duplicate"
+#: The catalog backup's policy (NetBackup's hot catalog backup policy type is NBU_CATALOG).
+CATALOG_POLICY = "CatalogBackup"
+_DAY = 86_400
+
+
+def _in_turn(*actions: Callable[[], object]) -> Callable[[], None]:
+    """One scheduler action that runs ``actions`` one after the other."""
+
+    def run() -> None:
+        for action in actions:
+            action()
+
+    return run
 
 
 @dataclass(slots=True)
@@ -92,6 +122,13 @@ class MasterServer:
         self.notifications: list[Notification] = []
         self._next_job_id = first_job_id
         self._backup_ids: set[str] = set()
+        self.catalog_policy = Policy(
+            CATALOG_POLICY,
+            "NBU_CATALOG",
+            [Client(hostname, "NBU_CATALOG", round(rng.uniform(2, 40), 1))],
+            {"full": Schedule("Full", "ST_FULL", 14 * _DAY)},
+            max_jobs=1,
+        )
 
     # -- configuration --------------------------------------------------------
 
@@ -156,13 +193,25 @@ class MasterServer:
 
     # -- operations -----------------------------------------------------------
 
-    def backup(self, policy_name: str, schedule: str = "full", *, streams: int | None = None, status: int | None = None) -> Operation:
-        """Run ``policy_name`` now with the given schedule; ``status`` forces every job's exit status."""
+    def backup(
+        self,
+        policy_name: str,
+        schedule: str = "full",
+        *,
+        streams: int | None = None,
+        status: int | None = None,
+        protection_plan: bool = False,
+    ) -> Operation:
+        """Run ``policy_name`` now with the given schedule; ``status`` forces every job's exit status.
+
+        ``protection_plan`` runs a VMware policy as a protection plan does: SNAPSHOT
+        jobs under the parent, a backup-from-snapshot job under each.
+        """
         policy = self.policies[policy_name]
         sched = policy.schedules.get(schedule) or policy.schedules["full"]
         operation = Operation("backup", self.now())
         if policy.policy_type == "VMWARE":
-            self._vmware_run(policy, sched, status, operation)
+            self._vmware_run(policy, sched, status, operation, protection_plan)
         else:
             self._standard_run(policy, sched, streams or policy.streams, status, operation)
         return operation
@@ -200,12 +249,63 @@ class MasterServer:
             )
             self.notifications.append(Notification(now, "IMAGE", items))
         else:
-            image.copies = []
-            image.deleted_time = now
-            self._live.pop(image.backup_id, None)
-            self._replicated.pop(image.backup_id, None)
-            self._emit_image(image, "DELETE")
+            self._delete(image)
         operation.end_time = now
+        return operation
+
+    def image_cleanup(self) -> Operation:
+        """NetBackup's Image Cleanup: an IMAGEDELETE job deleting every image whose retention ran out.
+
+        The job's policy and schedule type are our inference (the REST sample shows
+        an IMAGEDELETE job with an empty policy name).
+        """
+        operation = Operation("cleanup", self.now())
+        job = self._new_job("IMAGEDELETE", "", "STANDARD", "ST_FULL", self.hostname)
+        operation.jobs.append(job)
+        self._set_state(job, "ACTIVE")
+
+        def clean() -> None:
+            now = self.now()
+            for image in [image for image in self._live.values() if image.expires_at <= now]:
+                self._delete(image)
+            self.scheduler.call_later(self.rng.uniform(1, 10), lambda: self._finish(job, 0, operation))
+
+        self.scheduler.call_later(self.rng.uniform(5, 30), clean)
+        return operation
+
+    def duplicate(self, image: Image | None, *, status: int | None = None) -> Operation:
+        """An SLP duplication of ``image``: a DUPLICATE job that adds a second local copy (IMAGE UPDATE)."""
+        operation = Operation("duplicate", self.now())
+        if image is None or image.deleted or not _PURPOSES["duplicate"](image, ""):
+            return self._skip(operation, "no image to duplicate")
+        job = self._new_job("DUPLICATE", f"SLP_{image.policy_name}", image.client_type, image.schedule_type, image.client_name)
+        job.backup_id = image.backup_id
+        operation.jobs.append(job)
+        self._emit_job(job)  # queued until the SLP's duplication session picks it up
+        final = status if status is not None else (84 if self.rng.random() < 0.002 * self.failures else 0)
+
+        def copied() -> None:
+            if final == 0 and not image.deleted:
+                image.copies.append(ImageCopy(len(image.copies) + 1, location=SLP_COPY))
+                self._emit_image(image, "UPDATE")
+            self._finish(job, final if not image.deleted else 191, operation)
+
+        def active() -> None:
+            self._set_state(job, "ACTIVE")
+            self.scheduler.call_later(self._transfer_seconds(image.size_kb / 1_048_576, 100, 400), copied)
+
+        self.scheduler.call_later(self.rng.uniform(30, 300), active)
+        return operation
+
+    def catalog_backup(self, *, status: int | None = None) -> Operation:
+        """The catalog backup: a DBBACKUP job of the NBU_CATALOG policy, which makes an image of the master."""
+        operation = Operation("catalog_backup", self.now())
+        policy = self.catalog_policy
+        (client,) = policy.clients
+        job = self._new_job("DBBACKUP", policy.name, policy.policy_type, "ST_FULL", client.name)
+        operation.jobs.append(job)
+        self._emit_job(job)
+        self._leaf_starter(job, policy, policy.schedules["full"], client, status)(lambda: self._end(operation))
         return operation
 
     def replicate(self, image: Image | None, target: MasterServer) -> Operation:
@@ -265,27 +365,94 @@ class MasterServer:
 
         return start
 
-    def _vmware_run(self, policy: Policy, sched: Schedule, status: int | None, operation: Operation) -> None:
+    def _vmware_run(self, policy: Policy, sched: Schedule, status: int | None, operation: Operation, plan: bool = False) -> None:
         parent = self._new_job("BACKUP", policy.name, policy.policy_type, sched.schedule_type, self.hostname)
         operation.jobs.append(parent)
         self._set_state(parent, "ACTIVE")  # the discovery job is first seen active
 
         def discovered() -> None:
-            children = [self._new_child(parent, vm.name) for vm in policy.clients]
-            starters = [self._leaf_starter(child, policy, sched, vm, status) for child, vm in zip(children, policy.clients, strict=True)]
+            starters: list[Callable[[Callable[[], None]], None]]
+            if plan:
+                snapshots = [self._new_child(parent, vm.name, "SNAPSHOT") for vm in policy.clients]
+                starters = [
+                    self._snapshot_starter(snapshot, policy, sched, vm, status) for snapshot, vm in zip(snapshots, policy.clients, strict=True)
+                ]
+            else:
+                children = [self._new_child(parent, vm.name) for vm in policy.clients]
+                starters = [self._leaf_starter(child, policy, sched, vm, status) for child, vm in zip(children, policy.clients, strict=True)]
             self._run_limited(starters, policy.max_jobs, lambda: self._finish_parent(parent, lambda: self._end(operation)))
 
         self.scheduler.call_later(self.rng.uniform(15, 90), discovered)
 
-    def _new_child(self, parent: Job, client_name: str) -> Job:
-        child = self._new_job("BACKUP", parent.policy_name, parent.policy_type, parent.schedule_type, client_name, parent.job_id)
+    def _snapshot_starter(
+        self, snapshot: Job, policy: Policy, sched: Schedule, vm: Client, forced: int | None
+    ) -> Callable[[Callable[[], None]], None]:
+        """A protection plan's work for one VM: the SNAPSHOT job makes the image, then a BACKUP job under it copies it."""
+
+        def start(done: Callable[[], None]) -> None:
+            status = forced if forced is not None else self._draw_status(policy.policy_type)
+            behaviour = describe(status)
+            if behaviour.phase is Phase.QUEUED:
+
+                def never_started() -> None:
+                    self._finish(snapshot, status, None)
+                    done()
+
+                self.scheduler.call_later(self.rng.uniform(12, 180), never_started)
+                return
+
+            def snapped() -> None:
+                if behaviour.phase is Phase.START:  # e.g. 156: the snapshot itself failed
+                    self._finish(snapshot, status, None)
+                    done()
+                    return
+                size_gb = vm.full_size_gb * self.rng.uniform(*_CHANGE_RATE.get(sched.schedule_type, (1.0, 1.0)))
+                image = self._create_image(snapshot, policy, sched, size_gb)
+                self._finish(snapshot, 0, None)
+                backup = self._new_child(snapshot, vm.name)
+                backup.backup_id = image.backup_id
+
+                def copied() -> None:
+                    self._finish(backup, status, None)
+                    if behaviour.makes_image and not image.deleted:
+                        image.copies.append(ImageCopy(len(image.copies) + 1))
+                        self._emit_image(image, "UPDATE")
+                    done()
+
+                def active() -> None:
+                    self._set_state(backup, "ACTIVE")
+                    seconds = self._transfer_seconds(size_gb, 40, 160)
+                    if behaviour.phase is Phase.MIDWAY:
+                        seconds *= self.rng.uniform(0.1, 0.9)
+                    self.scheduler.call_later(seconds, copied)
+
+                self.scheduler.call_later(self.rng.uniform(3, 30), active)
+
+            def active() -> None:
+                self._set_state(snapshot, "ACTIVE")
+                self.scheduler.call_later(self.rng.uniform(20, 120), snapped)
+
+            self.scheduler.call_later(self.rng.uniform(3, 45), active)
+
+        return start
+
+    def _new_child(self, parent: Job, client_name: str, job_type: str = "BACKUP") -> Job:
+        child = self._new_job(job_type, parent.policy_name, parent.policy_type, parent.schedule_type, client_name, parent.job_id)
         parent.children.append(child.job_id)
         self._emit_job(child)
         return child
 
+    def _descendant_statuses(self, job: Job) -> list[int]:
+        statuses = []
+        for child_id in job.children:
+            child = self.jobs[child_id]
+            statuses.append(child.status)
+            statuses.extend(self._descendant_statuses(child))
+        return statuses
+
     def _finish_parent(self, parent: Job, then: Callable[[], None]) -> None:
-        status = worst([self.jobs[c].status for c in parent.children])
-        self.scheduler.call_later(self.rng.uniform(2, 20), lambda: (self._finish(parent, status, None), then()))
+        status = worst(self._descendant_statuses(parent))
+        self.scheduler.call_later(self.rng.uniform(2, 20), _in_turn(lambda: self._finish(parent, status, None), then))
 
     def _leaf_starter(
         self, job: Job, policy: Policy, sched: Schedule, client: Client, forced: int | None
@@ -297,7 +464,7 @@ class MasterServer:
             behaviour = describe(status)
             queued = self.rng.uniform(3, 45)
             if behaviour.phase is Phase.QUEUED:
-                self.scheduler.call_later(queued * 4, lambda: (self._finish(job, status, None), done()))
+                self.scheduler.call_later(queued * 4, _in_turn(lambda: self._finish(job, status, None), done))
                 return
 
             def active() -> None:
@@ -311,7 +478,13 @@ class MasterServer:
                 if behaviour.makes_image:
                     catalogued = seconds - self.rng.uniform(1, min(5, seconds / 2))
                     self.scheduler.call_later(catalogued, lambda: self._create_image(job, policy, sched, size_gb))
-                self.scheduler.call_later(seconds, lambda: (self._finish(job, status, None), done()))
+
+                def ended() -> None:
+                    self._finish(job, status, None)
+                    self._after_child(job)
+                    done()
+
+                self.scheduler.call_later(seconds, ended)
 
             self.scheduler.call_later(queued, active)
 
@@ -381,7 +554,21 @@ class MasterServer:
         operation.end_time = self.now()
         return operation
 
-    def _create_image(self, job: Job, policy: Policy, sched: Schedule, size_gb: float) -> None:
+    def _after_child(self, job: Job) -> None:
+        """A VMware child's image is updated once the child is DONE, as the capture shows."""
+        if job.policy_type == "VMWARE" and job.parent_job_id != job.job_id and job.backup_id is not None:
+            image = self.images.get(job.backup_id)
+            if image is not None and not image.deleted:
+                self._emit_image(image, "UPDATE")
+
+    def _delete(self, image: Image) -> None:
+        image.copies = []
+        image.deleted_time = self.now()
+        self._live.pop(image.backup_id, None)
+        self._replicated.pop(image.backup_id, None)
+        self._emit_image(image, "DELETE")
+
+    def _create_image(self, job: Job, policy: Policy, sched: Schedule, size_gb: float) -> Image:
         backup_time = int(job.start_time)
         while f"{job.client_name}_{backup_time}" in self._backup_ids:
             backup_time += 1  # two images of a client never share a second
@@ -402,6 +589,7 @@ class MasterServer:
         self._live[image.backup_id] = image
         job.backup_id = image.backup_id
         self._emit_image(image, "CREATE")
+        return image
 
     def _emit_job(self, job: Job) -> None:
         self.notifications.append(Notification(self.now(), "JOB", (job_item(job, self.clock_offset),)))

@@ -90,6 +90,11 @@ class Image:
         return self.deleted_time is not None
 
     @property
+    def expires_at(self) -> int:
+        """When the image's retention runs out (seconds since the epoch): Image Cleanup deletes it after that."""
+        return self.backup_time + self.retention_seconds
+
+    @property
     def has_local_copy(self) -> bool:
         return any(not copy.replica for copy in self.copies)
 

@@ -16,13 +16,16 @@ from typing import Any
 import jsonschema
 import yaml
 
+from emulator.domain import vocabulary
 from emulator.domain.status import REALISTIC_FAILURE_RATE
 from emulator.exceptions import ScenarioError
 from emulator.resources import scenarios_dir
 from emulator.scenario.model import DEFAULT_START, MasterSpec, Scenario, Step
 from emulator.schemas import default_schemas
 
-STEP_KINDS = ("backup", "fail", "restore", "expire", "replicate", "wait", "repeat")
+STEP_KINDS = ("backup", "fail", "restore", "expire", "replicate", "cleanup", "duplicate", "catalog_backup", "wait", "repeat")
+#: Data items per message when a scenario does not say: NBWSS sends a cycle's events together (the cap is ours).
+DEFAULT_MAX_ITEMS = 100
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)$")
 
@@ -179,6 +182,12 @@ def _build(document: dict[str, Any], root: yaml.Node, source: str, default_name:
         for key, spec in masters_doc.items()
     )
     keys = {m.key for m in masters}
+    known = set(vocabulary.values("policyType"))
+    for key, spec in masters_doc.items():
+        for policy_type in spec.get("clients", {}):
+            if policy_type not in known:  # possible in traffic, but the emulator only builds domains of types it knows
+                path = ["masters", key, "clients", policy_type]
+                raise ScenarioError(f"{source}:{_line(root, path)}: {field_name(path)}: unknown policy type {policy_type!r}")
     for spec in masters:
         if spec.replicate_to is not None and spec.replicate_to not in keys | {spec.key}:
             path = ["masters", spec.key, "replicate_to"]
@@ -208,7 +217,7 @@ def _build(document: dict[str, Any], root: yaml.Node, source: str, default_name:
         seed=document.get("seed", 0),
         start=float(start_epoch),
         cycle=seconds(batch.get("cycle", 5)),
-        max_items=batch.get("max_items", 1),
+        max_items=batch.get("max_items", DEFAULT_MAX_ITEMS),
         failures=scale,
         masters=masters,
         steps=steps,
@@ -240,6 +249,8 @@ def _steps(items: list[dict[str, Any]], path: list[str | int], root: yaml.Node, 
             steps.append(Step(kind, where, label, {"seconds": seconds(options)}))
         else:
             opts = dict(options or {})
+            if opts.get("protection_plan") and opts.get("policy_type", "VMWARE") != "VMWARE":
+                raise ScenarioError(f"{where}: {label}.protection_plan: only VMware policies run as protection plans")
             count = opts.get("count", 1)
             if "every" in opts:
                 spacing = seconds(opts.pop("every"))

@@ -5,12 +5,20 @@ seed), then walks the steps: each operation starts at its scenario time on the
 shared :class:`~emulator.domain.clock.Scheduler`, and a step that waits lets
 simulated time run until its operations end. Messages come out as soon as no
 later event can join them, so a long scenario streams in constant memory.
-Same scenario and seed: the same messages, byte for byte.
+
+Same scenario and seed: the same messages in the same order and batches,
+whatever the start (only their times shift with it). Message ids are unique per
+run, as a real master's are, unless ``ids="seeded"`` makes them reproducible too
+(byte-for-byte replays). Names and job ids are drawn from the seed and the
+scenario's name together, so two scenarios run with one seed do not collide.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
+import secrets
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +30,16 @@ from emulator.domain.model import Policy
 from emulator.protocol.batching import Outbox
 from emulator.scenario.loader import ScenarioError
 from emulator.scenario.model import Scenario, Step
+
+
+#: How message ids are drawn: afresh each run (as a real master), or from the seed (exact replays).
+IDS = ("unique", "seeded")
+
+
+def domain_seed(scenario_name: str, seed: int) -> int:
+    """The seed of a scenario's domain: the seed and the scenario's name together, so scenarios sharing a seed differ."""
+    digest = hashlib.sha256(f"{scenario_name}\0{seed}".encode()).digest()
+    return int.from_bytes(digest[:8], "big")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,13 +54,18 @@ class TimedMessage:
 class Timeline:
     """One run of a scenario with one seed."""
 
-    def __init__(self, scenario: Scenario, *, seed: int | None = None, start: float | None = None) -> None:
+    def __init__(self, scenario: Scenario, *, seed: int | None = None, start: float | None = None, ids: str = "unique") -> None:
+        """``ids``: ``"unique"`` (default) draws message ids afresh each run; ``"seeded"`` from the seed, for exact replays."""
+        if ids not in IDS:
+            raise ValueError(f"ids must be one of {', '.join(IDS)}, not {ids!r}")
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else seed
-        self.scheduler = Scheduler(scenario.start if start is None else start)
-        self.rng = random.Random(self.seed)
+        self.start = scenario.start if start is None else float(start)
+        self.scheduler = Scheduler(self.start)
+        self.domain_seed = domain_seed(scenario.name, self.seed)
+        self.rng = random.Random(self.domain_seed)
         self.notes: list[str] = []
-        pools = DataPools.from_seed(self.seed)
+        pools = DataPools.from_seed(self.domain_seed)
         self.masters: dict[str, MasterServer] = {}
         self.outboxes: dict[str, Outbox] = {}
         for index, spec in enumerate(scenario.masters):
@@ -59,7 +82,13 @@ class Timeline:
             for policy in build_policies(pools, {k: v for k, v in counts.items() if v > 0}):
                 master.add_policy(policy)
             self.masters[spec.key] = master
-            self.outboxes[spec.key] = Outbox(random.Random(self.rng.getrandbits(64)), cycle=scenario.cycle, max_items=scenario.max_items)
+            outbox_rng = random.Random(self.rng.getrandbits(64))
+            # NBWSS's cycle runs from the master's own start, at any phase of the second: time stamps are not on 5 s marks.
+            phase = round(outbox_rng.uniform(0, scenario.cycle), 3) if scenario.cycle else 0.0
+            id_rng = random.Random(outbox_rng.getrandbits(64)) if ids == "seeded" else random.Random(secrets.randbits(128))
+            self.outboxes[spec.key] = Outbox(
+                outbox_rng, cycle=scenario.cycle, max_items=scenario.max_items, origin=self.start + phase, id_rng=id_rng
+            )
         for spec in scenario.masters:
             if spec.replicate_to is not None:
                 self.masters[spec.key].add_replication_target(self.masters[spec.replicate_to])
@@ -87,6 +116,28 @@ class Timeline:
         for message in self._advance(lambda: self.scheduler.next_due() is not None):
             yield message
         yield from self._release(None)
+
+    def streams(self, *, repeat: bool = False) -> dict[str, Iterator[TimedMessage]]:
+        """One stream per master (by key), for one NBWSS connection each, fed by one run of the scenario.
+
+        Reading one stream runs the shared simulation as far as needed and keeps
+        the other masters' messages until their streams are read.
+        """
+        source = self.messages(repeat=repeat)
+        queues: dict[str, deque[TimedMessage]] = {key: deque() for key in self.masters}
+
+        def stream(key: str) -> Iterator[TimedMessage]:
+            queue = queues[key]
+            while True:
+                if queue:
+                    yield queue.popleft()
+                    continue
+                timed = next(source, None)
+                if timed is None:
+                    return
+                queues[timed.master].append(timed)
+
+        return {key: stream(key) for key in self.masters}
 
     def notifications(self, *, repeat: bool = False) -> Iterator[dict[str, Any]]:
         """The messages of the scenario's first master only: what one NBWSS connection of it sends."""
@@ -142,8 +193,18 @@ class Timeline:
         if step.kind in ("backup", "fail"):
             policy = self._policy(step, master)
             operation = master.backup(
-                policy.name, options.get("schedule", "full"), streams=options.get("streams"), status=options.get("status")
+                policy.name,
+                options.get("schedule", "full"),
+                streams=options.get("streams"),
+                status=options.get("status"),
+                protection_plan=options.get("protection_plan", False),
             )
+        elif step.kind == "cleanup":
+            operation = master.image_cleanup()
+        elif step.kind == "duplicate":
+            operation = master.duplicate(master.pick_image("duplicate", options.get("pick", "newest"), self.rng), status=options.get("status"))
+        elif step.kind == "catalog_backup":
+            operation = master.catalog_backup(status=options.get("status"))
         elif step.kind == "restore":
             image = master.pick_image("restore", options.get("pick", "random"), self.rng)
             operation = master.restore(image, status=options.get("status"))
