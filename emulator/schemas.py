@@ -12,6 +12,7 @@ Two validators share the same schema files:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
@@ -75,7 +76,7 @@ class SchemaSet:
         )
         self._fast: dict[str, Any] = {}
         self._reference: dict[str, jsonschema.Draft202012Validator] = {}
-        self._known: dict[str, frozenset[str]] | None = None  # value lists for unknown_values, built on first use
+        self._known: dict[str, tuple[frozenset[str], re.Pattern[str]]] | None = None  # value lists for unknown_values, built on first use
         self._by_kind = {kind: self.fast_validator(name) for kind, name in MESSAGE_SCHEMAS.items() if name in self.documents}
 
     # -- building -------------------------------------------------------------
@@ -156,10 +157,12 @@ class SchemaSet:
                     findings.extend(_unknown(known, item, fields, ["payload", g, "data", i]))
         return findings
 
-    def _known_values(self) -> dict[str, frozenset[str]]:
+    def _known_values(self) -> dict[str, tuple[frozenset[str], re.Pattern[str]]]:
         if self._known is None:
             definitions = self.documents.get("netbackup.json", {}).get("$defs", {})
-            self._known = {name: frozenset(d["x-known"]) for name, d in definitions.items() if "x-known" in d}
+            self._known = {
+                name: (frozenset(d["x-known"]), re.compile(d.get("pattern", ""))) for name, d in definitions.items() if "x-known" in d
+            }
         return self._known
 
     def validate_reference(self, message: Any) -> list[Finding]:
@@ -179,13 +182,19 @@ _ITEM_FIELDS: dict[str, dict[str, str]] = {
 UNKNOWN_VALUE = "x-known"
 
 
-def _unknown(known: dict[str, frozenset[str]], item: dict[str, Any], fields: dict[str, str], path: list[str | int]) -> Iterator[Finding]:
+def _unknown(
+    known: dict[str, tuple[frozenset[str], re.Pattern[str]]], item: dict[str, Any], fields: dict[str, str], path: list[str | int]
+) -> Iterator[Finding]:
     for member, list_name in fields.items():
         value = item.get(member)
-        values = known.get(list_name)
-        if isinstance(value, str) and values is not None and value not in values:
+        if not isinstance(value, str) or list_name not in known:
+            continue
+        values, possible = known[list_name]
+        if value not in values and possible.search(value):  # an impossible value is the schema's error, not a warning
             yield Finding(
-                json_pointer([*path, member]), UNKNOWN_VALUE, f"{value!r} is unknown to us (not in netbackup.json's {list_name} list); accepted"
+                json_pointer([*path, member]),
+                UNKNOWN_VALUE,
+                f"{value!r} is unknown to us (not in netbackup.json's {list_name} list); accepted",
             )
 
 

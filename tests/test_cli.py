@@ -65,11 +65,43 @@ def test_generate_writes_valid_json_lines(capsys) -> None:
 
 
 def test_generate_is_reproducible_and_counted(capsys) -> None:
-    first = run(capsys, "generate", "restore", "--seed", "8", "--count", "500")[1]
-    second = run(capsys, "generate", "restore", "--seed", "8", "--count", "500")[1]
-    other = run(capsys, "generate", "restore", "--seed", "9", "--count", "500")[1]
+    first = run(capsys, "generate", "restore", "--seed", "8", "--count", "500", "--reproducible-ids")[1]
+    second = run(capsys, "generate", "restore", "--seed", "8", "--count", "500", "--reproducible-ids")[1]
+    other = run(capsys, "generate", "restore", "--seed", "9", "--count", "500", "--reproducible-ids")[1]
     assert first == second != other
     assert len(first.splitlines()) == 500  # more than one pass of the scenario
+
+
+def test_generate_ids_are_unique_per_run_unless_asked(capsys) -> None:
+    runs = [[json.loads(line) for line in run(capsys, "generate", "restore")[1].splitlines()] for _ in range(2)]
+    assert not {m["id"] for m in runs[0]} & {m["id"] for m in runs[1]}
+    assert [m["payload"] for m in runs[0]] == [m["payload"] for m in runs[1]]
+
+
+def test_generate_never_mixes_masters_unmarked(capsys, tmp_path: Path) -> None:
+    code, out, err = run(capsys, "generate", "smoke")
+    assert code == 0 and "writing master 'primary'" in err and "--master" in err
+    assert not any(
+        g["data"][0]["jobType"] == "IMPORT" for m in map(json.loads, out.splitlines()) for g in m["payload"] if g["object"] == "JOB"
+    )
+    code, out, _ = run(capsys, "generate", "smoke", "--master", "all")
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and {line["master"] for line in lines} == {"primary", "dr"}
+    assert len({line["hostname"] for line in lines}) == 2
+    path = tmp_path / "all.jsonl"
+    path.write_text(out)
+    assert run(capsys, "validate", str(path))[0] == 0  # validate reads marked lines too
+
+
+def test_validate_warns_on_values_unknown_to_us_and_passes_them(capsys, tmp_path: Path, captures) -> None:
+    unknown = json.loads(json.dumps(captures[0]))
+    unknown["payload"][0]["data"][0]["scheduleType"] = "ST_SYNTHETIC"
+    path = tmp_path / "u.jsonl"
+    path.write_text(json.dumps(unknown) + "\n")
+    code, out, _ = run(capsys, "validate", str(path))
+    assert code == 0
+    assert "message 1 (line 1): warning: /payload/0/data/0/scheduleType: 'ST_SYNTHETIC' is unknown to us" in out
+    assert "1 valid, 0 with findings (0 findings), 1 warning" in out
 
 
 def test_generate_filters_by_master_and_moves_the_start(capsys) -> None:
@@ -101,7 +133,7 @@ def test_validate_passes_the_captures(capsys) -> None:
 
 def test_validate_reports_each_finding_with_index_and_pointer(capsys, tmp_path: Path, captures) -> None:
     broken = json.loads(json.dumps(captures[0]))
-    broken["payload"][0]["data"][0]["jobType"] = "TELEPORT"
+    broken["payload"][0]["data"][0]["jobType"] = "teleport"
     del broken["id"]
     path = tmp_path / "m.jsonl"
     path.write_text("\n".join(json.dumps(m) for m in [captures[1], broken, captures[2]]) + "\n")
@@ -109,7 +141,7 @@ def test_validate_reports_each_finding_with_index_and_pointer(capsys, tmp_path: 
     assert code == 1
     lines = out.splitlines()
     assert f"{path}: message 2 (line 2): /id: " in lines[0] or f"{path}: message 2 (line 2): /id: " in lines[1]
-    assert any("message 2 (line 2): /payload/0/data/0/jobType:" in line and "[enum]" in line for line in lines)
+    assert any("message 2 (line 2): /payload/0/data/0/jobType:" in line and "[pattern]" in line for line in lines)
     assert lines[-1].endswith("3 messages, 2 valid, 1 with findings (2 findings)")
 
 

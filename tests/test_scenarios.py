@@ -46,10 +46,81 @@ def test_every_bundled_scenario_produces_valid_messages_in_time_order(name) -> N
 
 def test_same_seed_same_bytes_other_seed_other_bytes() -> None:
     def text(seed):
-        return b"".join(encode(t.message) for t in Timeline(load("datacenter-day"), seed=seed).messages())
+        return b"".join(encode(t.message) for t in Timeline(load("datacenter-day"), seed=seed, ids="seeded").messages())
 
     assert text(5) == text(5)
     assert text(5) != text(6)
+
+
+def _without_ids(timeline: Timeline) -> list[tuple[str, float, object]]:
+    return [(t.master, t.at, t.message["payload"]) for t in timeline.messages()]
+
+
+def test_message_ids_are_unique_per_run_and_the_rest_reproducible() -> None:
+    """Two runs of one scenario and seed share no id (a de-duplicating endpoint would drop them) but nothing else differs."""
+    first, second = Timeline(load("smoke")), Timeline(load("smoke"))
+    ids_first = [t.message["id"] for t in first.messages()]
+    ids_second = [t.message["id"] for t in second.messages()]
+    assert len(set(ids_first)) == len(ids_first) and not set(ids_first) & set(ids_second)
+    assert _without_ids(Timeline(load("smoke"))) == _without_ids(Timeline(load("smoke")))
+
+
+def test_seeded_ids_replay_exactly() -> None:
+    ids = [[t.message["id"] for t in Timeline(load("smoke"), ids="seeded").messages()] for _ in range(2)]
+    assert ids[0] == ids[1]
+    with pytest.raises(ValueError, match="ids must be one of"):
+        Timeline(load("smoke"), ids="sometimes")
+
+
+def test_two_scenarios_with_one_seed_share_no_job_ids_or_host_names() -> None:
+    def seen(name: str) -> tuple[set[int], set[str]]:
+        jobs = [i for _, o, i in items(name, seed=7) if o == "JOB"]
+        hosts = {m.hostname for m in Timeline(load(name), seed=7).masters.values()}
+        return {i["jobId"] for i in jobs}, hosts
+
+    (jobs_a, hosts_a), (jobs_b, hosts_b) = seen("restore"), seen("failures")
+    assert not jobs_a & jobs_b
+    assert not hosts_a & hosts_b
+
+
+@pytest.mark.parametrize("name", ["smoke", "datacenter-day"])
+def test_the_same_run_whatever_the_start_only_times_shift(name) -> None:
+    """Issue 13 item 3: same scenario and seed, any start (even mid-second): same messages, order and batches."""
+    base = Timeline(load(name))
+    start = base.start
+
+    def unshifted(item: dict[str, object], shift: int) -> dict[str, object]:
+        out = {k: (v - shift if k in ("startTime", "createdTime", "backupTime") and isinstance(v, int) else v) for k, v in item.items()}
+        if isinstance(item.get("backupId"), str):
+            client, _, when = str(item["backupId"]).rpartition("_")
+            out["backupId"] = f"{client}_{int(when) - shift}"
+        return out
+
+    def shape(timeline: Timeline, shift: int) -> list[object]:
+        out = []
+        for t in timeline.messages():
+            payload = [{**g, "data": [unshifted(i, shift) for i in g["data"]]} for g in t.message["payload"]]
+            out.append((t.master, round(t.at - shift, 6), t.message["timeStamp"] - int(shift), payload))
+        return out
+
+    expected = shape(base, 0)
+    for shift in (1_000_003, 86_400 * 365 + 2):
+        assert shape(Timeline(load(name), start=start + shift), shift) == expected
+
+
+def test_time_stamps_are_not_locked_to_the_cycle() -> None:
+    stamps = {t.message["timeStamp"] % 5 for t in Timeline(load("datacenter-day")).messages()}
+    assert len(stamps) > 1
+
+
+def test_streams_give_each_master_its_messages_in_order() -> None:
+    together = [(t.master, t.message["payload"]) for t in Timeline(load("smoke"), ids="seeded").messages()]
+    streams = Timeline(load("smoke"), ids="seeded").streams()
+    assert set(streams) == {"primary", "dr"}
+    dr = [t.message["payload"] for t in streams["dr"]]  # read the second master first: the first's are kept
+    primary = [t.message["payload"] for t in streams["primary"]]
+    assert dr == [p for m, p in together if m == "dr"] and dr
+    assert primary == [p for m, p in together if m == "primary"]
 
 
 def test_smoke_has_one_of_everything() -> None:
@@ -67,8 +138,75 @@ def test_vmware_backup_scenario_is_parent_child() -> None:
     jobs = [i for _, o, i in items("vmware-backup") if o == "JOB"]
     parents = {i["jobId"] for i in jobs if i["jobId"] == i["parentJobId"]}
     children = {i["jobId"] for i in jobs if i["jobId"] != i["parentJobId"]}
-    assert len(parents) == 2 and len(children) == 16
+    assert len(parents) == 3 and len(children) == 16 + 16  # VIP children; protection plan: SNAPSHOT + BACKUP per VM
     assert {i["scheduleType"] for i in jobs} == {"ST_FULL", "ST_DINC"}
+
+
+def test_a_vmware_child_is_done_then_its_image_updated_as_the_capture_shows() -> None:
+    """Capture: one message with the VMware child DONE, then IMAGE UPDATE of its images."""
+    messages = [t.message for t in Timeline(load("vmware-backup")).messages()]
+    for message in messages:
+        objects = [(g["object"], i.get("state") or i.get("operationId")) for g in message["payload"] for i in g["data"]]
+        if ("IMAGE", "UPDATE") in objects:
+            assert ("JOB", "DONE") in objects, objects
+    children_done = [
+        i
+        for m in messages
+        for g in m["payload"]
+        if g["object"] == "JOB"
+        for i in g["data"]
+        if i["state"] == "DONE" and i["jobId"] != i["parentJobId"]
+    ]
+    updated = {
+        i["clientName"] for m in messages for g in m["payload"] if g["object"] == "IMAGE" for i in g["data"] if i["operationId"] == "UPDATE"
+    }
+    assert {i["clientName"] for i in children_done if i["jobType"] == "BACKUP"} == updated
+
+
+def test_a_protection_plan_puts_snapshot_jobs_under_the_parent_as_the_api_samples_query_them() -> None:
+    """Veritas' sample: parentJobId eq P and jobType eq 'SNAPSHOT'; then parentJobId eq <snapshot> gives the backup job."""
+    jobs = [i for _, o, i in items("vmware-backup") if o == "JOB"]
+    final = {i["jobId"]: i for i in jobs}  # the last state of each job
+    snapshots = [j for j in final.values() if j["jobType"] == "SNAPSHOT"]
+    assert len(snapshots) == 8
+    (plan_parent,) = {j["parentJobId"] for j in snapshots}
+    assert final[plan_parent]["jobType"] == "BACKUP" and final[plan_parent]["parentJobId"] == plan_parent
+    for snapshot in snapshots:
+        (backup,) = [j for j in final.values() if j["parentJobId"] == snapshot["jobId"] and j["jobId"] != snapshot["jobId"]]
+        assert backup["jobType"] == "BACKUP" and backup["clientName"] == snapshot["clientName"] and backup["state"] == "DONE"
+
+
+def test_datacenter_day_has_the_job_mix_of_a_real_estate() -> None:
+    kinds = Counter(
+        (g["object"], i.get("jobType") or i["operationId"])
+        for t in Timeline(load("datacenter-day")).messages()
+        for g in t.message["payload"]
+        for i in g["data"]
+    )
+    for kind in ("IMAGEDELETE", "DUPLICATE", "DBBACKUP", "SNAPSHOT", "BACKUP", "RESTORE", "REPLICATE", "IMPORT"):
+        assert kinds[("JOB", kind)], kind
+
+
+def test_image_cleanup_deletes_exactly_the_images_past_their_retention() -> None:
+    timeline = Timeline(load("image-expiry"))
+    messages = list(timeline.messages())
+    cleanup = [t for t in messages for g in t.message["payload"] for i in g["data"] if i.get("jobType") == "IMAGEDELETE"]
+    assert [i["state"] for t in cleanup for g in t.message["payload"] for i in g["data"] if i.get("jobType") == "IMAGEDELETE"] == [
+        "ACTIVE",
+        "DONE",
+    ]
+    begun, ended = cleanup[0].at, cleanup[-1].at
+    deleted_then = {
+        i["backupId"]
+        for t in messages
+        if begun <= t.at <= ended
+        for g in t.message["payload"]
+        for i in g["data"]
+        if i.get("operationId") == "DELETE"
+    }
+    master = timeline.masters["primary"]
+    assert deleted_then and all(master.images[b].expires_at <= ended for b in deleted_then)
+    assert all(image.expires_at > begun for image in master.live_images())
 
 
 def test_failures_scenario_uses_real_status_codes() -> None:
@@ -111,6 +249,7 @@ def test_steps_repeat_wait_and_spacing() -> None:
         """
 description: spacing
 failures: none
+batch: {cycle: 0}
 masters: {m: {clients: {STANDARD: 1}}}
 steps:
   - repeat:
@@ -157,7 +296,19 @@ BAD = {
     "replicate to self": ("description: x\nmasters:\n  a:\n    replicate_to: a\nsteps:\n  - backup: {}\n", ":4: masters.a.replicate_to"),
     "unknown policy type": (
         "description: x\nsteps:\n  - backup: {policy_type: AMIGA}\n",
-        ":3: steps[0].backup.policy_type: 'AMIGA' is not one of",
+        ":3: steps[0].backup.policy_type: unknown policy type 'AMIGA'",
+    ),
+    "unknown client type": (
+        "description: x\nmasters:\n  m:\n    clients: {AMIGA: 2}\nsteps:\n  - backup: {}\n",
+        ":4: masters.m.clients.AMIGA: unknown policy type 'AMIGA'",
+    ),
+    "impossible policy type": (
+        "description: x\nsteps:\n  - backup: {policy_type: vmware}\n",
+        ":3: steps[0].backup.policy_type: 'vmware' does not match",
+    ),
+    "protection plan not VMware": (
+        "description: x\nsteps:\n  - backup: {policy_type: STANDARD, protection_plan: true}\n",
+        ":3: steps[0].backup.protection_plan: only VMware policies",
     ),
     "nested error": (
         "description: x\nsteps:\n  - repeat:\n      times: 2\n      steps:\n        - wait: -5\n",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import random
+import re
 from typing import Any
 
 import pytest
@@ -52,20 +53,29 @@ def _mutated(message: dict[str, Any], change) -> dict[str, Any]:
 
 
 MUTATIONS = {
-    "unknown jobType": (lambda m: m["payload"][0]["data"][0].__setitem__("jobType", "TELEPORT"), "/payload/0/data/0/jobType", "enum"),
-    "unknown state": (lambda m: m["payload"][0]["data"][0].__setitem__("state", "RUNNING"), "/payload/0/data/0/state", "enum"),
-    "unknown scheduleType": (
-        lambda m: m["payload"][0]["data"][0].__setitem__("scheduleType", "FULL"),
+    "impossible jobType": (
+        lambda m: m["payload"][0]["data"][0].__setitem__("jobType", "tele port"),
+        "/payload/0/data/0/jobType",
+        "pattern",
+    ),
+    "impossible state": (lambda m: m["payload"][0]["data"][0].__setitem__("state", "running"), "/payload/0/data/0/state", "pattern"),
+    "impossible scheduleType": (
+        lambda m: m["payload"][0]["data"][0].__setitem__("scheduleType", "FULL"),  # the REST spelling, never NBWSS's ST_ names
         "/payload/0/data/0/scheduleType",
-        "enum",
+        "pattern",
     ),
-    "unknown policyType": (
-        lambda m: m["payload"][0]["data"][0].__setitem__("policyType", "VMWARE6"),
+    "impossible policyType": (
+        lambda m: m["payload"][0]["data"][0].__setitem__("policyType", "VMware-6"),
         "/payload/0/data/0/policyType",
-        "enum",
+        "pattern",
     ),
-    "unknown object": (lambda m: m["payload"][0].__setitem__("object", "POLICY"), "/payload/0/object", "enum"),
-    "unknown notificationType": (lambda m: m["payload"][0].__setitem__("notificationType", "WARN"), "/payload/0/notificationType", "enum"),
+    "non-string policyType": (lambda m: m["payload"][0]["data"][0].__setitem__("policyType", 40), "/payload/0/data/0/policyType", "type"),
+    "impossible object": (lambda m: m["payload"][0].__setitem__("object", "policy"), "/payload/0/object", "pattern"),
+    "impossible notificationType": (
+        lambda m: m["payload"][0].__setitem__("notificationType", ""),
+        "/payload/0/notificationType",
+        "pattern",
+    ),
     "missing id": (lambda m: m.pop("id"), "/id", "required"),
     "object payload on a NOTIFICATION REQUEST": (lambda m: m.__setitem__("payload", {"jobs": []}), "/payload", "type"),
     "non-integer timeStamp": (lambda m: m.__setitem__("timeStamp", "1459812309"), "/timeStamp", "type"),
@@ -92,10 +102,49 @@ def test_a_mutated_capture_fails_with_the_pointer_of_the_fault(captures, mutatio
         assert (pointer, rule) in {(f.pointer, f.rule) for f in findings}, findings
 
 
+UNKNOWN = {
+    "jobType": (lambda m: m["payload"][0]["data"][0].__setitem__("jobType", "TELEPORT"), "/payload/0/data/0/jobType"),
+    "state": (lambda m: m["payload"][0]["data"][0].__setitem__("state", "RUNNING"), "/payload/0/data/0/state"),
+    "scheduleType": (lambda m: m["payload"][0]["data"][0].__setitem__("scheduleType", "ST_SYNTH"), "/payload/0/data/0/scheduleType"),
+    "policyType": (lambda m: m["payload"][0]["data"][0].__setitem__("policyType", "VMWARE6"), "/payload/0/data/0/policyType"),
+    "notificationType": (lambda m: m["payload"][0].__setitem__("notificationType", "WARN"), "/payload/0/notificationType"),
+}
+
+
+@pytest.mark.parametrize("field", UNKNOWN, ids=list(UNKNOWN))
+def test_a_value_unknown_to_us_is_a_warning_not_an_error(captures, field) -> None:
+    """Real traffic is never rejected for a value we did not list: valid, with one warning at its pointer."""
+    change, pointer = UNKNOWN[field]
+    message = _mutated(captures[0], change)
+    assert validate(message) == [] and default_schemas().validate_reference(message) == []
+    assert [(f.pointer, f.rule) for f in default_schemas().unknown_values(message)] == [(pointer, "x-known")]
+
+
+def test_captures_and_generated_messages_use_only_known_values(captures) -> None:
+    for message in [*captures, *_generated_messages()]:
+        assert default_schemas().unknown_values(message) == []
+
+
+def test_every_value_list_says_where_each_value_comes_from() -> None:
+    """Confirmed values name their source; the rest are listed as unconfirmed (our inference)."""
+    definitions = default_schemas().documents["netbackup.json"]["$defs"]
+    lists = {name: d for name, d in definitions.items() if "x-known" in d}
+    assert set(lists) == {"jobType", "jobState", "policyType", "scheduleType", "notificationType", "object", "operationId"}
+    for name, definition in lists.items():
+        unconfirmed = set(definition["x-unconfirmed"])
+        assert unconfirmed <= set(definition["x-known"]), name
+        for value, source in definition["x-known"].items():
+            assert (source is None) == (value in unconfirmed), (name, value)
+            assert re.fullmatch(definition["pattern"], value), (name, value)
+    assert vocabulary.values("scheduleType") == ("ST_FULL", "ST_DINC", "ST_CINC", "ST_UBACKUP", "ST_UARCHIVE")
+    assert vocabulary.unconfirmed("scheduleType") == ()
+    assert "MS_WINDOWS" in vocabulary.unconfirmed("policyType") and "STANDARD" not in vocabulary.unconfirmed("policyType")
+
+
 def test_image_mutations_are_located(captures) -> None:
     """IMAGE items are checked as images: an unknown operationId and a bad backupTime are found."""
     deletion = captures[1]
-    message = _mutated(deletion, lambda m: m["payload"][0]["data"][0].update(operationId="EXPIRE", backupTime=-1))
+    message = _mutated(deletion, lambda m: m["payload"][0]["data"][0].update(operationId="expire", backupTime=-1))
     pointers = {f.pointer for f in validate(message)}
     assert pointers == {"/payload/0/data/0/operationId", "/payload/0/data/0/backupTime"}
 
@@ -156,7 +205,7 @@ def test_enumerations_live_in_the_schema() -> None:
     """The domain's value lists are read from netbackup.json, not copied."""
     assert {"BACKUP", "RESTORE", "REPLICATE", "IMPORT"} <= set(vocabulary.values("jobType"))
     assert vocabulary.values("operationId") == ("CREATE", "UPDATE", "DELETE", "NO_LOCAL_COPY_AVAILABLE")
-    assert set(vocabulary.SCHEDULE_TYPES.values()) <= set(vocabulary.values("scheduleType"))
+    assert set(vocabulary.SCHEDULE_TYPES.values()) == set(vocabulary.values("scheduleType"))
 
 
 # -- the fast path against the reference ------------------------------------------------

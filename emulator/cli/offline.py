@@ -31,8 +31,16 @@ def add_parsers(verbs: Any) -> None:
     generate.add_argument("scenario", nargs="?", default=DEFAULT_SCENARIO, help=f"bundled name or YAML file (default: {DEFAULT_SCENARIO})")
     generate.add_argument("--seed", type=non_negative, help="seed for names, sizes and timings (default: the scenario's)")
     generate.add_argument("--count", type=positive, help="write exactly N messages, repeating the scenario's steps as needed")
-    generate.add_argument("--master", metavar="KEY", help="only this master's messages (a key of the scenario's masters)")
+    generate.add_argument(
+        "--master",
+        metavar="KEY",
+        help="this master's messages (a key of the scenario's masters; default: the first); "
+        'all: every master\'s, each line marked {"master": KEY, "hostname": ..., "message": ...}',
+    )
     generate.add_argument("--start", type=utc, help="scenario start as UTC, e.g. 2026-04-05T08:00:00Z")
+    generate.add_argument(
+        "--reproducible-ids", action="store_true", help="draw message ids from the seed too (default: unique per run, as a real master's)"
+    )
     generate.set_defaults(command=_generate)
 
     validate = verbs.add_parser("validate", help="check JSON or JSON Lines messages against the NBWSS schemas")
@@ -66,18 +74,28 @@ def _scenarios(args: argparse.Namespace) -> int:
 def _generate(args: argparse.Namespace) -> int:
     scenario = load(args.scenario)
     keys = [m.key for m in scenario.masters]
-    if args.master is not None and args.master not in keys:
-        raise UsageError(f"--master {args.master!r}: the scenario's masters are {', '.join(keys)}")
-    timeline = Timeline(scenario, seed=args.seed, start=args.start)
+    if args.master is not None and args.master not in [*keys, "all"]:
+        raise UsageError(f"--master {args.master!r}: the scenario's masters are {', '.join(keys)} (or all)")
+    timeline = Timeline(scenario, seed=args.seed, start=args.start, ids="seeded" if args.reproducible_ids else "unique")
     stream: Iterator[Any] = timeline.messages(repeat=args.count is not None)
-    if args.master is not None:
-        stream = (m for m in stream if m.master == args.master)
+    master = args.master or keys[0]
+    if master != "all":
+        # Each master sends on its own connection: one master's stream, never a mix passed off as one.
+        stream = (m for m in stream if m.master == master)
+        if args.master is None and len(keys) > 1:
+            others = ", ".join(keys[1:])
+            print(f"nbwss-emu: note: writing master {master!r}'s messages; {others} need --master KEY (or --master all)", file=sys.stderr)
     if args.count is not None:
         stream = itertools.islice(stream, args.count)
     out = sys.stdout.buffer
     written = 0
     for timed in stream:
-        out.write(encode(timed.message) + b"\n")
+        if master == "all":
+            out.write(
+                encode({"master": timed.master, "hostname": timeline.masters[timed.master].hostname, "message": timed.message}) + b"\n"
+            )
+        else:
+            out.write(encode(timed.message) + b"\n")
         written += 1
     out.flush()
     for note in timeline.notes:
@@ -95,8 +113,10 @@ def _validate(args: argparse.Namespace) -> int:
         raise UsageError(f"{source}: cannot read: {getattr(error, 'strerror', None) or error}") from None
     schemas = default_schemas()
     invalid = total = findings = warnings = 0
-    for index, (line, message) in enumerate(_messages(text, source), start=1):
+    for index, (line, read) in enumerate(_messages(text, source), start=1):
         total += 1
+        marked = isinstance(read, dict) and set(read) == {"master", "hostname", "message"}
+        message = read["message"] if marked else read  # a line of 'generate --master all' is marked with its master
         problems = schemas.validate(message)
         if problems:
             invalid += 1

@@ -48,7 +48,13 @@ from emulator.domain.status import STATUS_CODES, Phase, describe, worst
 Failures = float
 
 # Size of an incremental image relative to the full one, by schedule type.
-_CHANGE_RATE = {"ST_FULL": (1.0, 1.0), "ST_DINC": (0.01, 0.08), "ST_CINC": (0.04, 0.15), "ST_UBACKUP": (0.01, 0.05), "ST_UARCHIVE": (0.01, 0.05)}
+_CHANGE_RATE = {
+    "ST_FULL": (1.0, 1.0),
+    "ST_DINC": (0.01, 0.08),
+    "ST_CINC": (0.04, 0.15),
+    "ST_UBACKUP": (0.01, 0.05),
+    "ST_UARCHIVE": (0.01, 0.05),
+}
 _RESTORE_FAILURE_RATE = 0.01
 _RESTORE_FAILURE_CODE = 5
 
@@ -375,11 +381,14 @@ class MasterServer:
             if plan:
                 snapshots = [self._new_child(parent, vm.name, "SNAPSHOT") for vm in policy.clients]
                 starters = [
-                    self._snapshot_starter(snapshot, policy, sched, vm, status) for snapshot, vm in zip(snapshots, policy.clients, strict=True)
+                    self._snapshot_starter(snapshot, policy, sched, vm, status)
+                    for snapshot, vm in zip(snapshots, policy.clients, strict=True)
                 ]
             else:
                 children = [self._new_child(parent, vm.name) for vm in policy.clients]
-                starters = [self._leaf_starter(child, policy, sched, vm, status) for child, vm in zip(children, policy.clients, strict=True)]
+                starters = [
+                    self._leaf_starter(child, policy, sched, vm, status) for child, vm in zip(children, policy.clients, strict=True)
+                ]
             self._run_limited(starters, policy.max_jobs, lambda: self._finish_parent(parent, lambda: self._end(operation)))
 
         self.scheduler.call_later(self.rng.uniform(15, 90), discovered)

@@ -249,6 +249,9 @@ def _steps(items: list[dict[str, Any]], path: list[str | int], root: yaml.Node, 
             steps.append(Step(kind, where, label, {"seconds": seconds(options)}))
         else:
             opts = dict(options or {})
+            policy_type = opts.get("policy_type")
+            if policy_type is not None and policy_type not in vocabulary.values("policyType"):
+                raise ScenarioError(f"{where}: {label}.policy_type: unknown policy type {policy_type!r}")
             if opts.get("protection_plan") and opts.get("policy_type", "VMWARE") != "VMWARE":
                 raise ScenarioError(f"{where}: {label}.protection_plan: only VMware policies run as protection plans")
             count = opts.get("count", 1)

@@ -31,7 +31,6 @@ from emulator.protocol.batching import Outbox
 from emulator.scenario.loader import ScenarioError
 from emulator.scenario.model import Scenario, Step
 
-
 #: How message ids are drawn: afresh each run (as a real master), or from the seed (exact replays).
 IDS = ("unique", "seeded")
 
@@ -202,7 +201,9 @@ class Timeline:
         elif step.kind == "cleanup":
             operation = master.image_cleanup()
         elif step.kind == "duplicate":
-            operation = master.duplicate(master.pick_image("duplicate", options.get("pick", "newest"), self.rng), status=options.get("status"))
+            operation = master.duplicate(
+                master.pick_image("duplicate", options.get("pick", "newest"), self.rng), status=options.get("status")
+            )
         elif step.kind == "catalog_backup":
             operation = master.catalog_backup(status=options.get("status"))
         elif step.kind == "restore":
