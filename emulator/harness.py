@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from emulator.contract.rules import FAILED, RuleResult
-from emulator.contract.runner import ContractOptions, ContractResult, run_scenario
+from emulator.contract.runner import ContractOptions, ContractResult, run_masters
 from emulator.endpoint.server import Fault, ReferenceEndpoint
 from emulator.protocol.codec import encode
 from emulator.protocol.session import Acknowledged, Violation
@@ -33,6 +33,7 @@ from emulator.wire.transcript import RecentFrames
 
 T = TypeVar("T")
 CONTENT_TYPE = "application/vnd.netbackup+json;version=1.0"
+OPERATIONS_LAG = 86_400.0  # seconds the single operations' scenario time runs behind the wall clock
 
 
 class LoopThread:
@@ -94,6 +95,7 @@ class Result:
     rules: list[RuleResult] | None = None  # for contract runs
     excerpt: str = ""
     waited: float = 0.0
+    masters: list[Result] = field(default_factory=list)  # a run's result per master, each on its own connection
 
     @property
     def unacknowledged(self) -> list[str]:
@@ -158,6 +160,19 @@ def _contract_result(result: ContractResult, recorder: RecentFrames) -> Result:
         excerpt=recorder.excerpt(),
         waited=report.elapsed,
     )
+
+
+def _masters_result(results: list[ContractResult], recorder: RecentFrames) -> Result:
+    """One result of a run whose masters each had their own connection: the first's rules, everyone's traffic and findings."""
+    first, *others = [_contract_result(r, recorder) for r in results]
+    for other in others:
+        first.sent += other.sent
+        first.acks.update(other.acks)
+        first.violations += other.violations
+        first.commands += other.commands
+        first.rules = [*(first.rules or []), *(r for r in other.rules or [] if r.status == FAILED)]  # assert_passed sees them
+    first.masters = [_contract_result(r, recorder) for r in results]
+    return first
 
 
 # -- the reference endpoint ----------------------------------------------------------------
@@ -264,7 +279,7 @@ class MasterHandle:
         self.settings = settings or Settings()
         self.tls = tls or TlsOptions()
         self.profile = profile
-        self.timeline = Timeline(load(domain), seed=seed, start=float(int(time.time())))
+        self.timeline = Timeline(load(domain), seed=seed, start=float(int(time.time() - OPERATIONS_LAG)))
         self._primary = self.timeline.scenario.masters[0].key
         self.master = self.timeline.masters[self._primary]
         self.responder = CommandResponder(self.master, profile=profile)
@@ -301,7 +316,8 @@ class MasterHandle:
             probes=probes,
             transcript=recorder,
         )
-        return _contract_result(await run_scenario(loaded, options), recorder)
+        results = await run_masters(loaded, options)  # every master on its own connection
+        return _masters_result(results, recorder)
 
     # -- single operations ----------------------------------------------------------------
 
@@ -359,6 +375,8 @@ class MasterHandle:
 
     async def _perform(self, kind: str, fields: dict[str, Any]) -> Result:
         step = _step(kind, fields, [m.key for m in self.timeline.scenario.masters])
+        # Operations run a day behind the wall clock (and keep up with it), so no job ends after now.
+        self.timeline.scheduler.run_until(max(self.timeline.scheduler.now(), float(int(time.time() - OPERATIONS_LAG))))
         messages = [t.message for t in self.timeline.perform(step) if t.master == self._primary]
         return await self._deliver(f"{kind}({', '.join(f'{k}={v!r}' for k, v in fields.items())})", messages)
 

@@ -83,7 +83,7 @@ def test_an_asynchronous_suite(pytester: pytest.Pytester) -> None:
         async def test_operations_are_awaitable(nbwss_master, nbwss_endpoint):
             result = await nbwss_master.abackup(policy_type="STANDARD", schedule="incremental")
             result.assert_all_acknowledged()
-            assert {j["scheduleType"] for j in nbwss_endpoint.items("JOB")} == {"ST_INCR"}
+            assert {j["scheduleType"] for j in nbwss_endpoint.items("JOB")} == {"ST_DINC"}
             unauthorised = await nbwss_endpoint.acommand("/netbackup/admin/jobs")
             assert unauthorised["payload"]["statusCode"] == 401
             (await nbwss_master.arun("smoke", probes=False)).assert_passed()

@@ -10,13 +10,13 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from rich.console import Console
 
-from emulator.cli.args import DEFAULT_SCENARIO, non_negative, positive_float, report_arguments, session_arguments, target_arguments
+from emulator.cli.args import DEFAULT_SCENARIO, non_negative, positive_float, report_arguments, session_arguments, target_arguments, utc
 from emulator.cli.signals import Interrupt
-from emulator.contract import ContractOptions, ContractResult, replay, run_scenario
+from emulator.contract import ContractOptions, ContractResult, replay, run_masters
 from emulator.contract.probes import PROBE_NAMES
 from emulator.contract.report import as_dict, print_summary, write_junit
 from emulator.endpoint import Fault
@@ -40,6 +40,7 @@ def add_parsers(verbs: Any) -> None:
     run.add_argument("--fault", help="with the embedded endpoint: switch on one of its faults (see 'serve --help')")
     session_arguments(run)
     run.add_argument("--speed", type=positive_float, help="send in scenario time, this many scenario seconds per second")
+    run.add_argument("--start", type=utc, help="scenario start as UTC, as 'generate' has (default: so that the run ends by now)")
     run.add_argument("--no-probes", action="store_true", help="skip the wrong-token CONNECT, the deliberate reconnect and the duplicate")
     run.add_argument(
         "--probe",
@@ -66,6 +67,7 @@ def _run(args: argparse.Namespace) -> int:
     options, groups = contract_options(args)
     options.seed = args.seed
     options.speed = args.speed
+    options.start = args.start
     options.probes = not args.no_probes
     options.probe_names = _probe_names(args.probe)
     options.fault = parse_fault(args.fault) if args.fault else None
@@ -81,7 +83,9 @@ def _run(args: argparse.Namespace) -> int:
                 print(f"nbwss-emu: streaming {scenario.name}; Ctrl-C stops and reports what happened so far", file=sys.stderr, flush=True)
 
         options.on_ack = first_ack
-    return _report(args, *_run_async(options, lambda: [run_scenario(scenario, _for_group(options, group)) for group in groups]))
+    # Every master of the scenario streams on its own connection: one result per master and group.
+    per_group, interrupt = _run_async(options, lambda: [run_masters(scenario, _for_group(options, group)) for group in groups])
+    return _report(args, [result for results in cast(list[list[ContractResult]], per_group) for result in results], interrupt)
 
 
 def _replay(args: argparse.Namespace) -> int:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
+import math
 import random
 import secrets
 import time
@@ -43,6 +45,7 @@ class ContractOptions:
     on_ack: Callable[[Acknowledged], None] | None = None  # progress, e.g. for a live display
     stop: asyncio.Event | None = None  # set it (and cancel the run) to stop early; the run still reports
     probe_names: list[str] = field(default_factory=list)  # robustness probes to run after the scenario
+    start: float | None = None  # scenario start (epoch seconds); None: so that the run ends by the wall clock's now
 
 
 @dataclass(slots=True)
@@ -95,14 +98,82 @@ def _percentile(sorted_values: list[float], percent: float) -> float | None:
     return round(sorted_values[index] * 1000, 3)
 
 
+def live_start(scenario: Scenario, seed: int | None, now: float) -> float:
+    """The start that puts a scenario's last message at or before ``now`` (whole seconds).
+
+    A live run must never tell of a job ending after the wall clock's now; the
+    scenario's span comes from a dry run of the same timeline (cheap: the
+    bundled datacenter-day takes well under a second), and it is the same
+    whatever the start, so the live run sends exactly those messages.
+    """
+    dry = Timeline(scenario, seed=seed, start=0.0, ids="seeded")
+    span = 0.0
+    for timed in dry.messages():
+        span = timed.at
+    return float(math.floor(now - span))
+
+
+async def run_masters(scenario: Scenario, options: ContractOptions) -> list[ContractResult]:
+    """Run ``scenario`` with every master on its own NBWSS connection (and registration), side by side.
+
+    One timeline feeds one stream per master (:meth:`Timeline.streams`), so an AIR
+    target sends its IMPORT jobs and CREATEs as a DR master does. The first master
+    runs the probes; each master gets its own result, named after it. Without
+    targets, all connect to one embedded reference endpoint.
+    """
+    start = options.start if options.start is not None else live_start(scenario, options.seed, time.time())
+    timeline = Timeline(scenario, seed=options.seed, start=start)
+    endpoint: ReferenceEndpoint | None = None
+    if not options.targets:
+        endpoint = await _embedded(options)
+    try:
+        streams = timeline.streams()
+        runs = []
+        for index, spec in enumerate(scenario.masters):
+            master = timeline.masters[spec.key]
+            mine = (
+                options
+                if index == 0
+                else dataclasses.replace(options, probes=False, probe_names=[], transcript=_beside(options.transcript, spec.key))
+            )
+            responder = CommandResponder(master, profile=options.profile, rng=random.Random(timeline.seed + index))
+            source = _source((t for t in streams[spec.key]), start, options.speed)
+            name = scenario.name if len(scenario.masters) == 1 else f"{scenario.name} master {spec.key} ({master.hostname})"
+            pool: Callable[[], list[dict[str, Any]]] = lambda: _pool(scenario, timeline.seed)  # noqa: E731 - built only if probes run
+            runs.append(_run(name, timeline.seed, source, responder, mine, pool, shared=endpoint))
+        return list(await asyncio.gather(*runs))
+    finally:
+        if endpoint is not None:
+            await endpoint.stop()
+
+
+def _source(messages: Iterable[Any], start: float, speed: float | None) -> Iterable[Any]:
+    if speed:
+        return (Paced((t.at - start) / speed, t.message) for t in messages)
+    return (t.message for t in messages)
+
+
+def _beside(transcript: str | FrameRecorder | None, key: str) -> str | FrameRecorder | None:
+    """Another master's transcript: beside the given file (``run.jsonl`` -> ``run.dr.jsonl``); none for a recorder."""
+    if isinstance(transcript, str):
+        stem, dot, suffix = transcript.rpartition(".")
+        return f"{stem}.{key}.{suffix}" if dot and "/" not in suffix else f"{transcript}.{key}"
+    return None
+
+
+async def _embedded(options: ContractOptions) -> ReferenceEndpoint:
+    return await ReferenceEndpoint(probe_commands=True, fault=options.fault, late_ack_delay=options.settings.ack_limit() * 1.5).start()
+
+
 async def run_scenario(scenario: Scenario, options: ContractOptions) -> ContractResult:
-    """Run ``scenario`` as the master of its first domain and judge the endpoint."""
-    timeline = Timeline(scenario, seed=options.seed, start=float(int(time.time())))
+    """Run ``scenario`` as the master of its first domain and judge the endpoint (:func:`run_masters` runs them all)."""
+    start = options.start if options.start is not None else live_start(scenario, options.seed, time.time())
+    timeline = Timeline(scenario, seed=options.seed, start=start)
     primary = scenario.masters[0].key
     responder = CommandResponder(timeline.masters[primary], profile=options.profile, rng=random.Random(timeline.seed))
     messages = (t for t in timeline.messages() if t.master == primary)
     pool: Callable[[], list[dict[str, Any]]] = lambda: _pool(scenario, timeline.seed)  # noqa: E731 - built only if probes run
-    start = timeline.scheduler.now()
+    start = timeline.start
     if options.speed:
         source: Iterable[Any] = (Paced((t.at - start) / options.speed, t.message) for t in messages)
     else:
@@ -124,13 +195,14 @@ async def _run(
     responder: CommandResponder,
     options: ContractOptions,
     pool: Callable[[], list[dict[str, Any]]],
+    *,
+    shared: ReferenceEndpoint | None = None,
 ) -> ContractResult:
-    endpoint: ReferenceEndpoint | None = None
+    endpoint: ReferenceEndpoint | None = shared  # an embedded endpoint several masters' runs share (stopped by their caller)
     targets = options.targets
     if not targets:
-        endpoint = await ReferenceEndpoint(
-            probe_commands=True, fault=options.fault, late_ack_delay=options.settings.ack_limit() * 1.5
-        ).start()
+        if endpoint is None:
+            endpoint = await _embedded(options)
         targets = [Target(endpoint.url, endpoint.token)]
     transcript = Transcript(options.transcript) if isinstance(options.transcript, str) else options.transcript
     try:
@@ -155,16 +227,17 @@ async def _run(
     finally:
         if transcript is not None:
             transcript.close()
-        if endpoint is not None:
+        if endpoint is not None and shared is None:
             await endpoint.stop()
     facts = RunFacts(report, token_probe=token_probe, embedded=endpoint is not None, profile=options.profile)
     return ContractResult(name, seed, report.url, endpoint is not None, evaluate(facts), report, probes)
 
 
 def _pool(scenario: Scenario, seed: int) -> list[dict[str, Any]]:
-    """Notifications of the scenario (another run of it) for the probes to work with."""
-    timeline = Timeline(scenario, seed=seed + 1, start=float(int(time.time())))
-    return list(itertools.islice(timeline.notifications(repeat=True), 600))
+    """Notifications of the scenario (another run of it) for the probes to work with, all before the wall clock's now."""
+    dry = list(itertools.islice(Timeline(scenario, seed=seed + 1, start=0.0, ids="seeded").messages(repeat=True), 600))
+    start = math.floor(time.time() - (dry[-1].at if dry else 0.0))
+    return list(itertools.islice(Timeline(scenario, seed=seed + 1, start=start).notifications(repeat=True), 600))
 
 
 def _wrong_token(token: str) -> str:
