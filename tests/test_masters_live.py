@@ -1,0 +1,89 @@
+"""Every master on its own NBWSS connection; live runs reproducible and never ahead of the wall clock (loopback only)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+from emulator.cli import main
+from emulator.contract.runner import ContractOptions, live_start, run_masters
+from emulator.endpoint.server import ReferenceEndpoint
+from emulator.protocol.properties import NbwssProperties
+from emulator.scenario import Timeline, load
+from emulator.wire.master import Settings, Target
+from emulator.wire.transcript import read_sent_notifications
+
+FAST = NbwssProperties(connection_period=0.5, resend_interval=0.3, send_timeout=2.0)
+
+
+def options(endpoint: ReferenceEndpoint, **kwargs) -> ContractOptions:
+    settings = Settings(properties=FAST, drain_timeout=1.0, connect_timeout=3.0)
+    return ContractOptions(targets=[Target(endpoint.url, endpoint.token)], settings=settings, probes=False, **kwargs)
+
+
+def _by_connection(endpoint: ReferenceEndpoint) -> list[list[dict]]:
+    return [list(c.session.notifications) for c in endpoint.connections]
+
+
+def test_every_master_streams_on_its_own_connection() -> None:
+    """AIR's target master sends its IMPORT jobs and image CREATEs on its own connection, as a DR master does."""
+
+    async def scenario():
+        async with ReferenceEndpoint() as endpoint:
+            results = await run_masters(load("air-replication"), options(endpoint))
+            return results, _by_connection(endpoint), endpoint.connects
+
+    results, connections, connects = asyncio.run(scenario())
+    assert connects == 2 and len(results) == 2
+    assert all(r.passed for r in results), [(r.name, [x.rule.id for x in r.results if x.status == "failed"]) for r in results]
+    assert [r.name.split(" ")[2] for r in results] == ["primary", "dr"]  # the report says per master what was sent
+    job_types = [{i["jobType"] for m in conn for g in m["payload"] if g["object"] == "JOB" for i in g["data"]} for conn in connections]
+    assert {"IMPORT"} in job_types and any("REPLICATE" in types and "IMPORT" not in types for types in job_types)
+    sent = {r.name.split(" ")[2]: r.stats()["sent"] for r in results}
+    timeline = Timeline(load("air-replication"))
+    expected = {key: sum(1 for t in stream) for key, stream in timeline.streams().items()}
+    assert sent == expected
+
+
+def test_a_live_run_never_tells_of_the_future_and_ends_by_now() -> None:
+    """No job ends (and no message is stamped) after the wall clock's now, at full speed."""
+
+    async def scenario():
+        async with ReferenceEndpoint() as endpoint:
+            await run_masters(load("vmware-backup"), options(endpoint))
+            return endpoint.notifications
+
+    before = time.time()
+    received = asyncio.run(scenario())
+    after = time.time()
+    assert received
+    latest = max(m["timeStamp"] for m in received)
+    assert latest <= after and latest >= before - 3 * 3600  # the last message is recent, not in the future
+    offset = load("vmware-backup").masters[0].clock_offset_hours * 3600
+    for message in received:
+        for group in message["payload"]:
+            for item in group["data"]:
+                assert item.get("startTime", 0) - offset <= after and item.get("createdTime", 0) - offset <= after
+
+
+def test_live_start_puts_the_last_message_at_now() -> None:
+    now = 1_800_000_000.5
+    start = live_start(load("datacenter-day"), None, now)
+    last = list(Timeline(load("datacenter-day"), start=start).messages())[-1].at
+    assert now - 1 <= last <= now
+
+
+def test_run_start_sends_what_generate_writes(tmp_path: Path, capsys) -> None:
+    """Issue 13 item 3: the same scenario, seed and --start give the same notifications in the same batches as generate."""
+    transcript = tmp_path / "run.jsonl"
+    start = "2026-03-01T10:00:00Z"
+    code = main(["run", "restore", "--seed", "4", "--start", start, "--no-probes", "--quiet", "--transcript", str(transcript)])
+    assert code == 0
+    capsys.readouterr()
+    main(["generate", "restore", "--seed", "4", "--start", start])
+    generated = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    messages = read_sent_notifications(transcript)
+    assert [(m["timeStamp"], m["payload"]) for m in messages] == [(m["timeStamp"], m["payload"]) for m in generated]
+
