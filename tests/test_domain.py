@@ -246,12 +246,84 @@ def test_pools_do_not_depend_on_what_was_built_before_them() -> None:
     assert pools(5) == fresh[0]
 
 
+def test_a_vmware_child_is_done_before_its_image_update() -> None:
+    master = make_master()
+    master.backup("vip")
+    events = flat(run(master))
+    for vm in (f"vm{i}" for i in range(5)):
+        mine = [(o, i.get("state") or i.get("operationId")) for o, i in events if i["clientName"] == vm]
+        assert mine[-2:] == [("JOB", "DONE"), ("IMAGE", "UPDATE")], mine
+        assert ("IMAGE", "CREATE") in mine
+
+
+def test_image_cleanup_deletes_what_retention_let_go() -> None:
+    master = make_master()
+    master.backup("std", "incremental")  # kept 14 days
+    master.backup("std")  # kept 28 days
+    run(master)
+    master.scheduler.run_until(master.now() + 20 * 86400)
+    operation = master.image_cleanup()
+    events = flat(run(master))
+    kinds = [(o, i.get("jobType") or i["operationId"], i.get("state")) for o, i in events]
+    assert kinds == [("JOB", "IMAGEDELETE", "ACTIVE"), ("IMAGE", "DELETE", None), ("JOB", "IMAGEDELETE", "DONE")]
+    (job,) = operation.jobs
+    assert (job.policy_name, job.client_name, job.status) == ("", "master1.corp", 0)
+    (left,) = master.live_images()
+    assert left.schedule_type == "ST_FULL" and left.expires_at > master.now()
+
+
+def test_slp_duplication_adds_a_copy_and_the_catalog_backup_makes_an_image() -> None:
+    master = make_master()
+    master.backup("std")
+    run(master)
+    (image,) = master.live_images()
+    master.duplicate(image)
+    events = flat(run(master))
+    assert [(o, i.get("state") or i.get("operationId")) for o, i in events] == [
+        ("JOB", "QUEUED"),
+        ("JOB", "ACTIVE"),
+        ("IMAGE", "UPDATE"),
+        ("JOB", "DONE"),
+    ]
+    assert events[0][1]["jobType"] == "DUPLICATE" and events[0][1]["policyName"] == "SLP_std" and len(image.copies) == 2
+    assert master.duplicate(image).skipped == "no image to duplicate"  # one SLP copy per image
+    master.catalog_backup()
+    catalog = flat(run(master))
+    jobs = [i for o, i in catalog if o == "JOB"]
+    assert {(j["jobType"], j["policyType"], j["clientName"]) for j in jobs} == {("DBBACKUP", "NBU_CATALOG", "master1.corp")}
+    assert [i["clientType"] for o, i in catalog if o == "IMAGE"] == ["NBU_CATALOG"]
+    assert "CatalogBackup" not in master.policies  # never picked by a scenario's backup step
+
+
+def test_a_protection_plan_runs_snapshot_then_backup_under_it() -> None:
+    master = make_master()
+    operation = master.backup("vip", protection_plan=True)
+    events = flat(run(master))
+    parent = operation.jobs[0]
+    snapshots = [master.jobs[c] for c in parent.children]
+    assert [j.job_type for j in snapshots] == ["SNAPSHOT"] * 5
+    for snapshot in snapshots:
+        (backup_id,) = snapshot.children
+        backup = master.jobs[backup_id]
+        assert backup.job_type == "BACKUP" and backup.backup_id == snapshot.backup_id is not None
+        image = master.images[snapshot.backup_id]
+        assert len(image.copies) == 2  # the snapshot, and the backup from it
+        mine = [(o, i.get("jobType"), i.get("state") or i.get("operationId")) for o, i in events if i["clientName"] == snapshot.client_name]
+        assert mine.index(("JOB", "SNAPSHOT", "DONE")) < mine.index(("JOB", "BACKUP", "ACTIVE")) < mine.index(("IMAGE", None, "UPDATE"))
+    assert events[-1][1]["jobId"] == parent.job_id and events[-1][1]["state"] == "DONE"
+
+
 # -- invariants under any sequence of operations -----------------------------------
 
 OPERATIONS = st.lists(
     st.tuples(
-        st.sampled_from(["std", "vip", "std-streams", "incremental", "restore", "expire", "expire-local", "replicate", "fail"]),
-        st.integers(min_value=0, max_value=4 * 3600),
+        st.sampled_from(
+            [
+                *("std", "vip", "std-streams", "incremental", "restore", "expire", "expire-local", "replicate", "fail"),
+                *("vip-plan", "cleanup", "duplicate", "catalog"),
+            ]
+        ),
+        st.one_of(st.integers(min_value=0, max_value=4 * 3600), st.integers(min_value=10 * 86400, max_value=30 * 86400)),
     ),
     min_size=1,
     max_size=25,
@@ -286,6 +358,14 @@ def test_invariants_hold_for_any_sequence_of_operations(operations, seed, failur
             source.expire(pick)
         elif kind == "expire-local":
             source.expire(pick, local_only=True)
+        elif kind == "vip-plan":
+            source.backup("vip", protection_plan=True)
+        elif kind == "cleanup":
+            source.image_cleanup()
+        elif kind == "duplicate":
+            source.duplicate(pick)
+        elif kind == "catalog":
+            source.catalog_backup()
         else:
             source.replicate(pick, target)
         for master in (source, target):
@@ -326,10 +406,25 @@ def check_invariants(master: MasterServer, notifications: list[Notification]) ->
         assert sequence[-1] == "DONE", f"job {job_id} never ended"
     for job in master.jobs.values():
         for child in job.children:
-            assert done_at[child] <= done_at[job.job_id], "a child never finishes after its parent"
+            if job.job_type != "SNAPSHOT":  # a backup from snapshot runs after its SNAPSHOT job; the top parent waits for both
+                assert done_at[child] <= done_at[job.job_id], "a child never finishes after its parent"
+            if master.jobs[child].job_type == "SNAPSHOT":
+                assert job.job_type == "BACKUP" and job.parent_job_id == job.job_id, "SNAPSHOT jobs sit under the parent"
+                assert all(master.jobs[g].job_type == "BACKUP" for g in master.jobs[child].children), "a backup job under each SNAPSHOT"
+                assert all(done_at[g] <= done_at[job.job_id] for g in master.jobs[child].children), "the parent ends last"
+        if job.job_type == "IMAGEDELETE":
+            assert job.policy_name == "" and job.parent_job_id == job.job_id
+        if job.job_type in ("DUPLICATE", "DBBACKUP") and job.status == 0 and job.backup_id is not None:
+            image = master.images[job.backup_id]
+            assert job.job_type != "DUPLICATE" or image.deleted or len(image.copies) >= 2, "a duplication adds a copy"
         if job.job_type == "RESTORE":
             image = master.images[job.backup_id]
             assert image.deleted_time is None or job.start_time < image.deleted_time, "never restored after deletion"
+    for image in master.images.values():
+        if image.deleted_by_job:
+            assert master.jobs[image.deleted_by_job].job_type == "IMAGEDELETE"
+            assert image.deleted_time is not None and image.expires_at <= image.deleted_time, "Image Cleanup deletes only expired images"
+
     for backup_id, ops in image_ops.items():
         assert ops[0] == "CREATE", f"{backup_id}: first event is {ops[0]}"
         if "DELETE" in ops:

@@ -86,4 +86,3 @@ def test_run_start_sends_what_generate_writes(tmp_path: Path, capsys) -> None:
     generated = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     messages = read_sent_notifications(transcript)
     assert [(m["timeStamp"], m["payload"]) for m in messages] == [(m["timeStamp"], m["payload"]) for m in generated]
-

@@ -6,6 +6,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from emulator.protocol.codec import encode
 from emulator.scenario import ScenarioError, Timeline, bundled, load, parse
@@ -106,6 +108,28 @@ def test_the_same_run_whatever_the_start_only_times_shift(name) -> None:
     expected = shape(base, 0)
     for shift in (1_000_003, 86_400 * 365 + 2):
         assert shape(Timeline(load(name), start=start + shift), shift) == expected
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31), shift=st.integers(-(10**9), 10**9), name=st.sampled_from(["smoke", "restore", "vmware-backup"]))
+def test_any_seed_any_start_same_batches_fresh_ids(seed, shift, name) -> None:
+    """Invariants: for any seed and start, the batches are the same (times shifted), ids never repeat, messages are valid."""
+    scenario = load(name)
+    first = list(Timeline(scenario, seed=seed).messages())
+    moved = list(Timeline(scenario, seed=seed, start=scenario.start + shift).messages())
+    assert [(t.master, [(g["object"], len(g["data"])) for g in t.message["payload"]]) for t in first] == [
+        (t.master, [(g["object"], len(g["data"])) for g in t.message["payload"]]) for t in moved
+    ]
+    assert [round(t.at - scenario.start, 3) for t in first] == [round(t.at - scenario.start - shift, 3) for t in moved]
+    ids = [t.message["id"] for t in first + moved]
+    assert len(set(ids)) == len(ids)
+    for timed in first:
+        assert validate(timed.message) == []
+        for group in timed.message["payload"]:
+            for item in group["data"]:
+                offset = next(m for m in scenario.masters if m.key == timed.master).clock_offset_hours * 3600
+                event = item.get("createdTime", item.get("startTime")) - offset
+                assert event <= timed.message["timeStamp"] + 1, "a message never tells of an event after it was sent"
 
 
 def test_time_stamps_are_not_locked_to_the_cycle() -> None:

@@ -273,6 +273,7 @@ class MasterServer:
         def clean() -> None:
             now = self.now()
             for image in [image for image in self._live.values() if image.expires_at <= now]:
+                image.deleted_by_job = job.job_id
                 self._delete(image)
             self.scheduler.call_later(self.rng.uniform(1, 10), lambda: self._finish(job, 0, operation))
 

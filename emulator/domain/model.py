@@ -82,6 +82,7 @@ class Image:
     retention_seconds: int
     copies: list[ImageCopy] = field(default_factory=lambda: [ImageCopy(1)])
     deleted_time: float | None = None
+    deleted_by_job: int = 0  # the Image Cleanup (IMAGEDELETE) job that deleted it; 0 when expired otherwise
     job_id: int = 0
     replicating_to: set[str] = field(default_factory=set)  # AIR copies under way
 
