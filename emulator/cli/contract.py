@@ -85,7 +85,8 @@ def _run(args: argparse.Namespace) -> int:
         options.on_ack = first_ack
     # Every master of the scenario streams on its own connection: one result per master and group.
     per_group, interrupt = _run_async(options, lambda: [run_masters(scenario, _for_group(options, group)) for group in groups])
-    return _report(args, [result for results in cast(list[list[ContractResult]], per_group) for result in results], interrupt)
+    grouped = cast(list[list[ContractResult]], per_group)
+    return _report(args, [result for results in grouped for result in results], interrupt, grouped)
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -178,7 +179,19 @@ def _run_async(options: ContractOptions, runs: Callable[[], list[Any]]) -> tuple
         raise UsageError(f"cannot write a report: {error.strerror or error}") from None
 
 
-def _report(args: argparse.Namespace, results: list[ContractResult], interrupt: Interrupt) -> int:
+def _group_document(group: list[ContractResult]) -> dict[str, Any]:
+    """A group's JSON report: its first master's, and with several masters each one's under ``masters`` (the verdict covers all)."""
+    document = as_dict(group[0])
+    if len(group) > 1:
+        document["masters"] = [as_dict(result) for result in group]
+        if document["verdict"] == "pass" and not all(result.passed for result in group):
+            document["verdict"] = "fail"
+    return document
+
+
+def _report(
+    args: argparse.Namespace, results: list[ContractResult], interrupt: Interrupt, grouped: list[list[ContractResult]] | None = None
+) -> int:
     console = Console(highlight=False, soft_wrap=not sys.stdout.isatty())
     for result in results:
         if args.quiet:
@@ -188,7 +201,7 @@ def _report(args: argparse.Namespace, results: list[ContractResult], interrupt: 
             print_summary(result, console)
     try:
         if args.json:
-            documents = [as_dict(r) for r in results]
+            documents = [_group_document(group) for group in grouped or [[r] for r in results]]
             Path(args.json).write_text(
                 json.dumps(documents[0] if len(documents) == 1 else {"groups": documents}, indent=2) + "\n", encoding="utf-8"
             )

@@ -141,7 +141,16 @@ async def run_masters(scenario: Scenario, options: ContractOptions) -> list[Cont
             name = scenario.name if len(scenario.masters) == 1 else f"{scenario.name} master {spec.key} ({master.hostname})"
             pool: Callable[[], list[dict[str, Any]]] = lambda: _pool(scenario, timeline.seed)  # noqa: E731 - built only if probes run
             runs.append(_run(name, timeline.seed, source, responder, mine, pool, shared=endpoint))
-        return list(await asyncio.gather(*runs))
+        tasks = [asyncio.ensure_future(run) for run in runs]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except asyncio.CancelledError:
+            # Stopped (a signal): each run catches its cancellation and still reports; collect those reports.
+            ended = await asyncio.gather(*tasks, return_exceptions=True)
+            results = [result for result in ended if isinstance(result, ContractResult)]
+            if len(results) != len(tasks):
+                raise
+            return results
     finally:
         if endpoint is not None:
             await endpoint.stop()
