@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import copy
 import re
 import threading
 import time
@@ -281,6 +282,7 @@ class MasterHandle:
         self.profile = profile
         self.timeline = Timeline(load(domain), seed=seed, start=float(int(time.time() - OPERATIONS_LAG)))
         self._primary = self.timeline.scenario.masters[0].key
+        self._peers: dict[str, MasterHandle] = {}  # the domain's other masters, each on its own connection when it has news
         self.master = self.timeline.masters[self._primary]
         self.responder = CommandResponder(self.master, profile=profile)
         self._recorder = RecentFrames()
@@ -377,8 +379,28 @@ class MasterHandle:
         step = _step(kind, fields, [m.key for m in self.timeline.scenario.masters])
         # Operations run a day behind the wall clock (and keep up with it), so no job ends after now.
         self.timeline.scheduler.run_until(max(self.timeline.scheduler.now(), float(int(time.time() - OPERATIONS_LAG))))
-        messages = [t.message for t in self.timeline.perform(step) if t.master == self._primary]
-        return await self._deliver(f"{kind}({', '.join(f'{k}={v!r}' for k, v in fields.items())})", messages)
+        timed = list(self.timeline.perform(step))
+        name = f"{kind}({', '.join(f'{k}={v!r}' for k, v in fields.items())})"
+        result = await self._deliver(name, [t.message for t in timed if t.master == self._primary])
+        for key in dict.fromkeys(t.master for t in timed if t.master != self._primary):  # e.g. AIR's target: IMPORT, CREATE
+            other = await self._peer(key)._deliver(name, [t.message for t in timed if t.master == key])
+            result.sent += other.sent
+            result.acks.update(other.acks)
+            result.violations += other.violations
+            result.commands += other.commands
+        return result
+
+    def _peer(self, key: str) -> MasterHandle:
+        """The handle of another master of the domain: the same timeline, its own connection and registration."""
+        peer = self._peers.get(key)
+        if peer is None:
+            peer = copy.copy(self)
+            peer.master = self.timeline.masters[key]
+            peer.responder = CommandResponder(peer.master, profile=self.profile)
+            peer._recorder, peer._peers, peer._acked = RecentFrames(), {}, {}
+            peer._emulated = peer._queue = peer._run = peer._ack_event = None
+            self._peers[key] = peer
+        return peer
 
     async def _send(self, message: dict[str, Any] | str) -> Result:
         if (
@@ -458,6 +480,8 @@ class MasterHandle:
             self._ack_event.set()
 
     async def _close(self) -> None:
+        for peer in self._peers.values():
+            await peer._close()
         if self._run is None or self._queue is None:
             return
         self._queue.put_nowait(None)

@@ -86,3 +86,28 @@ def test_run_start_sends_what_generate_writes(tmp_path: Path, capsys) -> None:
     generated = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     messages = read_sent_notifications(transcript)
     assert [(m["timeStamp"], m["payload"]) for m in messages] == [(m["timeStamp"], m["payload"]) for m in generated]
+
+
+def test_the_pytest_master_sends_the_dr_masters_news_on_its_own_connection() -> None:
+    """nbwss_master.replicate(): the target master's IMPORT job and image CREATE come on a connection of its own."""
+    from emulator.harness import EndpointHandle, LoopThread, MasterHandle  # noqa: PLC0415 - the plugin's own objects
+
+    loop = LoopThread()
+    try:
+        endpoint = EndpointHandle(loop)
+        settings = Settings(properties=FAST, drain_timeout=1.0, connect_timeout=3.0)
+        master = MasterHandle(loop, [Target(endpoint.url, endpoint.token)], settings=settings, domain="smoke", seed=3)
+        master.backup(policy_type="STANDARD").assert_all_acknowledged()
+        result = master.replicate(to="dr", pick="oldest")
+        result.assert_all_acknowledged()
+        master.close()
+        connections = [list(c.session.notifications) for c in endpoint._endpoint.connections]
+        endpoint.close()
+        assert len(connections) == 2
+        dr_jobs = {i["jobType"] for m in connections[1] for g in m["payload"] if g["object"] == "JOB" for i in g["data"]}
+        assert dr_jobs == {"IMPORT"}
+        assert {m["id"] for m in connections[1]} <= set(result.sent)  # the operation's result counts the DR master's messages
+        times = [i.get("createdTime", i.get("startTime")) for c in connections for m in c for g in m["payload"] for i in g["data"]]
+        assert max(times) - 5 * 3600 <= time.time()  # a day behind the wall clock, never ahead
+    finally:
+        loop.stop()
