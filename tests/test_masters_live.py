@@ -111,3 +111,22 @@ def test_the_pytest_master_sends_the_dr_masters_news_on_its_own_connection() -> 
         assert max(times) - 5 * 3600 <= time.time()  # a day behind the wall clock, never ahead
     finally:
         loop.stop()
+
+
+def test_real_traffic_with_a_value_unknown_to_us_is_sent_and_judged_valid(captures) -> None:
+    """Replaying a master's messages with a schedule type we did not list: no schema finding, every rule holds."""
+    from emulator.contract.runner import replay  # noqa: PLC0415
+
+    messages = [json.loads(json.dumps(m)) for m in captures]
+    messages[0]["payload"][0]["data"][0]["scheduleType"] = "ST_SYNTHETIC_FULL"  # possible, unknown to us
+    messages[0]["payload"][0]["data"][0]["jobType"] = "INSTANT_SYNC_NEXT"
+
+    async def scenario():
+        async with ReferenceEndpoint() as endpoint:
+            result = await replay(messages, options(endpoint))
+            return result, endpoint.unique_notifications()
+
+    result, received = asyncio.run(scenario())
+    assert result.passed, [(r.rule.id, r.evidence) for r in result.results if r.status == "failed"]
+    assert not result.report.violations
+    assert len(received) == len(captures)
