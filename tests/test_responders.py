@@ -261,7 +261,7 @@ def follow(responder: CommandResponder, uri: str, headers: dict[str, str]) -> li
 def test_a_client_following_next_reads_every_job(master, profile, cursor) -> None:
     responder = CommandResponder(master, profile=profile)
     auth = login(responder, **({"Accept": V12} if cursor else {}))
-    status, body = call(responder, "/netbackup/admin/jobs?page[limit]=4", headers=auth)
+    _status, body = call(responder, "/netbackup/admin/jobs?page[limit]=4", headers=auth)
     assert ("next" in body["meta"]["pagination"] and isinstance(body["meta"]["pagination"]["next"], str)) == cursor
     jobs = follow(responder, "/netbackup/admin/jobs?page[limit]=4", auth)
     ids = [j["attributes"]["jobId"] for j in jobs]
@@ -276,9 +276,9 @@ def test_cursor_paging_sorts_and_goes_back(master) -> None:
     forward = follow(responder, "/netbackup/admin/jobs?page[limit]=5&sort=startTime", auth)
     starts = [j["attributes"]["startTime"] for j in forward]
     assert starts == sorted(starts) and len(forward) == len(master.jobs)
-    status, first = call(responder, "/netbackup/admin/jobs?page[limit]=5&sort=jobId", headers=auth)
-    status, second = call(responder, first["links"]["next"]["href"], headers=auth)
-    status, back = call(responder, second["links"]["prev"]["href"], headers=auth)
+    _, first = call(responder, "/netbackup/admin/jobs?page[limit]=5&sort=jobId", headers=auth)
+    _, second = call(responder, first["links"]["next"]["href"], headers=auth)
+    _status, back = call(responder, second["links"]["prev"]["href"], headers=auth)
     assert [j["id"] for j in back["data"]] == [j["id"] for j in first["data"]]
     assert "prev" not in back["meta"]["pagination"]
     assert call(responder, "/netbackup/admin/jobs?sort=colour", headers=auth)[0] == 400
