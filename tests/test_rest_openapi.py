@@ -82,7 +82,7 @@ def specs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, OpenAPI]:
     for name in FILES:
         shutil.copy(REFERENCE / name, folder / name)
         with (folder / name).open() as stream:
-            document = yaml.load(stream, Loader=loader)  # noqa: S506 (a safe loader)
+            document = yaml.load(stream, Loader=loader)
         path = SchemaPath.from_dict(document, base_uri=(folder / name).as_uri())
         config = Config(spec_validator_cls=None, extra_media_type_deserializers={MEDIA_TYPE: _json})
         loaded[name] = OpenAPI(path, config=config)
@@ -187,7 +187,7 @@ def exercise(recorder: Recorder, master) -> None:
 
 def validate(spec: OpenAPI, method: str, target: str, answer: Answer) -> str:
     """Validate one answer; returns how (``spec``, or ``error body`` where the spec lists no such status)."""
-    path, _, query = target.partition("?")
+    path = target.partition("?")[0]
     request = MockRequest(SERVER, method.lower(), path, args={}, headers={})
     data = b"" if answer.body is None else json.dumps(answer.body).encode()
     content_type = answer.headers["content-type"] if answer.body is not None else ""
@@ -225,5 +225,5 @@ def test_an_invented_attribute_fails_validation(specs, master) -> None:
     recorder.token = recorder("gateway.yaml", "POST", "/netbackup/login", {"userName": "u", "password": "p"}).body["token"]
     answer = recorder("admin.yaml", "GET", f"/netbackup/admin/jobs/{next(iter(master.jobs))}")
     answer.body["data"]["attributes"]["scheduleType"] = "ST_FULL"
-    with pytest.raises(AssertionError, match="scheduleType|ST_FULL|InvalidData"):
+    with pytest.raises(AssertionError, match=r"ST_FULL"):
         validate(specs["admin.yaml"], "GET", "/netbackup/admin/jobs/1", answer)

@@ -1,0 +1,91 @@
+"""The same REST face over HTTPS: a real HTTPS client over loopback, as Veritas' samples call it."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+
+from emulator.rest import CommandResponder
+from emulator.rest.https import RestServer
+from emulator.scenario import Timeline, load
+
+V12 = "application/vnd.netbackup+json;version=12.0"
+
+
+@pytest.fixture(scope="module")
+def master():
+    timeline = Timeline(load("restore"))
+    list(timeline.messages())
+    return timeline.masters["primary"]
+
+
+def fetch(
+    context: ssl.SSLContext, url: str, method: str = "GET", body: Any = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], Any]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=10) as response:
+            raw = response.read()
+            return response.status, dict(response.headers.items()), json.loads(raw) if raw else None
+    except urllib.error.HTTPError as error:
+        raw = error.read()
+        return error.code, dict(error.headers.items()), json.loads(raw) if raw else None
+
+
+def test_the_samples_flow_login_filter_and_follow_next(master) -> None:
+    with RestServer(CommandResponder(master, profile="10.5", credentials={"admin": "s3cret"}), port=0) as server:
+        context = ssl.create_default_context(cadata=server.ca_pem.decode())
+        assert server.url.startswith("https://127.0.0.1:") and server.port != 0
+        status, _, body = fetch(context, server.url + "/login", "POST", {"userName": "admin", "password": "bad"}, {"Content-Type": V12})
+        assert status == 401 and body["errorCode"] == 46
+        login = {"domainType": "vx", "domainName": "mydomain", "userName": "admin", "password": "s3cret"}
+        status, headers, body = fetch(context, server.url + "/login", "POST", login, {"content-type": V12})
+        assert status == 201 and headers["content-type"] == V12
+        auth = {"Authorization": body["token"], "Accept": V12}
+        url = (
+            server.url
+            + "/admin/jobs?page%5Blimit%5D=3&filter="
+            + urllib.request.quote("(status eq 0 or status eq 1) and jobType eq 'BACKUP'")
+        )
+        seen = []
+        while url:
+            status, headers, body = fetch(context, url, headers=auth)
+            assert status == 200 and headers["content-type"] == V12
+            seen.extend(d["attributes"]["jobId"] for d in body["data"])
+            url = body["links"].get("next", {}).get("href")
+            assert url is None or url.startswith(server.url)
+        expected = {j.job_id for j in master.jobs.values() if j.job_type == "BACKUP" and j.status in (0, 1)}
+        assert set(seen) == expected and len(seen) == len(expected)
+        status, _, body = fetch(context, server.url + "/admin/jobs", headers={"Accept": V12})
+        assert status == 401 and set(body) >= {"errorCode", "errorMessage"}
+        status, _, _ = fetch(context, server.url + "/admin/jobs", "DELETE", headers=auth)
+        assert status == 405
+
+
+def test_a_given_certificate_and_the_shared_state(master, tmp_path) -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "master.pem"))
+    responder = CommandResponder(master, profile="10.5")
+    with RestServer(responder, port=0, certfile=str(tmp_path / "master.pem")) as server:
+        context = ssl.create_default_context()
+        ca.configure_trust(context)
+        status, _, body = fetch(context, server.url + "/login", "POST", {"userName": "u", "password": "p"}, {"Content-Type": V12})
+        assert status == 201
+        server_vm = {"serverName": "vc01", "vmType": "VMWARE_VIRTUAL_CENTER_SERVER", "userId": "svc", "password": "pw"}
+        status, _, answer = fetch(
+            context, server.url + "/config/servers/vmservers", "POST", server_vm, {"Authorization": body["token"], "Content-Type": V12}
+        )
+        assert status == 201 and answer is None
+        assert "vc01" in master.vm_servers  # one state: what HTTPS changes, the COMMAND face sees
+        untrusting = ssl.create_default_context()
+        with pytest.raises(urllib.error.URLError):
+            fetch(untrusting, server.url + "/login", "POST", {"userName": "u", "password": "p"})
+    master.vm_servers.pop("vc01", None)
