@@ -89,3 +89,50 @@ def test_a_given_certificate_and_the_shared_state(master, tmp_path) -> None:
         with pytest.raises(urllib.error.URLError):
             fetch(untrusting, server.url + "/login", "POST", {"userName": "u", "password": "p"})
     master.vm_servers.pop("vc01", None)
+
+
+def test_the_master_command_serves_a_scenarios_master_until_interrupted(tmp_path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    cafile = tmp_path / "ca.pem"
+    command = [
+        sys.executable,
+        "-m",
+        "emulator",
+        "master",
+        "restore",
+        "--port",
+        "0",
+        "--cafile-out",
+        str(cafile),
+        "--user",
+        "admin",
+        "--password",
+        "pw",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = process.stdout.readline()
+        assert "serving https://127.0.0.1:" in first, first + process.stderr.read()
+        url = first.split("serving ")[1].strip()
+        process.stdout.readline()
+        context = ssl.create_default_context(cafile=str(cafile))
+        status, _, body = fetch(context, url + "/login", "POST", {"userName": "admin", "password": "pw"}, {"Content-Type": V12})
+        assert status == 201
+        status, _, jobs = fetch(context, url + "/admin/jobs?page%5Blimit%5D=100", headers={"Authorization": body["token"], "Accept": V12})
+        assert status == 200 and {j["attributes"]["jobType"] for j in jobs["data"]} >= {"BACKUP", "RESTORE"}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 128 + signal.SIGTERM
+        process.stdout.close()
+        process.stderr.close()
+
+
+def test_the_master_command_refuses_bad_input() -> None:
+    from emulator.cli import main
+
+    assert main(["master", "nope-no-such-scenario", "--port", "0"]) == 2
+    assert main(["master", "--user", "admin", "--port", "0"]) == 2
+    assert main(["master", "--nbu-version", "7.5", "--port", "0"]) == 2
