@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import json
+import signal
 import ssl
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from typing import Any
 
 import pytest
 
+from emulator.cli import main
 from emulator.rest import CommandResponder
 from emulator.rest.https import RestServer
 from emulator.scenario import Timeline, load
 
 V12 = "application/vnd.netbackup+json;version=12.0"
+
+pytest_plugins = ["pytester"]
 
 
 @pytest.fixture(scope="module")
@@ -92,10 +98,6 @@ def test_a_given_certificate_and_the_shared_state(master, tmp_path) -> None:
 
 
 def test_the_master_command_serves_a_scenarios_master_until_interrupted(tmp_path) -> None:
-    import signal
-    import subprocess
-    import sys
-
     cafile = tmp_path / "ca.pem"
     command = [
         sys.executable,
@@ -131,8 +133,42 @@ def test_the_master_command_serves_a_scenarios_master_until_interrupted(tmp_path
 
 
 def test_the_master_command_refuses_bad_input() -> None:
-    from emulator.cli import main
-
     assert main(["master", "nope-no-such-scenario", "--port", "0"]) == 2
     assert main(["master", "--user", "admin", "--port", "0"]) == 2
     assert main(["master", "--nbu-version", "7.5", "--port", "0"]) == 2
+
+
+def test_the_pytest_fixture_serves_the_masters_state(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        import pytest
+        from emulator.protocol.properties import NbwssProperties
+
+        @pytest.fixture(scope="session")
+        def nbwss_properties():
+            return NbwssProperties(resend_interval=0.2, send_timeout=0.3, connection_period=0.5)
+        """
+    )
+    pytester.makepyfile(
+        test_rest="""
+        import json
+        import urllib.request
+
+        V12 = "application/vnd.netbackup+json;version=12.0"
+
+        def call(server, path, body=None, **headers):
+            data = None if body is None else json.dumps(body).encode()
+            request = urllib.request.Request(server.url + path, data=data, headers={"Content-Type": V12, **headers})
+            with urllib.request.urlopen(request, context=server.client_context(), timeout=10) as response:
+                return json.loads(response.read())
+
+        def test_rest_clients_read_what_the_operations_did(nbwss_master, nbwss_rest_master):
+            nbwss_master.backup(policy_type="STANDARD").assert_all_acknowledged()
+            token = call(nbwss_rest_master, "/login", {"userName": "u", "password": "p"})["token"]
+            jobs = call(nbwss_rest_master, "/admin/jobs?page%5Blimit%5D=100", Authorization=token, Accept=V12)
+            assert {j["attributes"]["jobId"] for j in jobs["data"]} == set(nbwss_master.master.jobs)
+            assert jobs["data"] and "next" not in jobs["meta"]["pagination"]
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=120)
+    result.assert_outcomes(passed=1)

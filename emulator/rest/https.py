@@ -36,7 +36,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
-        host = self.headers.get("Host") or f"{self.server.server_address[0]}:{self.server.server_address[1]}"
+        address = self.server.server_address
+        host = self.headers.get("Host") or f"{address[0]!s}:{address[1]}"
         with self.server.lock:
             answer = self.server.responder.handle(
                 self.command, self.path, dict(self.headers.items()), body, base=f"https://{host}/netbackup"
@@ -120,6 +121,10 @@ class RestServer:
         """The API's root, e.g. ``https://127.0.0.1:1556/netbackup``."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"https://{host}:{self.port}/netbackup"
+
+    def client_context(self) -> ssl.SSLContext:
+        """An SSL context for clients that trusts the made certificate (with --certfile: the system's CAs)."""
+        return ssl.create_default_context(cadata=self.ca_pem.decode() or None)
 
     def start(self) -> RestServer:
         """Serve in a background thread."""

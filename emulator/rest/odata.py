@@ -123,10 +123,10 @@ class _Compiler:
             return lambda a: not inner(a)
         if isinstance(node, ast.Compare) and type(node.comparator) in _COMPARATORS:
             op = _COMPARATORS[type(node.comparator)]
-            left, right = node.left, node.right
-            if not isinstance(left, (ast.Identifier, ast.Attribute)) and isinstance(right, (ast.Identifier, ast.Attribute)):
-                left, right, op = right, left, _MIRRORED[op]
-            return self.comparison(left, op, right)
+            subject, literal = node.left, node.right
+            if not isinstance(subject, (ast.Identifier, ast.Attribute)) and isinstance(literal, (ast.Identifier, ast.Attribute)):
+                subject, literal, op = literal, subject, _MIRRORED[op]  # `0 eq status` reads as `status eq 0`
+            return self.comparison(subject, op, literal)
         if isinstance(node, ast.Call) and node.func.name in TEXT and len(node.args) == 2:
             return self.comparison(node.args[0], node.func.name, node.args[1])
         raise self.unsupported("only comparisons (eq ne gt ge lt le), contains/startswith/endswith, and/or/not are supported")
