@@ -157,6 +157,8 @@ class _Compiler:
     def attribute(self, node: ast._Node) -> str:
         if isinstance(node, ast.Identifier) and node.name in self.fields:
             return node.name
+        if not isinstance(node, (ast.Identifier, ast.Attribute)):
+            raise self.unsupported("a comparison compares an attribute with a value (no arithmetic, no other functions)")
         name = _name(node)
         supported = ", ".join(sorted(self.fields))
         raise HttpError(400, f"the filter cannot use the attribute {name!r}", details=[f"filterable attributes: {supported}"])
