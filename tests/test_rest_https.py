@@ -172,3 +172,19 @@ def test_the_pytest_fixture_serves_the_masters_state(pytester: pytest.Pytester) 
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=120)
     result.assert_outcomes(passed=1)
+
+
+def test_a_bug_of_ours_is_netbackups_500_and_the_server_goes_on(master, monkeypatch) -> None:
+    responder = CommandResponder(master, profile="10.5")
+    with RestServer(responder, port=0) as server:
+        context = server.client_context()
+
+        def broken(*args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("boom")
+
+        monkeypatch.setattr(responder, "handle", broken)
+        status, _, body = fetch(context, server.url + "/admin/jobs")
+        assert status == 500 and body["errorCode"] == 9999 and "boom" in body["errorDetails"][0]
+        monkeypatch.undo()
+        status, _, _ = fetch(context, server.url + "/admin/jobs")
+        assert status == 401

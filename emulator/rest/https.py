@@ -24,7 +24,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from emulator.rest.responder import CommandResponder
+from emulator.rest.errors import HttpError
+from emulator.rest.responder import Answer, CommandResponder
 
 NETBACKUP_PORT = 1556
 
@@ -39,9 +40,7 @@ class _Handler(BaseHTTPRequestHandler):
         address = self.server.server_address
         host = self.headers.get("Host") or f"{address[0]!s}:{address[1]}"
         with self.server.lock:
-            answer = self.server.responder.handle(
-                self.command, self.path, dict(self.headers.items()), body, base=f"https://{host}/netbackup"
-            )
+            answer = self._answer(body, host)
         data = b"" if answer.body is None else json.dumps(answer.body).encode()
         self.send_response(answer.status)
         for name, value in answer.headers.items():
@@ -51,6 +50,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if data and self.command != "HEAD":
             self.wfile.write(data)
+
+    def _answer(self, body: bytes, host: str) -> Answer:
+        try:
+            return self.server.responder.handle(self.command, self.path, dict(self.headers.items()), body, base=f"https://{host}/netbackup")
+        except Exception as error:  # a bug of ours: NetBackup's 500, and the connection stays usable
+            self.log_error("answering %s %s: %r", self.command, self.path, error)
+            failure = HttpError(500, "an unexpected system error occurred", details=[repr(error)])
+            return Answer(500, {"content-type": "application/vnd.netbackup+json;version=1.0"}, failure.body())
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 

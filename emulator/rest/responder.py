@@ -236,7 +236,8 @@ class CommandResponder:
 
     def _jobs(self, request: Request) -> tuple[int, Any]:
         now = self.master.now()
-        found = [resources.job_resource(j, self.master, now, request.base) for j in self.master.jobs.values()]
+        jobs = list(self.master.jobs.values())  # a snapshot: the master may run on another thread
+        found = [resources.job_resource(j, self.master, now, request.base) for j in jobs]
         found = self._filtered(request, found, resources.FILTER_JOBS)
         if request.api_major >= CURSOR_JOBS_FROM:
             page = cursor_page(
@@ -349,7 +350,7 @@ class CommandResponder:
     # -- VMware servers ------------------------------------------------------------------
 
     def _vmservers(self, request: Request) -> tuple[int, Any]:
-        found = [resources.vmserver_resource(s, request.base) for s in self.master.vm_servers.values()]
+        found = [resources.vmserver_resource(s, request.base) for s in list(self.master.vm_servers.values())]
         expression = request.query.get("filter", "").strip()
         if expression:
             checked = parse_filter(expression, resources.FILTER_VMSERVERS)
