@@ -17,11 +17,11 @@ from emulator.cli.args import non_negative, port
 from emulator.cli.signals import Interrupt
 from emulator.exceptions import UsageError
 from emulator.rest import RELEASE_API, CommandResponder
-from emulator.rest.https import NETBACKUP_PORT, RestServer
 from emulator.scenario import Timeline, load
 
 OK = 0
 DEFAULT_RELEASE = "10.5"
+NETBACKUP_PORT = 1556  # NetBackup's PBX port, where its REST API answers
 
 
 def add_parsers(verbs: Any) -> None:
@@ -48,6 +48,8 @@ def add_parsers(verbs: Any) -> None:
 
 
 def _master(args: argparse.Namespace) -> int:
+    from emulator.rest.https import RestServer  # noqa: PLC0415 - the HTTP server only for this command
+
     if args.keyfile and not args.certfile:
         raise UsageError("--keyfile needs --certfile")
     if bool(args.user) != bool(args.password):

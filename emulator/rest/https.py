@@ -19,11 +19,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
 from emulator.rest.errors import HttpError
 from emulator.rest.responder import Answer, CommandResponder
 
@@ -159,6 +154,12 @@ class RestServer:
 
 def make_certificate(names: list[str]) -> tuple[bytes, bytes, bytes]:
     """A CA and a server certificate for ``names`` (host names or addresses): (CA PEM, cert PEM, key PEM)."""
+    # cryptography only when a certificate is made: every other command starts faster without it
+    from cryptography import x509  # noqa: PLC0415
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: PLC0415
+
     now = dt.datetime.now(dt.timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "nbwss-emulator NetBackup CA")])

@@ -18,7 +18,6 @@ from typing import Any
 
 from odata_query import ast
 from odata_query.exceptions import ODataException
-from odata_query.grammar import ODataLexer, ODataParser
 
 from emulator.rest.errors import HttpError
 
@@ -73,6 +72,9 @@ class Filter:
 
 def parse_filter(expression: str, fields: Mapping[str, Field]) -> Filter:
     """Check ``expression`` against ``fields``; raise NetBackup's 400 for what it cannot take."""
+    # odata-query's grammar builds its parser tables when imported (a few hundred ms): only when a filter comes
+    from odata_query.grammar import ODataLexer, ODataParser  # noqa: PLC0415
+
     try:
         tree = ODataParser().parse(ODataLexer().tokenize(expression))
     except ODataException as error:
