@@ -248,16 +248,12 @@ def job_resource(job: Job, master: MasterServer, now: float, base: str) -> dict[
     elapsed = (end if end is not None else max(now, job.start_time)) - job.start_time
     moved = job.job_type in _DATA_JOBS and image is not None
     kilobytes = image.size_kb if moved and image is not None else 0
-    if done and not moved:
+    if done:
         percent = 100
-    elif done:
-        percent = 100 if job.status in (0, 1) else 0
     elif image is not None:
         percent = 99  # the image is catalogued shortly before the job ends
     else:
         percent = 0
-    if done and job.status not in (0, 1):
-        kilobytes = 0 if image is None else kilobytes
     files = 0 if kilobytes == 0 else max(1, kilobytes // KB_PER_FILE)
     rate = int(kilobytes / elapsed) if elapsed > 0 else 0
     parent = job.parent_job_id if job.parent_job_id != job.job_id else 0
