@@ -28,8 +28,6 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from email.parser import BytesParser
-from email.policy import HTTP
 from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -327,6 +325,9 @@ class CommandResponder:
         content_type = request.headers.get("content-type", "")
         raw = request.raw_body
         if content_type.lower().startswith("multipart/"):
+            from email.parser import BytesParser  # noqa: PLC0415 - forms are rare: the email package only for them
+            from email.policy import HTTP  # noqa: PLC0415
+
             message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + raw)
             parts = [p for p in message.iter_parts() if p.get_param("name", header="content-disposition") == "selectionsFile"]
             if not parts:
