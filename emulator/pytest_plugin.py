@@ -28,6 +28,8 @@ import pytest
 from emulator.contract.rules import FAILED, RULES
 from emulator.harness import EndpointHandle, LoopThread, MasterHandle, Result
 from emulator.protocol.properties import NbwssProperties
+from emulator.rest import CommandResponder
+from emulator.rest.https import RestServer
 from emulator.scenario import Scenario, load
 from emulator.wire.master import Settings, Target
 from emulator.wire.tls import TlsOptions
@@ -152,6 +154,18 @@ def contract_tests(scenario: str = "smoke", *, seed: int | None = None) -> Calla
             result.assert_rule(rule)
 
     return test_rule
+
+
+@pytest.fixture
+def nbwss_rest_master(nbwss_master: MasterHandle) -> Iterator[RestServer]:
+    """``nbwss_master``'s NetBackup REST API over HTTPS on loopback, as a NetBackup 10.5 master answers it.
+
+    Same state as the master's NBWSS stream: what its operations did, REST clients read.
+    ``.url`` is ``https://127.0.0.1:<port>/netbackup``; ``.client_context()`` trusts its certificate
+    (``.cafile`` is the CA's PEM file). Use it between operations, not during one.
+    """
+    with RestServer(CommandResponder(nbwss_master.master, profile="10.5"), port=0) as server:
+        yield server
 
 
 __all__ = ["contract_tests"]

@@ -156,9 +156,9 @@ def test_commands_over_the_socket_are_answered_from_the_masters_state() -> None:
             unauthorised = await endpoint.command("/netbackup/admin/jobs", headers={"Content-Type": headers["Content-Type"]})
             client = endpoint.items("IMAGE")[0]["clientName"]
             recover = await endpoint.command(
-                "/netbackup/recovery/workloads/standard/scenarios/file/recover",
+                "/netbackup/recovery/workloads/vmware/scenarios/full-vm/recover",
                 "POST",
-                body={"data": {"attributes": {"recoveryPoint": {"client": client}}}},
+                body={"data": {"type": "recoveryRequest", "attributes": {"recoveryPoint": {"client": client}}}},
                 headers=headers,
             )
             done.set()
