@@ -13,12 +13,13 @@ from typing import NoReturn
 
 from emulator import __version__
 from emulator.cli import contract, load, offline, serve
+from emulator.cli import state as state_family
 from emulator.exceptions import NbwssError, UsageError
 
 OK, FINDINGS, BAD_INPUT = 0, 1, 2
 
 #: The command families, in the order ``--help`` lists them.
-FAMILIES = (offline, contract, serve, load)
+FAMILIES = (offline, contract, serve, load, state_family)
 
 
 class Parser(argparse.ArgumentParser):
