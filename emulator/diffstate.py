@@ -70,7 +70,11 @@ def diff(expected: dict[str, Any], actual: dict[str, Any], mapping: dict[str, An
             differences.append(Difference(name, "master", "", "missing" if theirs is None else "extra"))
             continue
         for collection in ("jobs", "images"):
-            differences.extend(_compare(name, collection, _records(mine, collection, None), _records(theirs, collection, mapping)))
+            fields = (mapping or {}).get("fields", {}).get(collection, {})
+            skipped = {ours for ours, their_name in fields.items() if their_name is None}
+            differences.extend(
+                _compare(name, collection, _records(mine, collection, None), _records(theirs, collection, mapping), skipped)
+            )
     return differences
 
 
@@ -111,7 +115,9 @@ def _records(master: dict[str, Any], collection: str, mapping: dict[str, Any] | 
     return result
 
 
-def _compare(master: str, collection: str, mine: dict[str, dict[str, Any]], theirs: dict[str, dict[str, Any]]) -> list[Difference]:
+def _compare(
+    master: str, collection: str, mine: dict[str, dict[str, Any]], theirs: dict[str, dict[str, Any]], skipped: set[str]
+) -> list[Difference]:
     kind = _KINDS[collection]
     differences = []
     for key in sorted(set(mine) | set(theirs), key=_order):
@@ -122,6 +128,8 @@ def _compare(master: str, collection: str, mine: dict[str, dict[str, Any]], thei
         else:
             stored = theirs[key]
             for field, value in mine[key].items():
+                if field in skipped:
+                    continue
                 other = stored.get(field, _ABSENT)
                 if not _same(value, other):
                     differences.append(Difference(master, kind, key, "different", field, value, other))

@@ -95,6 +95,13 @@ class ExploreResult:
     transcript: str | None = None
     frames: list[dict[str, Any]] = field(default_factory=list)  # the shrunk run's transcript lines
 
+    def assert_passed(self) -> None:
+        """Nothing broke; otherwise an AssertionError with what broke and the shortest sequence that breaks it."""
+        if not self.passed:
+            steps = "\n".join(f"  {number}. {step}" for number, step in enumerate(self.steps, start=1))
+            saved = f"\ntranscript: {self.transcript}" if self.transcript else ""
+            raise AssertionError(f"exploration (seed {self.seed}) broke the endpoint: {self.failure}\nshortest sequence:\n{steps}{saved}")
+
 
 class Broken(AssertionError):
     """An invariant that did not hold after a step."""

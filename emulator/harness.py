@@ -14,19 +14,21 @@ import concurrent.futures
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from emulator.contract.rules import FAILED, RuleResult
 from emulator.contract.runner import ContractOptions, ContractResult, run_scenario
+from emulator.diffstate import diff, summary
 from emulator.endpoint.server import Fault, ReferenceEndpoint
 from emulator.protocol.codec import encode
 from emulator.protocol.session import Acknowledged, Violation
 from emulator.responders import DEFAULT_PROFILE, CommandExchange, CommandResponder
 from emulator.scenario import ScenarioError, Timeline, load, parse
 from emulator.scenario.model import Scenario
+from emulator.state import expected_state
 from emulator.wire.master import ConnectError, EmulatedMaster, Raw, Settings, Target
 from emulator.wire.tls import TlsOptions
 from emulator.wire.transcript import RecentFrames
@@ -94,6 +96,24 @@ class Result:
     rules: list[RuleResult] | None = None  # for contract runs
     excerpt: str = ""
     waited: float = 0.0
+    truth: tuple[str, list[dict[str, Any]], list[str]] | None = None  # (master, notifications sent, ids acknowledged) so far
+
+    def expected_state(self) -> dict[str, Any]:
+        """What the endpoint was told so far, as jobs and images per master (the ``run --expect-state`` document)."""
+        if self.truth is None:
+            raise ValueError("expected_state needs the result of an operation or a run of an emulated master")
+        master, messages, acked = self.truth
+        return expected_state(master, messages, acked)
+
+    def assert_endpoint_state(self, fetch: Callable[[], dict[str, Any]], mapping: dict[str, Any] | None = None) -> None:
+        """The endpoint's state (``fetch()``: its export, in the expected-state shape or as ``mapping`` says) equals the truth."""
+        differences = diff(self.expected_state(), fetch(), mapping)
+        if differences:
+            self._fail(
+                f"the endpoint's state differs from what it was told ({summary(differences)})",
+                "every job and image as the acknowledged notifications stated them",
+                "\n    ".join(str(d) for d in differences[:12]) + ("\n    …" if len(differences) > 12 else ""),
+            )
 
     @property
     def unacknowledged(self) -> list[str]:
@@ -157,6 +177,7 @@ def _contract_result(result: ContractResult, recorder: RecentFrames) -> Result:
         rules=result.results,
         excerpt=recorder.excerpt(),
         waited=report.elapsed,
+        truth=(result.master, result.sent_messages, [message_id for message_id, _, _ in report.acks]),
     )
 
 
@@ -226,6 +247,19 @@ class EndpointHandle:
             sent["Authorization"] = self._token
         return await self._endpoint.command(uri, method, body=body, headers=sent, timeout=timeout)
 
+    def state(self) -> dict[str, Any]:
+        """What the endpoint stored from the notifications it acknowledged, in the expected-state shape."""
+        return self._loop.call(self._export(), timeout=10)
+
+    async def _export(self) -> dict[str, Any]:
+        return self._endpoint.store.export()
+
+    @property
+    def state_url(self) -> str:
+        """Where the store is exported over HTTP (GET, ``Authorization: Bearer <token>``)."""
+        url: str = self._endpoint.state_url
+        return url
+
     def clear(self) -> None:
         """Forget what was received, the login token and any fault: a fresh endpoint for the next test."""
         self._endpoint.reset()
@@ -274,6 +308,7 @@ class MasterHandle:
         self._run: asyncio.Future[Any] | None = None
         self._acked: dict[str, float] = {}
         self._ack_event: asyncio.Event | None = None
+        self._history: list[dict[str, Any]] = []  # every notification sent, for expected_state()
 
     # -- whole scenarios ----------------------------------------------------------------
 
@@ -300,6 +335,7 @@ class MasterHandle:
             profile=self.profile,
             probes=probes,
             transcript=recorder,
+            keep_sent=True,
         )
         return _contract_result(await run_scenario(loaded, options), recorder)
 
@@ -382,6 +418,8 @@ class MasterHandle:
             self._acked.pop(message_id, None)  # a deliberate resend of an id is awaited anew
         for item in items:
             self._queue.put_nowait(item)
+        if tracked:
+            self._history.extend(m for m in items if isinstance(m, dict))
         props = self.settings.properties
         waited = self.settings.ack_limit() + 2 * props.resend_interval
         deadline = time.monotonic() + waited
@@ -401,7 +439,12 @@ class MasterHandle:
             commands=self.responder.exchanges[commands_before:],
             excerpt=self._recorder.excerpt(),
             waited=waited,
+            truth=(self.master.hostname, list(self._history), list(self._acked)),
         )
+
+    def expected_state(self) -> dict[str, Any]:
+        """What the endpoint was told by this master's operations so far, as jobs and images."""
+        return expected_state(self.master.hostname, self._history, list(self._acked))
 
     async def _connect(self) -> EmulatedMaster:
         if self._emulated is not None and self._run is not None and not self._run.done():
