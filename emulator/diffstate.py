@@ -72,9 +72,7 @@ def diff(expected: dict[str, Any], actual: dict[str, Any], mapping: dict[str, An
         for collection in ("jobs", "images"):
             fields = (mapping or {}).get("fields", {}).get(collection, {})
             skipped = {ours for ours, their_name in fields.items() if their_name is None}
-            differences.extend(
-                _compare(name, collection, _records(mine, collection, None), _records(theirs, collection, mapping), skipped)
-            )
+            differences.extend(_compare(name, collection, _records(mine, collection, None), _records(theirs, collection, mapping), skipped))
     return differences
 
 

@@ -72,7 +72,14 @@ def test_the_correct_store_equals_the_truth_and_each_bug_does_not() -> None:
         buggy.store(message, StoreBug.LOSES_NO_LOCAL_COPY)
     assert {d.field for d in diff(truth, buggy.export())} == {"localCopy", "lastOperation"}
     # CREATE and UPDATE in one message: the early UPDATE is dropped.
-    create = {"clientType": "STANDARD", "clientName": "c1", "backupTime": 10, "createdTime": 20, "operationId": "CREATE", "backupId": "c1_10"}
+    create = {
+        "clientType": "STANDARD",
+        "clientName": "c1",
+        "backupTime": 10,
+        "createdTime": 20,
+        "operationId": "CREATE",
+        "backupId": "c1_10",
+    }
     update = {**create, "createdTime": 30, "operationId": "UPDATE"}
     merged = {**messages[0], "id": "merged", "payload": [{"notificationType": "INFO", "object": "IMAGE", "data": [create, update]}]}
     early, right = EndpointStore(), EndpointStore()
