@@ -22,7 +22,6 @@ whether the image exists (DELETE ends it) and whether a local copy is still avai
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -50,7 +49,7 @@ class MasterState:
     def apply_item(self, object_: str, item: dict[str, Any]) -> None:
         """Fold one data item in: a JOB replaces its job's record, an IMAGE item changes its image's."""
         if object_ == "JOB" and "jobId" in item:
-            self.jobs[str(item["jobId"])] = copy.deepcopy(item)
+            self.jobs[str(item["jobId"])] = dict(item)  # JOB items are flat: their members are numbers and text
         elif object_ == "IMAGE" and "backupId" in item:
             self.apply_image(item)
 

@@ -253,7 +253,7 @@ class ReferenceEndpoint:
             accept=self.fault is not Fault.REFUSE,
             accept_any_token=self.fault is Fault.ACCEPT_ANY_TOKEN,
             notifications=deque(maxlen=self.keep),
-            on_notification=self._stored,
+            on_notification=self._stored if self.keep != 0 else None,  # keep=0 (long load runs): no store either
         )
         connection = Connection(websocket, session)
         self.connections.append(connection)
