@@ -13,7 +13,8 @@ from emulator.cli import main
 from emulator.contract import ContractOptions, replay
 from emulator.diffstate import diff
 from emulator.endpoint.server import Fault, ReferenceEndpoint
-from emulator.explore import ExploreOptions, explore, read_replay_steps
+from emulator.explore import ExploreOptions, explore, read_replay_steps, state_from_url
+from emulator.harness import EndpointHandle, LoopThread
 from emulator.protocol.properties import NbwssProperties
 from emulator.wire.master import Duplicate, Reconnect, Settings, Target
 
@@ -90,3 +91,27 @@ def test_explore_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["explore", "--budget", "soon"]) == 2
     assert main(["explore", "--fault", "store-resent-as-new", "--endpoint", "ws://127.0.0.1:9/nbwss", "--token", "t"]) == 2
     assert main(["replay", str(transcript), "--quiet", "--resend-interval", "0.5"]) == 0
+
+
+def test_an_endpoint_under_test_is_explored_through_its_state_url() -> None:
+    """Against a URL (here a reference endpoint in its own thread) with its state read over HTTP, as a team's would be."""
+    loop = LoopThread("endpoint-under-test")
+    try:
+        endpoint = EndpointHandle(loop, fault=Fault.STORE_RESENT_AS_NEW)
+        fetch = state_from_url(endpoint.state_url, endpoint.token)
+        target = [Target(endpoint.url, endpoint.token)]
+        found = explore(ExploreOptions(targets=target, state=fetch, settings=FAST, budget=60, seed=6, steps=6))
+        assert not found.passed and "state" in found.failure
+        endpoint.fault = None
+        explore(
+            ExploreOptions(targets=target, state=fetch, settings=FAST, budget=1, seed=6, steps=6, examples_per_round=10)
+        ).assert_passed()
+        endpoint.close()
+    finally:
+        loop.stop()
+
+
+def test_the_pytest_fixture(nbwss_explore: Any) -> None:
+    nbwss_explore(budget=1, steps=4, examples_per_round=5).assert_passed()
+    with pytest.raises(AssertionError, match="shortest sequence"):
+        nbwss_explore(budget=60, seed=6, steps=6, fault=Fault.STORE_RESENT_AS_NEW).assert_passed()
