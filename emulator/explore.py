@@ -270,7 +270,7 @@ class Driver:
         self._queue.put_nowait(None)
         try:
             await asyncio.wait_for(asyncio.shield(self._run), self._wait_limit() + 5)
-        except (TimeoutError, NbwssError):
+        except (asyncio.TimeoutError, NbwssError):  # asyncio's: not yet TimeoutError on Python 3.10
             self._run.cancel()
 
     async def _items(self) -> AsyncIterator[Any]:
@@ -381,7 +381,7 @@ class Driver:
                 return
             try:
                 await asyncio.wait_for(self._acked_event.wait(), remaining)
-            except TimeoutError:
+            except asyncio.TimeoutError:  # not yet TimeoutError on Python 3.10
                 return
 
     # -- the invariants --------------------------------------------------------------------------
