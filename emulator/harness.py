@@ -15,19 +15,21 @@ import copy
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from emulator.contract.rules import FAILED, RuleResult
 from emulator.contract.runner import ContractOptions, ContractResult, run_masters
+from emulator.diffstate import diff, summary
 from emulator.endpoint.server import Fault, ReferenceEndpoint
 from emulator.protocol.codec import encode
 from emulator.protocol.session import Acknowledged, Violation
 from emulator.responders import DEFAULT_PROFILE, CommandExchange, CommandResponder
 from emulator.scenario import ScenarioError, Timeline, load, parse
 from emulator.scenario.model import Scenario
+from emulator.state import expected_state
 from emulator.wire.master import ConnectError, EmulatedMaster, Raw, Settings, Target
 from emulator.wire.tls import TlsOptions
 from emulator.wire.transcript import RecentFrames
@@ -97,6 +99,29 @@ class Result:
     excerpt: str = ""
     waited: float = 0.0
     masters: list[Result] = field(default_factory=list)  # a run's result per master, each on its own connection
+    truth: tuple[str, list[dict[str, Any]], list[str]] | None = None  # (master, notifications sent, ids acknowledged) so far
+
+    def expected_state(self) -> dict[str, Any]:
+        """What the endpoint was told so far, as jobs and images per master (the ``run --expect-state`` document)."""
+        if self.masters:  # a run with every master on its own connection: each master's jobs and images
+            documents = [result.expected_state() for result in self.masters]
+            for other in documents[1:]:
+                documents[0]["masters"].update(other["masters"])
+            return documents[0]
+        if self.truth is None:
+            raise ValueError("expected_state needs the result of an operation or a run of an emulated master")
+        master, messages, acked = self.truth
+        return expected_state(master, messages, acked)
+
+    def assert_endpoint_state(self, fetch: Callable[[], dict[str, Any]], mapping: dict[str, Any] | None = None) -> None:
+        """The endpoint's state (``fetch()``: its export, in the expected-state shape or as ``mapping`` says) equals the truth."""
+        differences = diff(self.expected_state(), fetch(), mapping)
+        if differences:
+            self._fail(
+                f"the endpoint's state differs from what it was told ({summary(differences)})",
+                "every job and image as the acknowledged notifications stated them",
+                "\n    ".join(str(d) for d in differences[:12]) + ("\n    …" if len(differences) > 12 else ""),
+            )
 
     @property
     def unacknowledged(self) -> list[str]:
@@ -160,6 +185,7 @@ def _contract_result(result: ContractResult, recorder: RecentFrames) -> Result:
         rules=result.results,
         excerpt=recorder.excerpt(),
         waited=report.elapsed,
+        truth=(result.master, result.sent_messages, [message_id for message_id, _, _ in report.acks]),
     )
 
 
@@ -242,6 +268,19 @@ class EndpointHandle:
             sent["Authorization"] = self._token
         return await self._endpoint.command(uri, method, body=body, headers=sent, timeout=timeout)
 
+    def state(self) -> dict[str, Any]:
+        """What the endpoint stored from the notifications it acknowledged, in the expected-state shape."""
+        return self._loop.call(self._export(), timeout=10)
+
+    async def _export(self) -> dict[str, Any]:
+        return self._endpoint.store.export()
+
+    @property
+    def state_url(self) -> str:
+        """Where the store is exported over HTTP (GET, ``Authorization: Bearer <token>``)."""
+        url: str = self._endpoint.state_url
+        return url
+
     def clear(self) -> None:
         """Forget what was received, the login token and any fault: a fresh endpoint for the next test."""
         self._endpoint.reset()
@@ -291,6 +330,7 @@ class MasterHandle:
         self._run: asyncio.Future[Any] | None = None
         self._acked: dict[str, float] = {}
         self._ack_event: asyncio.Event | None = None
+        self._history: list[dict[str, Any]] = []  # every notification sent, for expected_state()
 
     # -- whole scenarios ----------------------------------------------------------------
 
@@ -317,6 +357,7 @@ class MasterHandle:
             profile=self.profile,
             probes=probes,
             transcript=recorder,
+            keep_sent=True,
         )
         results = await run_masters(loaded, options)  # every master on its own connection
         return _masters_result(results, recorder)
@@ -422,6 +463,8 @@ class MasterHandle:
             self._acked.pop(message_id, None)  # a deliberate resend of an id is awaited anew
         for item in items:
             self._queue.put_nowait(item)
+        if tracked:
+            self._history.extend(m for m in items if isinstance(m, dict))
         props = self.settings.properties
         waited = self.settings.ack_limit() + 2 * props.resend_interval
         deadline = time.monotonic() + waited
@@ -441,7 +484,12 @@ class MasterHandle:
             commands=self.responder.exchanges[commands_before:],
             excerpt=self._recorder.excerpt(),
             waited=waited,
+            truth=(self.master.hostname, list(self._history), list(self._acked)),
         )
+
+    def expected_state(self) -> dict[str, Any]:
+        """What the endpoint was told by this master's operations so far, as jobs and images."""
+        return expected_state(self.master.hostname, self._history, list(self._acked))
 
     async def _connect(self) -> EmulatedMaster:
         if self._emulated is not None and self._run is not None and not self._run.done():

@@ -22,6 +22,7 @@ import os
 import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -166,6 +167,32 @@ def nbwss_rest_master(nbwss_master: MasterHandle) -> Iterator[RestServer]:
     """
     with RestServer(CommandResponder(nbwss_master.master, profile="10.5"), port=0) as server:
         yield server
+
+
+def nbwss_explore(request: pytest.FixtureRequest, nbwss_settings: Settings, nbwss_seed: Iterator[int]) -> Callable[..., Any]:
+    """``nbwss_explore(budget=10, state=fetch)``: stateful exploration of the endpoint under test (``--nbwss-endpoint``,
+    else a reference endpoint of its own); returns an ``ExploreResult``: call ``assert_passed()`` on it.
+
+    ``state`` is a callable returning the endpoint's state (the expected-state shape); with the embedded
+    reference endpoint its store is compared. Other keywords are ``ExploreOptions`` fields (``steps``, ``transcript``, ``fault``).
+    """
+    from emulator.explore import ExploreOptions, explore  # noqa: PLC0415 - hypothesis loads only for tests that explore
+
+    config = request.config
+    url = config.getoption("--nbwss-endpoint") or os.environ.get("NBWSS_ENDPOINT")
+    targets = []
+    if url:
+        token = config.getoption("--nbwss-token") or os.environ.get("NBWSS_TOKEN")
+        if not token:
+            raise pytest.UsageError("--nbwss-endpoint needs --nbwss-token (or NBWSS_TOKEN)")
+        targets = [Target(url, token)]
+    tls = TlsOptions(cafile=config.getoption("--nbwss-cafile"), insecure=config.getoption("--nbwss-insecure"))
+
+    def run(budget: float = 10.0, **options: Any) -> Any:
+        options.setdefault("seed", next(nbwss_seed))
+        return explore(ExploreOptions(targets=targets, settings=nbwss_settings, tls=tls, budget=budget, **options))
+
+    return run
 
 
 __all__ = ["contract_tests"]

@@ -14,12 +14,13 @@ from typing import NoReturn
 from emulator import __version__
 from emulator.cli import contract, load, offline, serve
 from emulator.cli import master as rest_master
+from emulator.cli import state as state_family
 from emulator.exceptions import NbwssError, UsageError
 
 OK, FINDINGS, BAD_INPUT = 0, 1, 2
 
 #: The command families, in the order ``--help`` lists them.
-FAMILIES = (offline, contract, serve, load, rest_master)
+FAMILIES = (offline, contract, serve, load, rest_master, state_family)
 
 
 class Parser(argparse.ArgumentParser):

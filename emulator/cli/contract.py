@@ -14,6 +14,7 @@ from typing import Any, cast
 
 from rich.console import Console
 
+from emulator import state
 from emulator.cli.args import DEFAULT_SCENARIO, non_negative, positive_float, report_arguments, session_arguments, target_arguments, utc
 from emulator.cli.signals import Interrupt
 from emulator.contract import ContractOptions, ContractResult, replay, run_masters
@@ -26,7 +27,6 @@ from emulator.scenario import load
 from emulator.wire.master import ConnectError, Settings, Target
 from emulator.wire.registration import RegistrationError, registration_groups
 from emulator.wire.tls import TlsOptions
-from emulator.wire.transcript import read_sent_notifications
 
 OK, FINDINGS = 0, 1
 
@@ -51,6 +51,7 @@ def add_parsers(verbs: Any) -> None:
         help="after the scenario, probe robustness: all, or one of " + ", ".join(PROBE_NAMES) + " (repeatable)",
     )
     report_arguments(run)
+    run.add_argument("--expect-state", metavar="FILE", help="write what the endpoint was told (jobs, images) as JSON, for diff-state")
     run.set_defaults(command=_run)
 
     replay = verbs.add_parser("replay", help="send a recorded transcript's notifications again, as its master did")
@@ -59,6 +60,7 @@ def add_parsers(verbs: Any) -> None:
     session_arguments(replay)
     replay.add_argument("--probes", action="store_true", help="also run the wrong-token, reconnect and duplicate probes")
     report_arguments(replay)
+    replay.add_argument("--expect-state", metavar="FILE", help="write what the endpoint was told (jobs, images) as JSON, for diff-state")
     replay.set_defaults(command=_replay)
 
 
@@ -90,13 +92,15 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    from emulator.explore import read_replay_steps  # noqa: PLC0415 - it loads hypothesis, a third of a second
+
     try:
-        messages = read_sent_notifications(args.transcript)
+        messages: list[Any] = read_replay_steps(args.transcript)
     except OSError as error:
         raise UsageError(f"{args.transcript}: cannot read: {error.strerror or error}") from None
     except ValueError as error:
         raise UsageError(str(error)) from None
-    if not messages:
+    if not any(isinstance(m, dict) for m in messages):
         raise UsageError(f"{args.transcript}: no NOTIFICATION REQUEST sent by the master in this transcript")
     options, groups = contract_options(args)
     options.probes = args.probes
@@ -129,6 +133,7 @@ def contract_options(args: argparse.Namespace) -> tuple[ContractOptions, list[li
         if path is not None and not Path(path).is_file():
             raise UsageError(f"--{name} {path}: no such file")
     options = ContractOptions(settings=settings, tls=tls, profile=args.nbu_version, transcript=args.transcript)
+    options.keep_sent = bool(getattr(args, "expect_state", None))
     return options, _groups(args)
 
 
@@ -207,12 +212,23 @@ def _report(
             )
         if args.junit:
             write_junit(results, args.junit)
+        if getattr(args, "expect_state", None):
+            _write_expected_state(results, args.expect_state)
     except OSError as error:
         raise UsageError(f"cannot write a report: {error.strerror or error}") from None
     code = interrupt.exit_code()
     if code is not None:
         return code
     return OK if all(r.passed for r in results) else FINDINGS
+
+
+def _write_expected_state(results: list[ContractResult], path: str) -> None:
+    """The expected state of every group's run, merged (each run is one master)."""
+    document = results[0].expected_state()
+    for result in results[1:]:
+        document["masters"].update(result.expected_state()["masters"])
+    state.check(document, path)
+    state.write(document, path)
 
 
 def _probe_names(given: list[str] | None) -> list[str]:

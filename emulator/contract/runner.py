@@ -22,6 +22,7 @@ from emulator.protocol.session import Acknowledged
 from emulator.responders import DEFAULT_PROFILE, CommandResponder
 from emulator.scenario import Timeline
 from emulator.scenario.model import Scenario
+from emulator.state import expected_state
 from emulator.wire.master import Duplicate, EmulatedMaster, Paced, Reconnect, Report, Settings, Target
 from emulator.wire.tls import TlsOptions
 from emulator.wire.transcript import FrameRecorder, Transcript
@@ -46,6 +47,7 @@ class ContractOptions:
     stop: asyncio.Event | None = None  # set it (and cancel the run) to stop early; the run still reports
     probe_names: list[str] = field(default_factory=list)  # robustness probes to run after the scenario
     start: float | None = None  # scenario start (epoch seconds); None: so that the run ends by the wall clock's now
+    keep_sent: bool = False  # keep the notifications sent, for ContractResult.expected_state()
 
 
 @dataclass(slots=True)
@@ -59,6 +61,12 @@ class ContractResult:
     results: list[RuleResult]
     report: Report
     probes: list[ProbeResult] = field(default_factory=list)
+    master: str = ""  # the emulated master's host name
+    sent_messages: list[dict[str, Any]] = field(default_factory=list)  # with ContractOptions.keep_sent
+
+    def expected_state(self) -> dict[str, Any]:
+        """What the endpoint was told: the acknowledged notifications as jobs and images (:mod:`emulator.state`)."""
+        return expected_state(self.master, self.sent_messages, (message_id for message_id, _, _ in self.report.acks))
 
     @property
     def passed(self) -> bool:
@@ -140,7 +148,7 @@ async def run_masters(scenario: Scenario, options: ContractOptions) -> list[Cont
             source = _source((t for t in streams[spec.key]), start, options.speed)
             name = scenario.name if len(scenario.masters) == 1 else f"{scenario.name} master {spec.key} ({master.hostname})"
             pool: Callable[[], list[dict[str, Any]]] = lambda: _pool(scenario, timeline.seed)  # noqa: E731 - built only if probes run
-            runs.append(_run(name, timeline.seed, source, responder, mine, pool, shared=endpoint))
+            runs.append(_run(name, timeline.seed, source, responder, mine, pool, master.hostname, shared=endpoint))
         tasks = [asyncio.ensure_future(run) for run in runs]
         try:
             return list(await asyncio.gather(*tasks))
@@ -187,14 +195,14 @@ async def run_scenario(scenario: Scenario, options: ContractOptions) -> Contract
         source: Iterable[Any] = (Paced((t.at - start) / options.speed, t.message) for t in messages)
     else:
         source = (t.message for t in messages)
-    return await _run(scenario.name, timeline.seed, source, responder, options, pool)
+    return await _run(scenario.name, timeline.seed, source, responder, options, pool, timeline.masters[primary].hostname)
 
 
 async def replay(messages: list[dict[str, Any]], options: ContractOptions, name: str = "replay") -> ContractResult:
     """Send recorded notifications again, as their master did (no probes unless asked)."""
     master = MasterServer("replayed-master", Scheduler(time.time()), random.Random(0))
     responder = CommandResponder(master, profile=options.profile)
-    return await _run(name, None, iter(messages), responder, options, lambda: messages)
+    return await _run(name, None, iter(messages), responder, options, lambda: [m for m in messages if isinstance(m, dict)], master.hostname)
 
 
 async def _run(
@@ -204,10 +212,14 @@ async def _run(
     responder: CommandResponder,
     options: ContractOptions,
     pool: Callable[[], list[dict[str, Any]]],
+    master_name: str = "",
     *,
     shared: ReferenceEndpoint | None = None,
 ) -> ContractResult:
     endpoint: ReferenceEndpoint | None = shared  # an embedded endpoint several masters' runs share (stopped by their caller)
+    sent: list[dict[str, Any]] = []
+    if options.keep_sent:
+        source = _kept(source, sent)
     targets = options.targets
     if not targets:
         if endpoint is None:
@@ -239,7 +251,16 @@ async def _run(
         if endpoint is not None and shared is None:
             await endpoint.stop()
     facts = RunFacts(report, token_probe=token_probe, embedded=endpoint is not None, profile=options.profile)
-    return ContractResult(name, seed, report.url, endpoint is not None, evaluate(facts), report, probes)
+    return ContractResult(name, seed, report.url, endpoint is not None, evaluate(facts), report, probes, master_name, sent)
+
+
+def _kept(source: Iterable[Any], sent: list[dict[str, Any]]) -> Iterator[Any]:
+    """The items of ``source``, each notification also kept in ``sent`` as it is taken."""
+    for item in source:
+        message = item.message if isinstance(item, Paced) else item
+        if isinstance(message, dict):
+            sent.append(message)
+        yield item
 
 
 def _pool(scenario: Scenario, seed: int) -> list[dict[str, Any]]:

@@ -62,6 +62,7 @@ class EndpointSession:
     findings: list[Finding] = field(default_factory=list)
     command_responses: dict[str, dict[str, Any]] = field(default_factory=dict)
     _commands_sent: set[str] = field(default_factory=set)
+    on_notification: Callable[[dict[str, Any]], None] | None = None  # each acknowledged notification (the store)
 
     def receive(self, data: str | bytes) -> list[Reply | Close]:
         """Replies (and perhaps a close) for one frame from the master."""
@@ -83,6 +84,8 @@ class EndpointSession:
             return self._connect(message)
         if kind == ("NOTIFICATION", "REQUEST") and self.state is EndpointState.OPEN:
             self.notifications.append(message)
+            if self.on_notification is not None:
+                self.on_notification(message)
             return [Reply("ack", notification_response(message["id"], int(self.clock())))]
         if kind == ("COMMAND", "RESPONSE") and message["id"] in self._commands_sent:
             self._commands_sent.discard(message["id"])

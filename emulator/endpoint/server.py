@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
+import json
 import secrets
 import ssl
 from collections import deque
@@ -24,6 +26,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State as WsState
 
 from emulator.endpoint.core import Close, EndpointSession, EndpointState, Reply
+from emulator.endpoint.store import EndpointStore, StoreBug
 from emulator.protocol.codec import encode
 from emulator.protocol.messages import new_id
 
@@ -46,6 +49,10 @@ class Fault(Enum):
     ACCEPT_ANY_TOKEN = "accept-any-token"  # says valid: true whatever the token
     NO_PONG = "no-pong"  # half-open after CONNECT: stops reading, so pings go unanswered
     STOP_READING = "stop-reading"  # stops reading after CONNECT, on every connection: TCP backpressure
+    # -- store bugs: acknowledged right, stored wrong (emulator.endpoint.store) --
+    STORE_EARLY_UPDATE = "store-early-update"  # drops an IMAGE UPDATE whose CREATE is not stored yet (same message)
+    STORE_RESENT_AS_NEW = "store-resent-as-new"  # stores a resent notification (an id already stored) again
+    STORE_LOSES_NO_LOCAL_COPY = "store-loses-no-local-copy"  # keeps only the UPDATE of AIR's UPDATE + NO_LOCAL_COPY pair
 
     @classmethod
     def parse(cls, name: str) -> Fault:
@@ -106,6 +113,7 @@ class ReferenceEndpoint:
         self._server: Server | None = None
         self._fired: set[Fault] = set()  # one-shot faults already done
         self._open = 0
+        self.store = EndpointStore()  # what it was told, as jobs and images (export(): the expected-state shape)
 
     # -- life ----------------------------------------------------------------------------
 
@@ -144,6 +152,13 @@ class ReferenceEndpoint:
         return f"{scheme}://{host}:{self.port}/nbwss"
 
     @property
+    def state_url(self) -> str:
+        """Where the store is exported: GET with ``Authorization: Bearer <token>`` (see :meth:`_export`)."""
+        scheme = "https" if self.ssl_context else "http"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}/nbwss{STATE_PATH}"
+
+    @property
     def open_connections(self) -> int:
         """Master connections open now."""
         return self._open
@@ -154,6 +169,7 @@ class ReferenceEndpoint:
         self.fault = None
         self._fired.clear()
         self.connects = self.refused = 0
+        self.store.clear()
 
     # -- what it received ------------------------------------------------------------------
 
@@ -212,9 +228,24 @@ class ReferenceEndpoint:
     # -- serving ---------------------------------------------------------------------------
 
     def _admit(self, connection: ServerConnection, request: Request) -> Response | None:
+        if request.path.split("?", 1)[0].endswith(STATE_PATH):
+            return self._export(connection, request)
         if self._open >= self.max_connections:
             return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "too many connections\n")
         return None
+
+    def _export(self, connection: ServerConnection, request: Request) -> Response:
+        """GET .../state with ``Authorization: Bearer <token>``: the store as JSON (the expected-state shape)."""
+        offered = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(offered.encode(), f"Bearer {self.token}".encode()):
+            return connection.respond(HTTPStatus.UNAUTHORIZED, "the endpoint's token as 'Authorization: Bearer TOKEN'\n")
+        response = connection.respond(HTTPStatus.OK, json.dumps(self.store.export()) + "\n")
+        response.headers["Content-Type"] = "application/json"
+        return response
+
+    def _stored(self, message: dict[str, Any]) -> None:
+        bug = _STORE_BUGS.get(self.fault) if self.fault is not None else None
+        self.store.store(message, bug)
 
     async def _handle(self, websocket: ServerConnection) -> None:
         session = EndpointSession(
@@ -222,6 +253,7 @@ class ReferenceEndpoint:
             accept=self.fault is not Fault.REFUSE,
             accept_any_token=self.fault is Fault.ACCEPT_ANY_TOKEN,
             notifications=deque(maxlen=self.keep),
+            on_notification=self._stored if self.keep != 0 else None,  # keep=0 (long load runs): no store either
         )
         connection = Connection(websocket, session)
         self.connections.append(connection)
@@ -319,6 +351,15 @@ class ReferenceEndpoint:
         task = asyncio.ensure_future(work)
         connection.tasks.add(task)
         task.add_done_callback(connection.tasks.discard)
+
+
+#: Where the store is exported, beside the WebSocket path (GET, HTTP, with the token as a bearer).
+STATE_PATH = "/state"
+_STORE_BUGS = {
+    Fault.STORE_EARLY_UPDATE: StoreBug.EARLY_UPDATE,
+    Fault.STORE_RESENT_AS_NEW: StoreBug.RESENT_AS_NEW,
+    Fault.STORE_LOSES_NO_LOCAL_COPY: StoreBug.LOSES_NO_LOCAL_COPY,
+}
 
 
 def _content_type() -> dict[str, str]:

@@ -1,0 +1,155 @@
+"""Expected state, the reference endpoint's store and diff-state: what the endpoint was told versus what it stored."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from emulator import state
+from emulator.cli import main
+from emulator.diffstate import diff
+from emulator.endpoint.store import EndpointStore, StoreBug
+from emulator.exceptions import SchemaError
+from emulator.harness import EndpointHandle, MasterHandle
+from emulator.scenario import Timeline, load
+
+
+def smoke_messages() -> tuple[str, list[dict[str, Any]]]:
+    timeline = Timeline(load("smoke"), seed=7, start=1_764_489_600.0)
+    primary = timeline.scenario.masters[0].key
+    return timeline.masters[primary].hostname, list(timeline.notifications())
+
+
+def test_the_expected_state_is_the_last_word_on_each_job_and_image() -> None:
+    """Jobs end as their last notification said; images know whether they exist and whether a local copy is left."""
+    master, messages = smoke_messages()
+    document = state.check(state.expected_state(master, messages))
+    jobs, images = document["masters"][master]["jobs"], document["masters"][master]["images"]
+    assert jobs and all(job["state"] == "DONE" for job in jobs.values())
+    assert any(job["status"] == 58 for job in jobs.values())  # the smoke scenario's failed backup
+    deleted = [i for i in images.values() if not i["exists"]]
+    replicas_only = [i for i in images.values() if i["exists"] and not i["localCopy"]]
+    assert len(deleted) == 1 and deleted[0]["lastOperation"] == "DELETE"
+    assert len(replicas_only) == 1 and replicas_only[0]["lastOperation"] == "NO_LOCAL_COPY_AVAILABLE"
+
+
+def test_a_message_counts_once_and_only_acknowledged_ones_count() -> None:
+    master, messages = smoke_messages()
+    once = state.expected_state(master, messages)
+    assert state.expected_state(master, messages + messages[:3]) == once
+    first_only = state.expected_state(master, messages, acknowledged=[messages[0]["id"]])
+    item = messages[0]["payload"][0]["data"][0]
+    assert first_only["masters"][master]["jobs"] == {str(item["jobId"]): item}
+
+
+def test_the_schema_rejects_what_is_not_a_state() -> None:
+    with pytest.raises(SchemaError, match="/masters/m/images/x: 'exists' is a required"):
+        state.check({"masters": {"m": {"jobs": {}, "images": {"x": {"backupId": "x", "localCopy": True}}}}})
+
+
+def test_the_correct_store_equals_the_truth_and_each_bug_does_not() -> None:
+    """Fed the same messages, the store without bugs is the expected state; each seeded bug differs on its own case."""
+    master, messages = smoke_messages()
+    truth = state.expected_state(master, messages)
+    store = EndpointStore()
+    for message in messages:
+        store.store(message)
+    assert diff(truth, store.export()) == []
+    # A resent id: ignored, unless the store treats it as new (then the job goes back to its first state).
+    store.store(messages[0])
+    assert diff(truth, store.export()) == []
+    store.store(messages[0], StoreBug.RESENT_AS_NEW)
+    assert [d.field for d in diff(truth, store.export())] == ["state"]
+    # AIR's pair: the store that loses NO_LOCAL_COPY_AVAILABLE keeps a local copy that is gone.
+    buggy = EndpointStore()
+    for message in messages:
+        buggy.store(message, StoreBug.LOSES_NO_LOCAL_COPY)
+    assert {d.field for d in diff(truth, buggy.export())} == {"localCopy", "lastOperation"}
+    # CREATE and UPDATE in one message: the early UPDATE is dropped.
+    create = {
+        "clientType": "STANDARD",
+        "clientName": "c1",
+        "backupTime": 10,
+        "createdTime": 20,
+        "operationId": "CREATE",
+        "backupId": "c1_10",
+    }
+    update = {**create, "createdTime": 30, "operationId": "UPDATE"}
+    merged = {**messages[0], "id": "merged", "payload": [{"notificationType": "INFO", "object": "IMAGE", "data": [create, update]}]}
+    early, right = EndpointStore(), EndpointStore()
+    early.store(merged, StoreBug.EARLY_UPDATE)
+    right.store(merged)
+    assert diff(state.expected_state(master, [merged]), right.export()) == []
+    assert [d.field for d in diff(state.expected_state(master, [merged]), early.export())] == ["createdTime", "lastOperation"]
+
+
+def test_diff_names_what_is_missing_extra_and_different_and_follows_a_mapping() -> None:
+    expected = {"masters": {"nbu": {"jobs": {"1": {"jobId": 1, "state": "DONE"}, "2": {"jobId": 2}}, "images": {}}}}
+    theirs = {"masters": {"x": {"jobRecords": [{"id": "1", "jobState": "ACTIVE"}, {"id": "3"}], "images": []}}}
+    mapping = {"collections": {"jobs": "jobRecords"}, "fields": {"jobs": {"jobId": "id", "state": "jobState"}}}
+    found = [str(d) for d in diff(expected, theirs, mapping)]
+    assert found == ['nbu: job 1: state: expected "DONE", stored "ACTIVE"', "nbu: job 2: missing", "nbu: job 3: extra"]
+    ignore_state = {**mapping, "fields": {"jobs": {"jobId": "id", "state": None}}}
+    assert [d.what for d in diff(expected, theirs, ignore_state)] == ["missing", "extra"]
+
+
+def test_diff_state_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    master, messages = smoke_messages()
+    expected = tmp_path / "expected.json"
+    state.write(state.expected_state(master, messages), expected)
+    stored = tmp_path / "stored.json"
+    state.write(state.expected_state(master, messages[:-1]), stored)
+    assert main(["diff-state", str(expected), str(expected)]) == 0
+    assert "the states are equal" in capsys.readouterr().out
+    assert main(["diff-state", str(expected), str(stored), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["equal"] is False and report["differences"]
+    (tmp_path / "bad.json").write_text("[1]")
+    assert main(["diff-state", str(expected), str(tmp_path / "bad.json")]) == 2
+    assert main(["diff-state", str(expected), str(tmp_path / "absent.json")]) == 2
+    assert main(["diff-state", str(expected), str(expected), "--mapping", str(expected)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("nbwss-emu: error:") == 3
+
+
+def test_run_expect_state_writes_a_checked_document(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "expected.json"
+    assert main(["run", "smoke", "--quiet", "--expect-state", str(path), "--resend-interval", "0.5"]) == 0
+    document = state.read(path)
+    (jobs_and_images,) = document["masters"].values()
+    assert len(jobs_and_images["jobs"]) > 5 and len(jobs_and_images["images"]) > 3
+
+
+def test_the_reference_store_matches_a_contract_run_and_operations(nbwss_master: MasterHandle, nbwss_endpoint: EndpointHandle) -> None:
+    """Over loopback: a whole run (its duplicate probe included), then single operations, stored as told."""
+    result = nbwss_master.run("smoke")
+    result.assert_endpoint_state(nbwss_endpoint.state)
+    nbwss_endpoint.clear()
+    nbwss_master.backup(policy_type="STANDARD")
+    nbwss_master.replicate(to="dr")
+    last = nbwss_master.expire(copies="local")
+    last.assert_endpoint_state(nbwss_endpoint.state)
+    assert last.expected_state() == nbwss_master.expected_state()
+
+
+def test_assert_endpoint_state_fails_on_a_store_bug(nbwss_master: MasterHandle, nbwss_endpoint: EndpointHandle) -> None:
+    nbwss_endpoint.fault = "store-resent-as-new"
+    result = nbwss_master.run("smoke")  # its duplicate probe resends the first acknowledged notification
+    with pytest.raises(AssertionError, match=r"state differs from what it was told .*\n.*\n.*: state: expected \"DONE\""):
+        result.assert_endpoint_state(nbwss_endpoint.state)
+
+
+def test_the_store_is_exported_over_http_with_the_token(nbwss_master: MasterHandle, nbwss_endpoint: EndpointHandle) -> None:
+    nbwss_master.backup(policy_type="STANDARD")
+    request = urllib.request.Request(nbwss_endpoint.state_url, headers={"Authorization": f"Bearer {nbwss_endpoint.token}"})
+    deadline = time.monotonic() + 5
+    with urllib.request.urlopen(request, timeout=deadline - time.monotonic()) as response:
+        assert json.loads(response.read()) == nbwss_endpoint.state()
+    with pytest.raises(urllib.error.HTTPError, match="401"):
+        urllib.request.urlopen(nbwss_endpoint.state_url, timeout=5)
