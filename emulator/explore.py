@@ -22,6 +22,7 @@ import asyncio
 import json
 import pickle
 import random
+import secrets
 import time
 import urllib.request
 from collections import Counter
@@ -213,6 +214,7 @@ class Driver:
         # unpickled afresh: ten times cheaper than building it again.
         self._pristine = pickle.dumps(Timeline(self.scenario, seed=domain_seed, start=float(int(time.time()))))
         self.rng = random.Random(0)
+        self._nonce = secrets.randbits(64)  # this exploration's: mixed into every example's message ids
         self.recorder = ExampleRecorder()
         self.master: EmulatedMaster | None = None
         self._run: asyncio.Future[Any] | None = None
@@ -231,7 +233,9 @@ class Driver:
     # -- life of an example ---------------------------------------------------------------
 
     def start(self, seed: int) -> None:
-        self.rng = random.Random(seed)  # message ids: new in every example, so that no two examples send the same id
+        # Message ids: new in every example and every exploration, as a real master's (a store that de-duplicates
+        # by id must never see an id of an earlier example, or of an earlier exploration at the same seed, again).
+        self.rng = random.Random((self._nonce << 32) ^ seed)
         self.timeline = pickle.loads(self._pristine)
         self.primary = self.scenario.masters[0].key
         self.hostname = self.timeline.masters[self.primary].hostname

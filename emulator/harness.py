@@ -99,19 +99,15 @@ class Result:
     excerpt: str = ""
     waited: float = 0.0
     masters: list[Result] = field(default_factory=list)  # a run's result per master, each on its own connection
-    truth: tuple[str, list[dict[str, Any]], list[str]] | None = None  # (master, notifications sent, ids acknowledged) so far
+    truth: list[tuple[str, list[dict[str, Any]], list[str]]] | None = None  # per master: (master, notifications sent, ids acknowledged)
 
     def expected_state(self) -> dict[str, Any]:
         """What the endpoint was told so far, as jobs and images per master (the ``run --expect-state`` document)."""
         if self.masters:  # a run with every master on its own connection: each master's jobs and images
-            documents = [result.expected_state() for result in self.masters]
-            for other in documents[1:]:
-                documents[0]["masters"].update(other["masters"])
-            return documents[0]
+            return _merged([result.expected_state() for result in self.masters])
         if self.truth is None:
             raise ValueError("expected_state needs the result of an operation or a run of an emulated master")
-        master, messages, acked = self.truth
-        return expected_state(master, messages, acked)
+        return _merged([expected_state(*truth) for truth in self.truth])
 
     def assert_endpoint_state(self, fetch: Callable[[], dict[str, Any]], mapping: dict[str, Any] | None = None) -> None:
         """The endpoint's state (``fetch()``: its export, in the expected-state shape or as ``mapping`` says) equals the truth."""
@@ -174,6 +170,13 @@ class Result:
         raise AssertionError(f"{self.name}: {what}\n  expected: {expected}\n  came:     {came}\n  last frames:\n{self.excerpt}")
 
 
+def _merged(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    """Expected-state documents of several masters as one."""
+    for other in documents[1:]:
+        documents[0]["masters"].update(other["masters"])
+    return documents[0]
+
+
 def _contract_result(result: ContractResult, recorder: RecentFrames) -> Result:
     report = result.report
     return Result(
@@ -185,7 +188,7 @@ def _contract_result(result: ContractResult, recorder: RecentFrames) -> Result:
         rules=result.results,
         excerpt=recorder.excerpt(),
         waited=report.elapsed,
-        truth=(result.master, result.sent_messages, [message_id for message_id, _, _ in report.acks]),
+        truth=[(result.master, result.sent_messages, [message_id for message_id, _, _ in report.acks])],
     )
 
 
@@ -222,6 +225,10 @@ class EndpointHandle:
     def token(self) -> str:
         """The token masters must present in CONNECT."""
         return self._endpoint.token
+
+    def token_for(self, master: str) -> str:
+        """The token of ``master``'s own registration: the endpoint's store files its notifications under it."""
+        return self._endpoint.token_for(master)
 
     @property
     def fault(self) -> Fault | None:
@@ -313,9 +320,11 @@ class MasterHandle:
         domain: str = "smoke",
         seed: int | None = None,
         profile: str = DEFAULT_PROFILE,
+        token_for: Callable[[str], str] | None = None,
     ) -> None:
         self._loop = loop
         self.targets = targets
+        self._token_for = token_for  # each master its own registration (the reference endpoint's store tells them apart)
         self.settings = settings or Settings()
         self.tls = tls or TlsOptions()
         self.profile = profile
@@ -323,6 +332,8 @@ class MasterHandle:
         self._primary = self.timeline.scenario.masters[0].key
         self._peers: dict[str, MasterHandle] = {}  # the domain's other masters, each on its own connection when it has news
         self.master = self.timeline.masters[self._primary]
+        if token_for is not None:
+            self.targets = [Target(t.url, token_for(self.master.hostname)) for t in targets]
         self.responder = CommandResponder(self.master, profile=profile)
         self._recorder = RecentFrames()
         self._emulated: EmulatedMaster | None = None
@@ -358,6 +369,7 @@ class MasterHandle:
             probes=probes,
             transcript=recorder,
             keep_sent=True,
+            token_for=self._token_for,
         )
         results = await run_masters(loaded, options)  # every master on its own connection
         return _masters_result(results, recorder)
@@ -437,6 +449,9 @@ class MasterHandle:
         if peer is None:
             peer = copy.copy(self)
             peer.master = self.timeline.masters[key]
+            if self._token_for is not None:
+                peer.targets = [Target(t.url, self._token_for(peer.master.hostname)) for t in self.targets]
+            peer._history = []
             peer.responder = CommandResponder(peer.master, profile=self.profile)
             peer._recorder, peer._peers, peer._acked = RecentFrames(), {}, {}
             peer._emulated = peer._queue = peer._run = peer._ack_event = None
@@ -484,12 +499,17 @@ class MasterHandle:
             commands=self.responder.exchanges[commands_before:],
             excerpt=self._recorder.excerpt(),
             waited=waited,
-            truth=(self.master.hostname, list(self._history), list(self._acked)),
+            truth=self._truth(),
         )
 
+    def _truth(self) -> list[tuple[str, list[dict[str, Any]], list[str]]]:
+        """(master, notifications sent, ids acknowledged) of this master and of the peers that had news."""
+        handles = [self, *self._peers.values()]
+        return [(h.master.hostname, list(h._history), list(h._acked)) for h in handles]
+
     def expected_state(self) -> dict[str, Any]:
-        """What the endpoint was told by this master's operations so far, as jobs and images."""
-        return expected_state(self.master.hostname, self._history, list(self._acked))
+        """What the endpoint was told by the domain's operations so far, as jobs and images per master."""
+        return _merged([expected_state(*truth) for truth in self._truth()])
 
     async def _connect(self) -> EmulatedMaster:
         if self._emulated is not None and self._run is not None and not self._run.done():

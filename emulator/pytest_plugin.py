@@ -108,6 +108,7 @@ def nbwss_master(
     """An emulated master connected to the endpoint under test (``--nbwss-endpoint``) or to ``nbwss_endpoint``."""
     config = request.config
     url = config.getoption("--nbwss-endpoint") or os.environ.get("NBWSS_ENDPOINT")
+    token_for: Callable[[str], str] | None = None  # an external endpoint: the one token given, for every master
     if url:
         token = config.getoption("--nbwss-token") or os.environ.get("NBWSS_TOKEN")
         if not token:
@@ -116,8 +117,9 @@ def nbwss_master(
     else:
         endpoint: EndpointHandle = request.getfixturevalue("nbwss_endpoint")
         targets = [Target(endpoint.url, endpoint.token)]
+        token_for = endpoint.token_for
     tls = TlsOptions(cafile=config.getoption("--nbwss-cafile"), insecure=config.getoption("--nbwss-insecure"))
-    handle = MasterHandle(nbwss_loop, targets, settings=nbwss_settings, tls=tls, seed=next(nbwss_seed))
+    handle = MasterHandle(nbwss_loop, targets, settings=nbwss_settings, tls=tls, seed=next(nbwss_seed), token_for=token_for)
     yield handle
     handle.close()
 
@@ -169,6 +171,7 @@ def nbwss_rest_master(nbwss_master: MasterHandle) -> Iterator[RestServer]:
         yield server
 
 
+@pytest.fixture
 def nbwss_explore(request: pytest.FixtureRequest, nbwss_settings: Settings, nbwss_seed: Iterator[int]) -> Callable[..., Any]:
     """``nbwss_explore(budget=10, state=fetch)``: stateful exploration of the endpoint under test (``--nbwss-endpoint``,
     else a reference endpoint of its own); returns an ``ExploreResult``: call ``assert_passed()`` on it.

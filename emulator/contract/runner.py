@@ -48,6 +48,7 @@ class ContractOptions:
     probe_names: list[str] = field(default_factory=list)  # robustness probes to run after the scenario
     start: float | None = None  # scenario start (epoch seconds); None: so that the run ends by the wall clock's now
     keep_sent: bool = False  # keep the notifications sent, for ContractResult.expected_state()
+    token_for: Callable[[str], str] | None = None  # the token of a master's own registration (by host name), if each has one
 
 
 @dataclass(slots=True)
@@ -144,6 +145,8 @@ async def run_masters(scenario: Scenario, options: ContractOptions) -> list[Cont
                 if index == 0
                 else dataclasses.replace(options, probes=False, probe_names=[], transcript=_beside(options.transcript, spec.key))
             )
+            if options.token_for is not None and options.targets:
+                mine = dataclasses.replace(mine, targets=[Target(t.url, options.token_for(master.hostname)) for t in options.targets])
             responder = CommandResponder(master, profile=options.profile, rng=random.Random(timeline.seed + index))
             source = _source((t for t in streams[spec.key]), start, options.speed)
             name = scenario.name if len(scenario.masters) == 1 else f"{scenario.name} master {spec.key} ({master.hostname})"
@@ -224,7 +227,9 @@ async def _run(
     if not targets:
         if endpoint is None:
             endpoint = await _embedded(options)
-        targets = [Target(endpoint.url, endpoint.token)]
+        # Several masters on one embedded endpoint: each its own registration, so the store tells them apart.
+        token = endpoint.token_for(master_name) if shared is not None and master_name else endpoint.token
+        targets = [Target(endpoint.url, token)]
     transcript = Transcript(options.transcript) if isinstance(options.transcript, str) else options.transcript
     try:
         master = EmulatedMaster(

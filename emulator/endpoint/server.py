@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import json
 import secrets
@@ -113,6 +114,7 @@ class ReferenceEndpoint:
         self._server: Server | None = None
         self._fired: set[Fault] = set()  # one-shot faults already done
         self._open = 0
+        self.master_tokens: dict[str, str] = {}  # token -> master: registrations of masters that have their own
         self.store = EndpointStore()  # what it was told, as jobs and images (export(): the expected-state shape)
 
     # -- life ----------------------------------------------------------------------------
@@ -243,9 +245,18 @@ class ReferenceEndpoint:
         response.headers["Content-Type"] = "application/json"
         return response
 
-    def _stored(self, message: dict[str, Any]) -> None:
+    def _stored(self, session: EndpointSession, message: dict[str, Any]) -> None:
         bug = _STORE_BUGS.get(self.fault) if self.fault is not None else None
-        self.store.store(message, bug)
+        self.store.store(message, bug, session.master)
+
+    def token_for(self, master: str) -> str:
+        """The token of ``master``'s own registration (made on first ask): the store files its notifications under it."""
+        for token, name in self.master_tokens.items():
+            if name == master:
+                return token
+        token = secrets.token_hex(24)
+        self.master_tokens[token] = master
+        return token
 
     async def _handle(self, websocket: ServerConnection) -> None:
         session = EndpointSession(
@@ -253,8 +264,10 @@ class ReferenceEndpoint:
             accept=self.fault is not Fault.REFUSE,
             accept_any_token=self.fault is Fault.ACCEPT_ANY_TOKEN,
             notifications=deque(maxlen=self.keep),
-            on_notification=self._stored if self.keep != 0 else None,  # keep=0 (long load runs): no store either
+            master_tokens=self.master_tokens,
         )
+        if self.keep != 0:  # keep=0 (long load runs): no store either
+            session.on_notification = functools.partial(self._stored, session)
         connection = Connection(websocket, session)
         self.connections.append(connection)
         self.connects += 1

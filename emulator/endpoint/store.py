@@ -37,28 +37,37 @@ class StoreBug(Enum):
 
 
 class EndpointStore:
-    """Jobs and images as the endpoint stored them, from the notifications it acknowledged."""
+    """Jobs and images as the endpoint stored them, from the notifications it acknowledged, per master.
 
-    def __init__(self, master: str = MASTER) -> None:
-        self.master = master
-        self.state = MasterState()
-        self._stored_ids: set[str] = set()
+    A master is known by the registration (token) it connected with; masters that share
+    one token are filed together under :data:`MASTER`.
+    """
+
+    def __init__(self) -> None:
+        self.states: dict[str, MasterState] = {}
+        self._stored_ids: set[tuple[str, str]] = set()
+
+    @property
+    def state(self) -> MasterState:
+        """The state of the masters filed under :data:`MASTER` (one registration for all)."""
+        return self.states.setdefault(MASTER, MasterState())
 
     def clear(self) -> None:
-        self.state = MasterState()
+        self.states.clear()
         self._stored_ids.clear()
 
-    def store(self, message: dict[str, Any], bug: StoreBug | None = None) -> None:
-        """Store one acknowledged NOTIFICATION REQUEST; a resent id is ignored (unless ``bug`` says otherwise)."""
+    def store(self, message: dict[str, Any], bug: StoreBug | None = None, master: str = MASTER) -> None:
+        """Store one acknowledged NOTIFICATION REQUEST of ``master``; a resent id is ignored (unless ``bug`` says otherwise)."""
         message_id = message.get("id")
         if isinstance(message_id, str):
-            if message_id in self._stored_ids and bug is not StoreBug.RESENT_AS_NEW:
+            if (master, message_id) in self._stored_ids and bug is not StoreBug.RESENT_AS_NEW:
                 return
-            self._stored_ids.add(message_id)
+            self._stored_ids.add((master, message_id))
         payload = message.get("payload")
         if not isinstance(payload, list):
             return
-        stored_before = set(self.state.images)
+        state = self.states.setdefault(master, MasterState())
+        stored_before = set(state.images)
         for group in payload:
             if not isinstance(group, dict) or not isinstance(group.get("data"), list):
                 continue
@@ -71,11 +80,12 @@ class EndpointStore:
                     previous = item
                     continue
                 previous = item
-                self.state.apply_item(object_, item)
+                state.apply_item(object_, item)
 
     def export(self) -> dict[str, Any]:
         """The store in the expected-state shape (``schemas/expected-state.json``)."""
-        return {"format": FORMAT, "masters": {self.master: self.state.as_dict()}}
+        states = self.states or {MASTER: MasterState()}
+        return {"format": FORMAT, "masters": {name: state.as_dict() for name, state in states.items()}}
 
 
 def _dropped(item: dict[str, Any], previous: dict[str, Any] | None, stored_before: set[str], bug: StoreBug | None) -> bool:
