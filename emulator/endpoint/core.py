@@ -97,7 +97,10 @@ class EndpointSession:
         matches = isinstance(offered, str) and hmac.compare_digest(offered.encode(), self.token.encode())
         valid = self.accept and (matches or self.accept_any_token)
         self.state = EndpointState.OPEN if valid else EndpointState.REFUSED
-        return [Reply("connect", connect_response(message["id"], int(self.clock()), valid))]
+        reply = Reply("connect", connect_response(message["id"], int(self.clock()), valid))
+        if not valid:
+            return [reply, Close(1008, "token refused")]  # a refused master has nothing more to say: close at once
+        return [reply]
 
     def command(self, uri: str, method: str = "GET", headers: dict[str, str] | None = None, body: Any = None) -> Reply:
         """A COMMAND REQUEST to send; its response lands in :attr:`command_responses` under its id."""
