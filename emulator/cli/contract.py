@@ -17,6 +17,7 @@ from rich.console import Console
 from emulator.cli.args import DEFAULT_SCENARIO, non_negative, positive_float, report_arguments, session_arguments, target_arguments
 from emulator.cli.signals import Interrupt
 from emulator.contract import ContractOptions, ContractResult, replay, run_scenario
+from emulator.contract.hints import check_tls, check_writable, connection_hint
 from emulator.contract.probes import PROBE_NAMES
 from emulator.contract.report import as_dict, print_summary, write_junit
 from emulator.endpoint import Fault
@@ -123,6 +124,8 @@ def contract_options(args: argparse.Namespace) -> tuple[ContractOptions, list[li
         path = getattr(args, name)
         if path is not None and not Path(path).is_file():
             raise UsageError(f"--{name} {path}: no such file")
+    check_tls(tls)  # a CA or key that does not load is named now, not found out at the first wss:// connection
+    check_writable(json=args.json, junit=args.junit, transcript=args.transcript)  # before the run, not after it
     options = ContractOptions(settings=settings, tls=tls, profile=args.nbu_version, transcript=args.transcript)
     return options, _groups(args)
 
@@ -169,9 +172,21 @@ def _run_async(options: ContractOptions, runs: Callable[[], list[Any]]) -> tuple
     try:
         return asyncio.run(main()), interrupt
     except ConnectError as error:
-        raise UsageError(f"no connection: {error}") from None
-    except OSError as error:
-        raise UsageError(f"cannot write a report: {error.strerror or error}") from None
+        raise ConnectError(f"no connection: {_hinted(error, options)}") from None
+    except OSError as error:  # the transcript, opened when the run starts
+        raise UsageError(f"--transcript {options.transcript}: cannot write: {error.strerror or error}") from None
+
+
+def _hinted(error: ConnectError, options: ContractOptions) -> str:
+    return connection_hint(str(error), _url_in(str(error)), options.tls)
+
+
+def _url_in(message: str) -> str:
+    """The ws:// or wss:// URL a connection error names, if any."""
+    for word in message.split():
+        if word.startswith(("ws://", "wss://")):
+            return word.rstrip(":,;")
+    return ""
 
 
 def _report(args: argparse.Namespace, results: list[ContractResult], interrupt: Interrupt) -> int:
@@ -191,7 +206,7 @@ def _report(args: argparse.Namespace, results: list[ContractResult], interrupt: 
         if args.junit:
             write_junit(results, args.junit)
     except OSError as error:
-        raise UsageError(f"cannot write a report: {error.strerror or error}") from None
+        raise UsageError(f"{getattr(error, 'filename', None) or 'a report'}: cannot write the report: {error.strerror or error}") from None
     code = interrupt.exit_code()
     if code is not None:
         return code
