@@ -64,7 +64,7 @@ def connection_hint(message: str, url: str, tls: TlsOptions) -> str:
     scheme = urlsplit(url).scheme
     if "certificate verification failed" in message and message.endswith(_CAFILE_HINT):
         base = message[: -len(_CAFILE_HINT)]
-        if "hostname mismatch" in message.lower():
+        if "mismatch" in message.lower():
             return f"{base} (the certificate is for another host name: connect by a name the certificate has)"
         if tls.cafile is not None:
             return f"{base} (the certificate does not chain to --cafile {tls.cafile})"

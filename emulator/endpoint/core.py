@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from emulator.findings import Finding
+from emulator.findings import Finding, RuleId
 from emulator.protocol.codec import DecodeError, decode
 from emulator.protocol.messages import connect_response, envelope, new_id, notification_response
 from emulator.schemas import SchemaSet, default_schemas
@@ -66,7 +66,7 @@ class EndpointSession:
     def receive(self, data: str | bytes) -> list[Reply | Close]:
         """Replies (and perhaps a close) for one frame from the master."""
         if isinstance(data, bytes):
-            self.findings.append(Finding("", "frames.text", "binary frame from the master"))
+            self.findings.append(Finding("", RuleId.FRAMES_JSON, "binary frame from the master"))
             return []
         try:
             message = decode(data)
@@ -88,7 +88,7 @@ class EndpointSession:
             self._commands_sent.discard(message["id"])
             self.command_responses[message["id"]] = message
             return []
-        self.findings.append(Finding("/type", "frames.direction", f"unexpected {kind[0]} {kind[1]} from the master"))
+        self.findings.append(Finding("/type", RuleId.FRAMES_DIRECTION, f"unexpected {kind[0]} {kind[1]} from the master"))
         return []
 
     def _connect(self, message: dict[str, Any]) -> list[Reply | Close]:

@@ -55,6 +55,7 @@ class Fault(Enum):
     COMMAND_BEFORE_CONNECT = "command-before-connect"  # sends a COMMAND REQUEST before its CONNECT RESPONSE
     BEARER_AUTHORIZATION = "bearer-authorization"  # sends the login token as "Authorization: Bearer <token>"
     ACK_EMPTY_PAYLOAD = "ack-empty-payload"  # acknowledges with payload [] (the documentation shows {})
+    LOWERCASE_ACK_ID = "lowercase-ack-id"  # acknowledges with the id in lower case (NetBackup sends upper case)
 
     @classmethod
     def parse(cls, name: str) -> Fault:
@@ -314,6 +315,8 @@ class ReferenceEndpoint:
             return
         if fault is Fault.WRONG_ID:
             message = {**message, "id": new_id(connection.session.rng)}
+        elif fault is Fault.LOWERCASE_ACK_ID:
+            message = {**message, "id": message["id"].lower()}
         elif fault is Fault.WRONG_SUBTYPE:
             message = {**message, "subType": "REQUEST"}
         elif fault is Fault.MALFORMED_JSON:

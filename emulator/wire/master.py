@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import socket
 import ssl
@@ -830,8 +831,24 @@ def _wrong_answer(violations: list[Violation], frame: str | bytes) -> Violation 
             return violation
     if not violations or all(v.rule == RuleId.COMMAND_AFTER_CONNECT for v in violations):
         return None
-    first = violations[0].finding
-    return Violation(RuleId.CONNECT_ANSWERED, Finding(first.pointer, RuleId.CONNECT_ANSWERED, first.message), violations[0].frame)
+    first, text = violations[0].finding, violations[0].frame
+    kind = _kind(frame)
+    if kind is not None and kind != ("CONNECT", "RESPONSE"):
+        return Violation(
+            RuleId.CONNECT_ANSWERED, Finding("/type", RuleId.CONNECT_ANSWERED, f"CONNECT answered by a {kind[0]} {kind[1]}"), text
+        )
+    return Violation(RuleId.CONNECT_ANSWERED, Finding(first.pointer, RuleId.CONNECT_ANSWERED, first.message), text)
+
+
+def _kind(frame: str | bytes) -> tuple[str, str] | None:
+    """(type, subType) of a frame, when it is a JSON object that has them."""
+    try:
+        message = json.loads(frame)
+    except ValueError:
+        return None
+    if isinstance(message, dict) and isinstance(message.get("type"), str) and isinstance(message.get("subType"), str):
+        return message["type"], message["subType"]
+    return None
 
 
 _NOT_YET = object()  # what an asynchronous source gives while it waits
