@@ -136,10 +136,12 @@ RULE_INFO: dict[RuleId, RuleInfo] = {
     ),
     RuleId.ACK_WITHIN_TIMEOUT: RuleInfo(
         "every acknowledgement arrives within the ack time-out (notification.sendTimeout)",
-        "the time from a notification's send to its acknowledgement",
-        _D,
+        "the time from a notification's send to its acknowledgement (sendTimeout read as the ack deadline)",
+        _O,
     ),
-    RuleId.ACK_ONCE: RuleInfo("a notification sent once is acknowledged once", "acknowledgements of ids already acknowledged", _O),
+    RuleId.ACK_ONCE: RuleInfo(
+        "a notification sent once is acknowledged once", "acknowledgements of ids already acknowledged (every REQUEST has one RESPONSE)", _D
+    ),
     RuleId.ACK_KNOWN_ID: RuleInfo(
         "acknowledgements carry the id of a notification the master sent", "the id of every NOTIFICATION RESPONSE", _D
     ),

@@ -8,6 +8,7 @@ import json
 import random
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
@@ -119,3 +120,14 @@ def test_the_reference_endpoint_closes_a_refused_master_at_once() -> None:
     answer, code = asyncio.run(scenario())
     assert answer["payload"] == {"valid": False}
     assert code == 1008
+
+
+def test_the_docs_list_every_rule_with_its_basis_and_every_fault() -> None:
+    page = (Path(__file__).parents[1] / "docs" / "verdicts.md").read_text(encoding="utf-8")
+    rows = {line.split("|")[1].strip(" `"): line for line in page.splitlines() if line.startswith("| `")}
+    for rule in RuleId:
+        assert rule.value in rows, rule
+        basis = rows[rule.value].split("|")[3]
+        assert rule.info.basis.value in basis and ("warning only" in basis) is rule.warning_only, rule
+    for f in Fault:
+        assert f"`{f.value}`" in page, f
