@@ -219,8 +219,8 @@ class EndpointHandle:
         token = response["payload"].get("body", {}).get("token") if response["payload"]["statusCode"] == 201 else None
         if not token:
             raise AssertionError(f"login failed: {response['payload']}")
-        self._token = token
-        return token
+        self._token = str(token)
+        return self._token
 
     async def _command(self, uri: str, method: str, body: Any, headers: dict[str, str] | None, timeout: float) -> dict[str, Any]:
         sent = {"Content-Type": CONTENT_TYPE, **(headers or {})}
