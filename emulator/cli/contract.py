@@ -125,7 +125,8 @@ def contract_options(args: argparse.Namespace) -> tuple[ContractOptions, list[li
         if path is not None and not Path(path).is_file():
             raise UsageError(f"--{name} {path}: no such file")
     check_tls(tls)  # a CA or key that does not load is named now, not found out at the first wss:// connection
-    check_writable(json=args.json, junit=args.junit, transcript=args.transcript)  # before the run, not after it
+    # Before the run, not after it (load, which shares these options, has reports of its own).
+    check_writable(**{name: getattr(args, name, None) for name in ("json", "junit", "transcript")})
     options = ContractOptions(settings=settings, tls=tls, profile=args.nbu_version, transcript=args.transcript)
     return options, _groups(args)
 
