@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
+from emulator.contract.hints import connection_hint
 from emulator.contract.rules import FAILED, RuleResult
 from emulator.contract.runner import ContractOptions, ContractResult, run_scenario
 from emulator.endpoint.server import Fault, ReferenceEndpoint
@@ -422,7 +423,7 @@ class MasterHandle:
         if self._run.done():
             error = self._run.exception()
             if isinstance(error, ConnectError):
-                raise ConnectError(str(error))
+                raise ConnectError(connection_hint(str(error), self.targets[0].url if len(self.targets) == 1 else "", self.tls))
             if error is not None:
                 raise error
             _fail_connect(emulated.report)

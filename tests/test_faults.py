@@ -26,13 +26,13 @@ from emulator.wire.master import Settings, Target
 FAST = NbwssProperties(connection_period=0.5, resend_interval=0.3, send_timeout=0.2)
 
 
-def settings(rate: float | None = None) -> Settings:
-    return Settings(properties=FAST, drain_timeout=1.0, connect_timeout=3.0, rate=rate)
+def settings() -> Settings:
+    return Settings(properties=FAST, drain_timeout=1.0, connect_timeout=3.0)
 
 
-async def against(fault: Fault | None, rate: float | None = None) -> ContractResult:
+async def against(fault: Fault | None, speed: float | None = None) -> ContractResult:
     async with ReferenceEndpoint(fault=fault, late_ack_delay=0.4, probe_commands=True) as endpoint:
-        options = ContractOptions(targets=[Target(endpoint.url, endpoint.token)], settings=settings(rate))
+        options = ContractOptions(targets=[Target(endpoint.url, endpoint.token)], settings=settings(), speed=speed)
         return await run_scenario(load("smoke"), options)
 
 
@@ -66,8 +66,8 @@ BREAKERS: dict[RuleId, tuple[Callable[[], Awaitable[ContractResult]], str]] = {
     RuleId.CONNECTION_KEPT: (fault(Fault.CLOSE_MID_STREAM), "1011"),
     RuleId.RECONNECT_ACCEPTED: (fault(Fault.REFUSE_RECONNECT), "valid: false"),
     RuleId.COMMAND_AFTER_CONNECT: (fault(Fault.COMMAND_BEFORE_CONNECT), "COMMAND REQUEST before the connection was established"),
-    # At 100 notifications a second, so that the endpoint's login and jobs request come before the run ends.
-    RuleId.COMMAND_WELL_FORMED: (lambda: against(Fault.BEARER_AUTHORIZATION, rate=100), "without 'Bearer '"),
+    # In scenario time (its 1.7 hours in about a second), so that the endpoint's login and jobs request come before the end.
+    RuleId.COMMAND_WELL_FORMED: (lambda: against(Fault.BEARER_AUTHORIZATION, speed=5000), "without 'Bearer '"),
     RuleId.MASTER_FRAMES_VALID: (invalid_notification, "/payload/0/object"),
     RuleId.TRANSPORT_WSS: (fault(None), "ws://"),
 }
