@@ -78,11 +78,14 @@ Evidence = dict[RuleId, list[str]]
 def evaluate(facts: RunFacts) -> list[RuleResult]:
     """A verdict for every rule, in the order of :data:`RULES`; ValueError for a finding of an unknown rule."""
     by_rule: Evidence = {}
+    sent_by_lower: dict[str, str] | None = None  # built once, for the first unknown id
     for violation in facts.report.violations:
         rule = _rule_of(violation.rule, violation.finding.pointer, violation.frame)
         text = f"{violation.finding.pointer or '/'}: {violation.finding.message}"
         if rule is RuleId.ACK_KNOWN_ID:
-            text += _case_hint(violation.frame, facts.report)
+            if sent_by_lower is None:
+                sent_by_lower = _sent_by_lower(facts.report)
+            text += _case_hint(violation.frame, sent_by_lower)
         if violation.frame:
             text += f" in {violation.frame[:300]}"
         by_rule.setdefault(rule, []).append(text)
@@ -104,7 +107,14 @@ def _kind(frame: str) -> tuple[Any, Any]:
     return (message.get("type"), message.get("subType")) if isinstance(message, dict) else (None, None)
 
 
-def _case_hint(frame: str, report: Report) -> str:
+def _sent_by_lower(report: Report) -> dict[str, str]:
+    """The ids the master sent (acknowledged or lost), by their lower-case form."""
+    ids = {message_id.lower(): message_id for message_id in report.lost}
+    ids.update((message_id.lower(), message_id) for message_id, _, _ in report.acks)
+    return ids
+
+
+def _case_hint(frame: str, sent_by_lower: dict[str, str]) -> str:
     """A hint when an unknown acknowledged id is a sent id in other letter case."""
     try:
         message_id = json.loads(frame).get("id")
@@ -112,9 +122,8 @@ def _case_hint(frame: str, report: Report) -> str:
         return ""
     if not isinstance(message_id, str):
         return ""
-    sent = [i for i in report.lost] + [i for i, _, _ in report.acks]
-    same = next((i for i in sent if i != message_id and i.lower() == message_id.lower()), None)
-    if same is None:
+    same = sent_by_lower.get(message_id.lower())
+    if same is None or same == message_id:
         return ""
     return f" (hint: it differs only in letter case from {same}, which the master sent; answer with the id exactly as received)"
 
