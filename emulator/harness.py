@@ -18,19 +18,21 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
+from emulator.contract.hints import connection_hint
 from emulator.contract.rules import FAILED, RuleResult
 from emulator.contract.runner import ContractOptions, ContractResult, run_masters
 from emulator.diffstate import diff, summary
 from emulator.endpoint.server import Fault, ReferenceEndpoint
+from emulator.findings import RuleId
 from emulator.protocol.codec import encode
 from emulator.protocol.session import Acknowledged, Violation
 from emulator.responders import DEFAULT_PROFILE, CommandExchange, CommandResponder
 from emulator.scenario import ScenarioError, Timeline, load, parse
 from emulator.scenario.model import Scenario
 from emulator.state import expected_state
-from emulator.wire.master import ConnectError, EmulatedMaster, Raw, Settings, Target
+from emulator.wire.master import ConnectError, EmulatedMaster, Raw, Report, Settings, Target
 from emulator.wire.tls import TlsOptions
 from emulator.wire.transcript import RecentFrames
 
@@ -147,11 +149,12 @@ class Result:
         if self.violations:
             self._fail(f"{len(self.violations)} finding(s)", "no rule broken", "\n    ".join(self.findings[:10]))
 
-    def assert_rule(self, rule_id: str) -> None:
-        """A contract run's rule did not fail."""
+    def assert_rule(self, rule_id: RuleId | str) -> None:
+        """A contract run's rule did not fail; ValueError for an id that names no rule."""
         if self.rules is None:
             raise ValueError("assert_rule needs the result of a contract run (run())")
-        result = next((r for r in self.rules if r.rule.id == rule_id), None)
+        rule_id = RuleId.of(rule_id)
+        result = next((r for r in self.rules if r.rule.id is rule_id), None)
         if result is None:
             raise ValueError(f"no contract rule {rule_id!r}")
         if result.status == FAILED:
@@ -266,8 +269,8 @@ class EndpointHandle:
         token = response["payload"].get("body", {}).get("token") if response["payload"]["statusCode"] == 201 else None
         if not token:
             raise AssertionError(f"login failed: {response['payload']}")
-        self._token = token
-        return token
+        self._token = str(token)
+        return self._token
 
     async def _command(self, uri: str, method: str, body: Any, headers: dict[str, str] | None, timeout: float) -> dict[str, Any]:
         sent = {"Content-Type": CONTENT_TYPE, **(headers or {})}
@@ -528,10 +531,10 @@ class MasterHandle:
         if self._run.done():
             error = self._run.exception()
             if isinstance(error, ConnectError):
-                raise ConnectError(str(error))
+                raise ConnectError(connection_hint(str(error), self.targets[0].url if len(self.targets) == 1 else "", self.tls))
             if error is not None:
                 raise error
-            raise ConnectError(f"the endpoint did not accept the CONNECT ({'valid: false' if emulated.report.refused else 'no answer'})")
+            _fail_connect(emulated.report)
         return emulated
 
     async def _items(self) -> AsyncIterator[Any]:
@@ -558,6 +561,17 @@ class MasterHandle:
         except (TimeoutError, ConnectError):
             self._run.cancel()
         self._run = None
+
+
+def _fail_connect(report: Report) -> NoReturn:
+    """The AssertionError, naming the rule, for a master whose CONNECT was not accepted."""
+    answered = [v for v in report.violations if v.rule == RuleId.CONNECT_ANSWERED]
+    if answered:
+        finding = answered[0].finding
+        came = f"{finding.pointer or '/'}: {finding.message}" + (f" in {answered[0].frame}" if answered[0].frame else "")
+        raise AssertionError(f"rule {RuleId.CONNECT_ANSWERED} failed: {RuleId.CONNECT_ANSWERED.description}\n  came:     {came}")
+    why = "CONNECT answered valid: false" if report.refused else (report.error or "no CONNECT RESPONSE")
+    raise AssertionError(f"rule {RuleId.CONNECT_ACCEPTS_TOKEN} failed: {RuleId.CONNECT_ACCEPTS_TOKEN.description}\n  came:     {why}")
 
 
 def _step(kind: str, fields: dict[str, Any], masters: list[str]) -> Any:

@@ -26,7 +26,8 @@ from typing import Any
 
 import pytest
 
-from emulator.contract.rules import FAILED, RULES
+from emulator.contract.rules import FAILED, NOT_EXERCISED, RULES, SKIPPED
+from emulator.findings import RuleId
 from emulator.harness import EndpointHandle, LoopThread, MasterHandle, Result
 from emulator.protocol.properties import NbwssProperties
 from emulator.rest import CommandResponder
@@ -52,6 +53,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", f"{MARKER}: an NBWSS contract test (run with -m {MARKER})")
+    if _external(config) and not _token(config):  # once, before any test: not one error per test
+        raise pytest.UsageError("--nbwss-endpoint needs --nbwss-token (or NBWSS_TOKEN)")
     seed = config.getoption("--nbwss-seed")
     config.stash[_SEED] = seed if seed is not None else random.randrange(1_000_000)
 
@@ -95,10 +98,21 @@ def nbwss_endpoint_server(nbwss_loop: LoopThread) -> Iterator[EndpointHandle]:
 
 
 @pytest.fixture
-def nbwss_endpoint(nbwss_endpoint_server: EndpointHandle) -> Iterator[EndpointHandle]:
-    """A reference endpoint on loopback: ``url``, ``token``, ``received``, ``items()``, ``fault``, ``command()``, ``login()``."""
-    yield nbwss_endpoint_server
-    nbwss_endpoint_server.clear()
+def nbwss_endpoint(request: pytest.FixtureRequest) -> Iterator[EndpointHandle]:
+    """A reference endpoint on loopback: ``url``, ``token``, ``received``, ``items()``, ``fault``, ``command()``, ``login()``.
+
+    With ``--nbwss-endpoint`` the masters talk to that endpoint, not to this one: a
+    test that reads what the reference endpoint received is skipped, saying why.
+    """
+    url = _external(request.config)
+    if url:
+        pytest.skip(
+            f"reads the in-process reference endpoint (nbwss_endpoint), but the masters talk to {url} (--nbwss-endpoint); "
+            "check what that endpoint stored through its own API, or run without --nbwss-endpoint"
+        )
+    server: EndpointHandle = request.getfixturevalue("nbwss_endpoint_server")
+    yield server
+    server.clear()
 
 
 @pytest.fixture
@@ -107,13 +121,10 @@ def nbwss_master(
 ) -> Iterator[MasterHandle]:
     """An emulated master connected to the endpoint under test (``--nbwss-endpoint``) or to ``nbwss_endpoint``."""
     config = request.config
-    url = config.getoption("--nbwss-endpoint") or os.environ.get("NBWSS_ENDPOINT")
+    url = _external(config)
     token_for: Callable[[str], str] | None = None  # an external endpoint: the one token given, for every master
     if url:
-        token = config.getoption("--nbwss-token") or os.environ.get("NBWSS_TOKEN")
-        if not token:
-            raise pytest.UsageError("--nbwss-endpoint needs --nbwss-token (or NBWSS_TOKEN)")
-        targets = [Target(url, token)]
+        targets = [Target(url, _token(config) or "")]  # the token was checked in pytest_configure
     else:
         endpoint: EndpointHandle = request.getfixturevalue("nbwss_endpoint")
         targets = [Target(endpoint.url, endpoint.token)]
@@ -122,6 +133,17 @@ def nbwss_master(
     handle = MasterHandle(nbwss_loop, targets, settings=nbwss_settings, tls=tls, seed=next(nbwss_seed), token_for=token_for)
     yield handle
     handle.close()
+
+
+def _external(config: pytest.Config) -> str | None:
+    """The endpoint under test when it is not the in-process one."""
+    url: str | None = config.getoption("--nbwss-endpoint") or os.environ.get("NBWSS_ENDPOINT")
+    return url
+
+
+def _token(config: pytest.Config) -> str | None:
+    token: str | None = config.getoption("--nbwss-token") or os.environ.get("NBWSS_TOKEN")
+    return token
 
 
 @pytest.fixture
@@ -141,18 +163,20 @@ def contract_tests(scenario: str = "smoke", *, seed: int | None = None) -> Calla
 
     test_nbwss_contract = contract_tests("smoke")
     """
+    loaded = load(scenario)  # a wrong name is one error where the tests are defined, not one per rule
     runs: dict[tuple[str, ...], Result] = {}
 
     @pytest.mark.nbwss_contract
-    @pytest.mark.parametrize("rule", [rule.id for rule in RULES])
+    @pytest.mark.parametrize("rule", [rule.id.value for rule in RULES])
     def test_rule(rule: str, nbwss_master: MasterHandle) -> None:
         key = tuple(t.url for t in nbwss_master.targets)
         if key not in runs:
-            runs[key] = nbwss_master.run(scenario, seed=seed)
+            runs[key] = nbwss_master.run(loaded, seed=seed)
         result = runs[key]
-        verdict = next(r for r in result.rules or [] if r.rule.id == rule)
-        if verdict.status == "skipped":
-            pytest.skip(verdict.summary)
+        verdicts = {r.rule.id: r for r in result.rules or []}
+        verdict = verdicts[RuleId.of(rule)]
+        if verdict.status in (SKIPPED, NOT_EXERCISED):
+            pytest.skip(f"{verdict.status}: {verdict.summary}" if verdict.status == NOT_EXERCISED else verdict.summary)
         if verdict.status == FAILED:
             result.assert_rule(rule)
 

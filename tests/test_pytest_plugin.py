@@ -180,17 +180,49 @@ def test_against_a_separately_started_endpoint(pytester: pytest.Pytester, extern
 
 
 def test_an_external_endpoint_needs_a_token(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_x="def test_x(nbwss_master):\n    pass\n")
+    """One clear error before any test runs, not one per test."""
+    pytester.makepyfile(test_x="def test_x(nbwss_master):\n    pass\n\ndef test_y(nbwss_master):\n    pass\n")
     result = run(pytester, "--nbwss-endpoint", "ws://127.0.0.1:9/x")
-    result.stdout.fnmatch_lines(["*--nbwss-endpoint needs --nbwss-token*"])
-    assert result.ret != 0
+    errors = (result.stdout.str() + result.stderr.str()).count("--nbwss-endpoint needs --nbwss-token")
+    assert errors == 1
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+
+
+def _readme_example() -> str:
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("A complete test file to copy") :]
+    start = section.index("```python") + len("```python")
+    return section[start : section.index("```", start)]
+
+
+def test_the_readme_example_against_an_external_endpoint(pytester: pytest.Pytester, external_endpoint: EndpointHandle) -> None:
+    """Tests that read the in-process endpoint skip, saying why; none fails with StopIteration or 'no master is connected'."""
+    pytester.makepyfile(test_nbwss=_readme_example())
+    result = run(pytester, "-rs", "--nbwss-endpoint", external_endpoint.url, "--nbwss-token", external_endpoint.token)
+    output = result.stdout.str()
+    assert "StopIteration" not in output and "no master is connected" not in output
+    result.assert_outcomes(passed=len(RULES) - 1 + 2, skipped=1 + 2)  # command.well-formed: this endpoint sends none
+    result.stdout.fnmatch_lines(["*the masters talk to*--nbwss-endpoint*"])
+
+
+def test_a_wrong_scenario_name_is_one_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_c="from emulator.pytest_plugin import contract_tests\n\ntest_contract = contract_tests('no-such-scenario')\n")
+    result = run(pytester)
+    output = result.stdout.str()
+    assert output.count("no-such-scenario") >= 1
+    result.assert_outcomes(errors=1)
+
+
+def test_a_wrong_connect_answer_is_an_assertion_naming_the_rule(pytester: pytest.Pytester, external_endpoint: EndpointHandle) -> None:
+    external_endpoint.fault = "connect-not-boolean"
+    pytester.makepyfile(test_x="def test_x(nbwss_master):\n    nbwss_master.backup(policy_type='STANDARD')\n")
+    result = run(pytester, "--nbwss-endpoint", external_endpoint.url, "--nbwss-token", external_endpoint.token)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*AssertionError: rule connect.answered failed*", '*/payload/valid: "true" is not of type "boolean"*'])
 
 
 def test_the_readme_example_passes(pytester: pytest.Pytester) -> None:
     """The test file the README offers to copy runs green as it stands."""
-    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("A complete test file to copy") :]
-    start = section.index("```python") + len("```python")
-    pytester.makepyfile(test_nbwss=section[start : section.index("```", start)])
+    pytester.makepyfile(test_nbwss=_readme_example())
     result = run(pytester)
     result.assert_outcomes(passed=len(RULES) - 1 + 4, skipped=1)

@@ -18,6 +18,7 @@ from emulator import state
 from emulator.cli.args import DEFAULT_SCENARIO, non_negative, positive_float, report_arguments, session_arguments, target_arguments, utc
 from emulator.cli.signals import Interrupt
 from emulator.contract import ContractOptions, ContractResult, replay, run_masters
+from emulator.contract.hints import check_tls, check_writable, connection_hint
 from emulator.contract.probes import PROBE_NAMES
 from emulator.contract.report import as_dict, print_summary, write_junit
 from emulator.endpoint import Fault
@@ -132,6 +133,9 @@ def contract_options(args: argparse.Namespace) -> tuple[ContractOptions, list[li
         path = getattr(args, name)
         if path is not None and not Path(path).is_file():
             raise UsageError(f"--{name} {path}: no such file")
+    check_tls(tls)  # a CA or key that does not load is named now, not found out at the first wss:// connection
+    # Before the run, not after it (load, which shares these options, has reports of its own).
+    check_writable(**{name: getattr(args, name, None) for name in ("json", "junit", "transcript")})
     options = ContractOptions(settings=settings, tls=tls, profile=args.nbu_version, transcript=args.transcript)
     options.keep_sent = bool(getattr(args, "expect_state", None))
     return options, _groups(args)
@@ -179,9 +183,21 @@ def _run_async(options: ContractOptions, runs: Callable[[], list[Any]]) -> tuple
     try:
         return asyncio.run(main()), interrupt
     except ConnectError as error:
-        raise UsageError(f"no connection: {error}") from None
-    except OSError as error:
-        raise UsageError(f"cannot write a report: {error.strerror or error}") from None
+        raise ConnectError(f"no connection: {_hinted(error, options)}") from None
+    except OSError as error:  # the transcript, opened when the run starts
+        raise UsageError(f"--transcript {options.transcript}: cannot write: {error.strerror or error}") from None
+
+
+def _hinted(error: ConnectError, options: ContractOptions) -> str:
+    return connection_hint(str(error), _url_in(str(error)), options.tls)
+
+
+def _url_in(message: str) -> str:
+    """The ws:// or wss:// URL a connection error names, if any."""
+    for word in message.split():
+        if word.startswith(("ws://", "wss://")):
+            return word.rstrip(":,;")
+    return ""
 
 
 def _group_document(group: list[ContractResult]) -> dict[str, Any]:
@@ -215,7 +231,7 @@ def _report(
         if getattr(args, "expect_state", None):
             _write_expected_state(results, args.expect_state)
     except OSError as error:
-        raise UsageError(f"cannot write a report: {error.strerror or error}") from None
+        raise UsageError(f"{getattr(error, 'filename', None) or 'a report'}: cannot write the report: {error.strerror or error}") from None
     code = interrupt.exit_code()
     if code is not None:
         return code

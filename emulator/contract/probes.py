@@ -61,6 +61,20 @@ class ProbeResult:
         }
 
 
+async def try_wrong_token(target: Target, settings: Settings, tls: TlsOptions, token: str) -> tuple[bool | None, str]:
+    """CONNECT to ``target`` with a wrong ``token``: (valid, how); a connection that cannot be made says so, never raises."""
+    try:
+        return await EmulatedMaster([target], settings, tls=tls).try_token(token)
+    except ConnectError as error:
+        return None, f"no connection for the wrong-token CONNECT: {error}"
+
+
+def connected_first(targets: list[Target], connected: Target) -> list[Target]:
+    """``targets`` with ``connected`` preferred: probes go where the run was, and fail over from there."""
+    first = min((t.priority for t in targets), default=0) - 1
+    return [dataclasses.replace(t, priority=first) if t == connected else t for t in targets]
+
+
 async def run_probes(
     names: list[str],
     targets: list[Target],

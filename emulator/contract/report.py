@@ -10,10 +10,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from emulator.contract.rules import FAILED, PASSED, SKIPPED, WARNING
+from emulator.contract.rules import FAILED, NOT_EXERCISED, PASSED, SKIPPED, WARNING
 from emulator.contract.runner import ContractResult
 
-_STYLE = {PASSED: "green", FAILED: "bold red", SKIPPED: "dim", WARNING: "yellow"}
+_STYLE = {PASSED: "green", FAILED: "bold red", SKIPPED: "dim", WARNING: "yellow", NOT_EXERCISED: "dim"}
 
 
 def print_summary(result: ContractResult, console: Console) -> None:
@@ -26,7 +26,7 @@ def print_summary(result: ContractResult, console: Console) -> None:
     table.add_column("details", overflow="fold")
     for r in result.results:
         details = r.summary
-        if r.status == FAILED and r.evidence:
+        if r.status in (FAILED, WARNING) and r.evidence and r.evidence[0] != r.summary:  # never the same words twice
             details = f"{r.summary}: {r.evidence[0]}"
         table.add_row(r.rule.id, f"[{_STYLE[r.status]}]{r.status}[/]", str(r.checked), str(r.failures) if r.failures else "", details)
     console.print(table)
@@ -90,7 +90,7 @@ def write_junit(results: list[ContractResult], path: str | Path) -> None:
 
 def _suite(result: ContractResult) -> ET.Element:
     failures = sum(1 for r in result.results if r.status == FAILED)
-    skipped = sum(1 for r in result.results if r.status == SKIPPED)
+    skipped = sum(1 for r in result.results if r.status in (SKIPPED, NOT_EXERCISED))
     suite = ET.Element(
         "testsuite",
         name=f"nbwss-contract.{result.name}",
@@ -98,7 +98,7 @@ def _suite(result: ContractResult) -> ET.Element:
         failures=str(failures),
         errors="0",
         skipped=str(skipped),
-        time=f"{result.report.elapsed:.3f}",
+        time=f"{result.elapsed:.3f}",
     )
     properties = ET.SubElement(suite, "properties")
     for name, value in (("endpoint", result.endpoint), ("scenario", result.name), ("seed", str(result.seed))):
@@ -108,8 +108,8 @@ def _suite(result: ContractResult) -> ET.Element:
         if r.status == FAILED:
             failure = ET.SubElement(case, "failure", message=f"{r.rule.description}: {r.summary}", type=r.rule.id)
             failure.text = "\n".join(r.evidence)
-        elif r.status == SKIPPED:
-            ET.SubElement(case, "skipped", message=r.summary)
+        elif r.status in (SKIPPED, NOT_EXERCISED):
+            ET.SubElement(case, "skipped", message=f"{r.status}: {r.summary}" if r.status == NOT_EXERCISED else r.summary)
         elif r.status == WARNING:
             out = ET.SubElement(case, "system-out")
             out.text = f"warning: {r.summary}: " + "; ".join(r.evidence)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from emulator.contract.probes import ProbeResult, run_probes
+from emulator.contract.probes import ProbeResult, connected_first, run_probes, try_wrong_token
 from emulator.contract.rules import FAILED, RuleResult, RunFacts, evaluate
 from emulator.domain.clock import Scheduler
 from emulator.domain.master import MasterServer
@@ -64,6 +64,7 @@ class ContractResult:
     probes: list[ProbeResult] = field(default_factory=list)
     master: str = ""  # the emulated master's host name
     sent_messages: list[dict[str, Any]] = field(default_factory=list)  # with ContractOptions.keep_sent
+    elapsed: float = 0.0  # the whole verdict: the scenario, the wrong-token CONNECT and the probes
 
     def expected_state(self) -> dict[str, Any]:
         """What the endpoint was told: the acknowledged notifications as jobs and images (:mod:`emulator.state`)."""
@@ -90,7 +91,7 @@ class ContractResult:
             "connections": report.established,
             "dropped": report.drops,
             "commands": len(report.commands),
-            "elapsed_s": round(report.elapsed, 3),
+            "elapsed_s": round(max(self.elapsed, report.elapsed), 3),
             "ack_latency_ms": {
                 "p50": _percentile(latencies, 50),
                 "p90": _percentile(latencies, 90),
@@ -182,7 +183,13 @@ def _beside(transcript: str | FrameRecorder | None, key: str) -> str | FrameReco
 
 
 async def _embedded(options: ContractOptions) -> ReferenceEndpoint:
-    return await ReferenceEndpoint(probe_commands=True, fault=options.fault, late_ack_delay=options.settings.ack_limit() * 1.5).start()
+    return await ReferenceEndpoint(
+        probe_commands=True,
+        fault=options.fault,
+        late_ack_delay=options.settings.ack_limit() * 1.5,
+        profile=options.profile,
+        connect_timeout=options.settings.connect_timeout,
+    ).start()
 
 
 async def run_scenario(scenario: Scenario, options: ContractOptions) -> ContractResult:
@@ -219,6 +226,7 @@ async def _run(
     *,
     shared: ReferenceEndpoint | None = None,
 ) -> ContractResult:
+    started = time.monotonic()
     endpoint: ReferenceEndpoint | None = shared  # an embedded endpoint several masters' runs share (stopped by their caller)
     sent: list[dict[str, Any]] = []
     if options.keep_sent:
@@ -231,23 +239,35 @@ async def _run(
         token = endpoint.token_for(master_name) if shared is not None and master_name else endpoint.token
         targets = [Target(endpoint.url, token)]
     transcript = Transcript(options.transcript) if isinstance(options.transcript, str) else options.transcript
+    token_probe: tuple[bool | None, str] | None = None
+    token_skipped = "the wrong-token probe was not run"
     try:
         master = EmulatedMaster(
             targets, options.settings, tls=options.tls, responder=responder, transcript=transcript, on_ack=options.on_ack
         )
-        token_probe = None
         try:
             if options.probes:
-                token_probe = await master.try_token(_wrong_token(targets[0].token))
                 source = _with_probes(iter(source))
             report = await master.run(source)  # returns its report, marked, when interrupted
         except asyncio.CancelledError:
             report = master.report  # interrupted before the run began
             report.interrupted = True
+        # The probes go to the endpoint the run was connected to: with fail-over, not necessarily the first.
+        connected = _connected(targets, report.url)
         probes: list[ProbeResult] = []
+        if options.probes and not report.interrupted:
+            if report.established:
+                try:
+                    token_probe = await try_wrong_token(connected, options.settings, options.tls, _wrong_token(connected.token))
+                except asyncio.CancelledError:
+                    report.interrupted = True
+            else:
+                token_skipped = "no connection was established, so no second one was tried"
         if options.probe_names and not report.interrupted:
             try:
-                probes = await run_probes(options.probe_names, targets, options.settings, options.tls, pool(), seed or 0)
+                probes = await run_probes(
+                    options.probe_names, connected_first(targets, connected), options.settings, options.tls, pool(), seed or 0
+                )
             except asyncio.CancelledError:
                 report.interrupted = True
     finally:
@@ -255,8 +275,17 @@ async def _run(
             transcript.close()
         if endpoint is not None and shared is None:
             await endpoint.stop()
-    facts = RunFacts(report, token_probe=token_probe, embedded=endpoint is not None, profile=options.profile)
-    return ContractResult(name, seed, report.url, endpoint is not None, evaluate(facts), report, probes, master_name, sent)
+    facts = RunFacts(
+        report, token_probe=token_probe, token_probe_skipped=token_skipped, embedded=endpoint is not None, profile=options.profile
+    )
+    result = ContractResult(name, seed, report.url, endpoint is not None, evaluate(facts), report, probes, master_name, sent)
+    result.elapsed = time.monotonic() - started
+    return result
+
+
+def _connected(targets: list[Target], url: str) -> Target:
+    """The target the run was (last) connected to; the first by priority if none."""
+    return next((t for t in targets if t.url == url), min(targets, key=lambda t: t.priority))
 
 
 def _kept(source: Iterable[Any], sent: list[dict[str, Any]]) -> Iterator[Any]:

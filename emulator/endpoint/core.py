@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from emulator.findings import Finding
+from emulator.findings import Finding, RuleId
 from emulator.protocol.codec import DecodeError, decode
 from emulator.protocol.messages import connect_response, envelope, new_id, notification_response
 from emulator.schemas import SchemaSet, default_schemas
@@ -69,7 +69,7 @@ class EndpointSession:
     def receive(self, data: str | bytes) -> list[Reply | Close]:
         """Replies (and perhaps a close) for one frame from the master."""
         if isinstance(data, bytes):
-            self.findings.append(Finding("", "frames.text", "binary frame from the master"))
+            self.findings.append(Finding("", RuleId.FRAMES_JSON, "binary frame from the master"))
             return []
         try:
             message = decode(data)
@@ -93,7 +93,7 @@ class EndpointSession:
             self._commands_sent.discard(message["id"])
             self.command_responses[message["id"]] = message
             return []
-        self.findings.append(Finding("/type", "frames.direction", f"unexpected {kind[0]} {kind[1]} from the master"))
+        self.findings.append(Finding("/type", RuleId.FRAMES_DIRECTION, f"unexpected {kind[0]} {kind[1]} from the master"))
         return []
 
     def _connect(self, message: dict[str, Any]) -> list[Reply | Close]:
@@ -106,7 +106,10 @@ class EndpointSession:
                     matches, self.master = True, master
         valid = self.accept and (matches or self.accept_any_token)
         self.state = EndpointState.OPEN if valid else EndpointState.REFUSED
-        return [Reply("connect", connect_response(message["id"], int(self.clock()), valid))]
+        reply = Reply("connect", connect_response(message["id"], int(self.clock()), valid))
+        if not valid:
+            return [reply, Close(1008, "token refused")]  # a refused master has nothing more to say: close at once
+        return [reply]
 
     def command(self, uri: str, method: str = "GET", headers: dict[str, str] | None = None, body: Any = None) -> Reply:
         """A COMMAND REQUEST to send; its response lands in :attr:`command_responses` under its id."""

@@ -30,6 +30,7 @@ from emulator.endpoint.core import Close, EndpointSession, EndpointState, Reply
 from emulator.endpoint.store import EndpointStore, StoreBug
 from emulator.protocol.codec import encode
 from emulator.protocol.messages import new_id
+from emulator.responders import DEFAULT_PROFILE, VERSION_PROFILES
 
 DEFAULT_MAX_SIZE = 1024 * 1024  # our decision: 1 MiB frames at most, websockets' default too
 
@@ -50,6 +51,15 @@ class Fault(Enum):
     ACCEPT_ANY_TOKEN = "accept-any-token"  # says valid: true whatever the token
     NO_PONG = "no-pong"  # half-open after CONNECT: stops reading, so pings go unanswered
     STOP_READING = "stop-reading"  # stops reading after CONNECT, on every connection: TCP backpressure
+    CONNECT_NOT_BOOLEAN = "connect-not-boolean"  # answers CONNECT with valid: "true", a string
+    CONNECT_WRONG_ID = "connect-wrong-id"  # answers CONNECT with an id of its own
+    NO_CONNECT_ANSWER = "no-connect-answer"  # opens the WebSocket but never answers CONNECT
+    DROP_DUPLICATES = "drop-duplicates"  # a de-duplicating store: a notification id seen before is never acknowledged
+    REFUSE_RECONNECT = "refuse-reconnect"  # accepts the first CONNECT, answers valid: false to every later one
+    COMMAND_BEFORE_CONNECT = "command-before-connect"  # sends a COMMAND REQUEST before its CONNECT RESPONSE
+    BEARER_AUTHORIZATION = "bearer-authorization"  # sends the login token as "Authorization: Bearer <token>"
+    ACK_EMPTY_PAYLOAD = "ack-empty-payload"  # acknowledges with payload [] (the documentation shows {})
+    LOWERCASE_ACK_ID = "lowercase-ack-id"  # acknowledges with the id in lower case (NetBackup sends upper case)
     # -- store bugs: acknowledged right, stored wrong (emulator.endpoint.store) --
     STORE_EARLY_UPDATE = "store-early-update"  # drops an IMAGE UPDATE whose CREATE is not stored yet (same message)
     STORE_RESENT_AS_NEW = "store-resent-as-new"  # stores a resent notification (an id already stored) again
@@ -93,6 +103,8 @@ class ReferenceEndpoint:
         probe_commands: bool = False,
         ping_interval: float | None = 20.0,
         keep: int | None = None,
+        profile: str = DEFAULT_PROFILE,
+        connect_timeout: float = 10.0,
     ) -> None:
         self.host = host
         self.port = port
@@ -108,6 +120,12 @@ class ReferenceEndpoint:
         self.probe_commands = probe_commands
         self.ping_interval = ping_interval
         self.keep = keep  # notifications kept per connection; None: all (for queries), 0: none (for load)
+        if profile not in VERSION_PROFILES:
+            raise ValueError(f"unknown NetBackup version profile {profile!r}; known: {', '.join(VERSION_PROFILES)}")
+        self.profile = profile  # the NetBackup version of the masters: the Content-Type of its COMMAND requests
+        self.connect_timeout = connect_timeout  # a WebSocket without a CONNECT this long is closed
+        self._seen: set[str] = set()  # notification ids received, for the drop-duplicates fault
+        self._accepted = 0  # CONNECTs answered valid: true
         self.connections: list[Connection] = []
         self.connects = 0
         self.refused = 0
@@ -170,7 +188,8 @@ class ReferenceEndpoint:
         self.connections = []
         self.fault = None
         self._fired.clear()
-        self.connects = self.refused = 0
+        self._seen.clear()
+        self.connects = self.refused = self._accepted = 0
         self.store.clear()
 
     # -- what it received ------------------------------------------------------------------
@@ -261,7 +280,7 @@ class ReferenceEndpoint:
     async def _handle(self, websocket: ServerConnection) -> None:
         session = EndpointSession(
             self.token,
-            accept=self.fault is not Fault.REFUSE,
+            accept=self.fault is not Fault.REFUSE and not (self.fault is Fault.REFUSE_RECONNECT and self._accepted),
             accept_any_token=self.fault is Fault.ACCEPT_ANY_TOKEN,
             notifications=deque(maxlen=self.keep),
             master_tokens=self.master_tokens,
@@ -273,6 +292,7 @@ class ReferenceEndpoint:
         self.connects += 1
         self._open += 1
         closing = False
+        overdue = asyncio.get_running_loop().call_later(self.connect_timeout, self._connect_overdue, connection)
         try:
             async for frame in websocket:
                 if closing:
@@ -284,6 +304,11 @@ class ReferenceEndpoint:
                         break
                     if output.kind == "connect" and not output.message["payload"]["valid"]:
                         self.refused += 1
+                    elif output.kind == "connect":
+                        self._accepted += 1
+                    if output.kind == "connect" and self.fault is Fault.COMMAND_BEFORE_CONNECT:
+                        early = session.command("/netbackup/admin/jobs", headers=self._content_type())
+                        await websocket.send(encode(early.message).decode())
                     if output.kind == "connect" and output.message["payload"]["valid"] and self.probe_commands:
                         self._spawn(connection, self._probe(connection))
                     if output.kind == "connect" and (self._due(Fault.NO_PONG, connection) or self.fault is Fault.STOP_READING):
@@ -301,13 +326,29 @@ class ReferenceEndpoint:
         except ConnectionClosed:
             pass
         finally:
+            overdue.cancel()
             self._open -= 1
             for task in list(connection.tasks):
                 if not closing:
                     task.cancel()
 
+    def _connect_overdue(self, connection: Connection) -> None:
+        """Close a WebSocket that has not sent CONNECT within the connect time-out: unauthenticated, it gets nothing."""
+        if connection.session.state is EndpointState.AWAITING_CONNECT:
+            self._spawn(connection, connection.websocket.close(1008, f"no CONNECT within {self.connect_timeout:g}s"))
+
     async def _send(self, connection: Connection, reply: Reply) -> None:
         websocket, fault = connection.websocket, self.fault
+        if reply.kind == "connect" and fault is not None:
+            await self._send_connect(connection, reply, fault)
+            return
+        if reply.kind == "ack" and fault is Fault.DROP_DUPLICATES:
+            if reply.message["id"] in self._seen:
+                return  # already stored: dropped, and never acknowledged again
+            self._seen.add(reply.message["id"])
+        if reply.kind == "ack" and fault is Fault.ACK_EMPTY_PAYLOAD:
+            await websocket.send(encode({**reply.message, "payload": []}).decode())
+            return
         if reply.kind != "ack" or fault is None:
             await websocket.send(encode(reply.message).decode())
             return
@@ -319,6 +360,8 @@ class ReferenceEndpoint:
             return
         if fault is Fault.WRONG_ID:
             message = {**message, "id": new_id(connection.session.rng)}
+        elif fault is Fault.LOWERCASE_ACK_ID:
+            message = {**message, "id": message["id"].lower()}
         elif fault is Fault.WRONG_SUBTYPE:
             message = {**message, "subType": "REQUEST"}
         elif fault is Fault.MALFORMED_JSON:
@@ -334,6 +377,16 @@ class ReferenceEndpoint:
         await websocket.send(text)
         if fault is Fault.DUPLICATE_ACK:
             await websocket.send(text)
+
+    async def _send_connect(self, connection: Connection, reply: Reply, fault: Fault) -> None:
+        message = reply.message
+        if fault is Fault.NO_CONNECT_ANSWER:
+            return
+        if fault is Fault.CONNECT_NOT_BOOLEAN:
+            message = {**message, "payload": {"valid": "true" if message["payload"]["valid"] else "false"}}
+        elif fault is Fault.CONNECT_WRONG_ID:
+            message = {**message, "id": new_id(connection.session.rng)}
+        await connection.websocket.send(encode(message).decode())
 
     def _due(self, fault: Fault, connection: Connection) -> bool:
         """Whether a one-shot fault fires now: once per endpoint, mid-stream (after close_after acks; no-pong at once)."""
@@ -354,16 +407,21 @@ class ReferenceEndpoint:
                 "/netbackup/login",
                 "POST",
                 body={"domainType": "unixpwd", "domainName": "nbu", "userName": "cloudapp", "password": secrets.token_hex(8)},
-                headers=_content_type(),
+                headers=self._content_type(),
             )
             token = login["payload"].get("body", {}).get("token")
             if token:
-                await self.command("/netbackup/admin/jobs?page[limit]=5", headers={**_content_type(), "Authorization": token})
+                authorization = f"Bearer {token}" if self.fault is Fault.BEARER_AUTHORIZATION else token
+                await self.command("/netbackup/admin/jobs?page[limit]=5", headers={**self._content_type(), "Authorization": authorization})
 
     def _spawn(self, connection: Connection, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
         connection.tasks.add(task)
         task.add_done_callback(connection.tasks.discard)
+
+    def _content_type(self) -> dict[str, str]:
+        """The Content-Type of the masters' NetBackup version, as a cloud application sends it."""
+        return {"Content-Type": VERSION_PROFILES[self.profile]}
 
 
 #: Where the store is exported, beside the WebSocket path (GET, HTTP, with the token as a bearer).
@@ -373,7 +431,3 @@ _STORE_BUGS = {
     Fault.STORE_RESENT_AS_NEW: StoreBug.RESENT_AS_NEW,
     Fault.STORE_LOSES_NO_LOCAL_COPY: StoreBug.LOSES_NO_LOCAL_COPY,
 }
-
-
-def _content_type() -> dict[str, str]:
-    return {"Content-Type": "application/vnd.netbackup+json;version=1.0"}

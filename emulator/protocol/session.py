@@ -337,7 +337,7 @@ class MasterSession:
 
     def _connect_response(self, message: dict[str, Any], data: str) -> list[Event]:
         if self.state is not State.CONNECTING or message.get("id") != self._connect_id:
-            return [self.violation("connect.answered", "/id", "CONNECT RESPONSE that answers no CONNECT REQUEST", data)]
+            return [self.violation("connect.answered", "/id", f"CONNECT RESPONSE id {message.get('id')} answers no CONNECT REQUEST", data)]
         valid = message.get("payload", {}).get("valid") if isinstance(message.get("payload"), dict) else None
         if not isinstance(valid, bool):
             return []  # the schema finding already says what is wrong; keep waiting

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import socket
 import ssl
@@ -28,6 +29,7 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import State as WsState
 
 from emulator.exceptions import ConnectionFailed
+from emulator.findings import Finding, RuleId
 from emulator.protocol.codec import decode
 from emulator.protocol.properties import NbwssProperties
 from emulator.protocol.session import (
@@ -470,6 +472,7 @@ class EmulatedMaster:
         delay = min(0.05, props.connection_period)
         while True:
             errors = []
+            answered_wrongly = False
             for target in self.targets:
                 try:
                     ws = await self._open(target)
@@ -486,7 +489,12 @@ class EmulatedMaster:
                     await self._close()
                     return None
                 errors.append(outcome)
+                answered_wrongly = answered_wrongly or isinstance(outcome, _ContractFailure)
                 await self._close()
+            if first and answered_wrongly:
+                # A WebSocket opened and CONNECT went wrong: the endpoint's failure, judged and reported, not a usage error.
+                self.report.error = errors[0] if len(errors) == 1 else "; ".join(errors)
+                return None
             if first:
                 raise ConnectError(errors[0] if len(errors) == 1 else "; ".join(errors))
             failures += 1
@@ -497,13 +505,19 @@ class EmulatedMaster:
             delay = min(delay * 2, props.connection_period)
 
     async def _handshake(self, ws: ClientConnection, session: MasterSession) -> str:
-        """Send CONNECT and wait for its answer: "open", "refused", or why the connection is useless."""
+        """Send CONNECT and wait for its answer: "open", "refused", or why the connection is useless.
+
+        A wrong answer (not a CONNECT RESPONSE to this CONNECT with a boolean valid) ends
+        the wait at once, as a :class:`_ContractFailure` quoting the evidence; so does the
+        connect time-out. COMMAND requests that come early are findings, and the wait goes on.
+        """
         await self._send(ws, session, session.connect())
 
         async def answer() -> str:
             while True:
                 frame = await ws.recv()
                 self._record("in", session, frame)
+                violations: list[Violation] = []
                 for event in session.receive(frame):
                     if isinstance(event, Established):
                         self.report.established += 1
@@ -515,18 +529,22 @@ class EmulatedMaster:
                         return "refused"
                     if isinstance(event, Violation):
                         self.report.violations.append(event)
-                    if isinstance(event, CloseRequested):
-                        return f"closed the connection: {event.reason}"
+                        violations.append(event)
+                wrong = _wrong_answer(violations, frame)
+                if wrong is not None:
+                    if wrong not in violations:
+                        self.report.violations.append(wrong)
+                    return _ContractFailure(f"CONNECT answered wrongly: {wrong.finding.pointer or '/'}: {wrong.finding.message}")
 
         try:
             return await asyncio.wait_for(answer(), self.settings.connect_timeout)
         except TimeoutError:
             why = f"no CONNECT RESPONSE within {self.settings.connect_timeout:g}s"
-            self.report.violations.append(session.violation("connect.answered", "", why, ""))
-            return why
+            self.report.violations.append(session.violation(RuleId.CONNECT_ANSWERED, "", why, ""))
+            return _ContractFailure(why)
         except ConnectionClosed as closed:
             self.report.close_codes.append(_close_code(closed))
-            return f"connection closed during CONNECT ({_close_code(closed)})"
+            return _ContractFailure(f"connection closed during CONNECT ({_close_code(closed)})")
 
     async def _receive(self, ws: ClientConnection, session: MasterSession) -> None:
         """Read frames until the connection ends; wake the sender when it has something to do."""
@@ -800,6 +818,37 @@ class EmulatedMaster:
             raise ConnectError(f"no WebSocket handshake with {url} within {settings.connect_timeout:g}s") from None
         except (OSError, WebSocketException) as error:
             raise ConnectError(f"cannot connect to {url}: {error}") from None
+
+
+class _ContractFailure(str):
+    """Why a handshake failed, when it is the endpoint's failure to judge (a wrong or missing answer to CONNECT)."""
+
+
+def _wrong_answer(violations: list[Violation], frame: str | bytes) -> Violation | None:
+    """The connect.answered violation for a frame that came instead of the CONNECT RESPONSE; None for an early COMMAND."""
+    for violation in violations:
+        if violation.rule == RuleId.CONNECT_ANSWERED:
+            return violation
+    if not violations or all(v.rule == RuleId.COMMAND_AFTER_CONNECT for v in violations):
+        return None
+    first, text = violations[0].finding, violations[0].frame
+    kind = _kind(frame)
+    if kind is not None and kind != ("CONNECT", "RESPONSE"):
+        return Violation(
+            RuleId.CONNECT_ANSWERED, Finding("/type", RuleId.CONNECT_ANSWERED, f"CONNECT answered by a {kind[0]} {kind[1]}"), text
+        )
+    return Violation(RuleId.CONNECT_ANSWERED, Finding(first.pointer, RuleId.CONNECT_ANSWERED, first.message), text)
+
+
+def _kind(frame: str | bytes) -> tuple[str, str] | None:
+    """(type, subType) of a frame, when it is a JSON object that has them."""
+    try:
+        message = json.loads(frame)
+    except ValueError:
+        return None
+    if isinstance(message, dict) and isinstance(message.get("type"), str) and isinstance(message.get("subType"), str):
+        return message["type"], message["subType"]
+    return None
 
 
 _NOT_YET = object()  # what an asynchronous source gives while it waits
