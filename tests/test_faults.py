@@ -39,7 +39,7 @@ async def against(fault: Fault | None, speed: float | None = None) -> ContractRe
 async def invalid_notification() -> ContractResult:
     """The master's own frame broken: a notification the schemas refuse, sent as recorded."""
     message = next(iter(Timeline(load("smoke"), seed=1, start=1_700_000_000.0).notifications()))
-    message = {**message, "payload": [{**message["payload"][0], "object": "TAPE"}]}
+    message = {**message, "payload": [{**message["payload"][0], "object": 42}]}
     async with ReferenceEndpoint() as endpoint:
         return await replay([message], ContractOptions(targets=[Target(endpoint.url, endpoint.token)], settings=settings()))
 

@@ -284,7 +284,7 @@ def _commands(rule: Rule, facts: RunFacts, by_rule: Evidence) -> RuleResult:
         elif exchange.status == 401:
             problem = f"{where}: Authorization was not a token from /netbackup/login"
             if isinstance(authorization, str) and authorization.lower().startswith("bearer "):
-                problem += " (hint: NetBackup takes the login token as it is, without 'Bearer ')"
+                problem += f" (hint: NetBackup {facts.profile} takes the login token as it is, without 'Bearer ')"
             problems.append(problem)
     if problems:
         return RuleResult(rule, FAILED, len(commands), len(problems), f"{len(problems)} malformed", problems[:EVIDENCE])

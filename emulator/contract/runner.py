@@ -131,6 +131,7 @@ async def run_masters(scenario: Scenario, options: ContractOptions) -> list[Cont
     runs the probes; each master gets its own result, named after it. Without
     targets, all connect to one embedded reference endpoint.
     """
+    started = time.monotonic()  # the verdict's time: building the timeline included
     start = options.start if options.start is not None else live_start(scenario, options.seed, time.time())
     timeline = Timeline(scenario, seed=options.seed, start=start)
     endpoint: ReferenceEndpoint | None = None
@@ -152,7 +153,7 @@ async def run_masters(scenario: Scenario, options: ContractOptions) -> list[Cont
             source = _source((t for t in streams[spec.key]), start, options.speed)
             name = scenario.name if len(scenario.masters) == 1 else f"{scenario.name} master {spec.key} ({master.hostname})"
             pool: Callable[[], list[dict[str, Any]]] = lambda: _pool(scenario, timeline.seed)  # noqa: E731 - built only if probes run
-            runs.append(_run(name, timeline.seed, source, responder, mine, pool, master.hostname, shared=endpoint))
+            runs.append(_run(name, timeline.seed, source, responder, mine, pool, master.hostname, shared=endpoint, started=started))
         tasks = [asyncio.ensure_future(run) for run in runs]
         try:
             return list(await asyncio.gather(*tasks))
@@ -194,6 +195,7 @@ async def _embedded(options: ContractOptions) -> ReferenceEndpoint:
 
 async def run_scenario(scenario: Scenario, options: ContractOptions) -> ContractResult:
     """Run ``scenario`` as the master of its first domain and judge the endpoint (:func:`run_masters` runs them all)."""
+    started = time.monotonic()  # the verdict's time: building the timeline included
     start = options.start if options.start is not None else live_start(scenario, options.seed, time.time())
     timeline = Timeline(scenario, seed=options.seed, start=start)
     primary = scenario.masters[0].key
@@ -205,7 +207,7 @@ async def run_scenario(scenario: Scenario, options: ContractOptions) -> Contract
         source: Iterable[Any] = (Paced((t.at - start) / options.speed, t.message) for t in messages)
     else:
         source = (t.message for t in messages)
-    return await _run(scenario.name, timeline.seed, source, responder, options, pool, timeline.masters[primary].hostname)
+    return await _run(scenario.name, timeline.seed, source, responder, options, pool, timeline.masters[primary].hostname, started=started)
 
 
 async def replay(messages: list[dict[str, Any]], options: ContractOptions, name: str = "replay") -> ContractResult:
@@ -225,8 +227,9 @@ async def _run(
     master_name: str = "",
     *,
     shared: ReferenceEndpoint | None = None,
+    started: float | None = None,
 ) -> ContractResult:
-    started = time.monotonic()
+    started = time.monotonic() if started is None else started
     endpoint: ReferenceEndpoint | None = shared  # an embedded endpoint several masters' runs share (stopped by their caller)
     sent: list[dict[str, Any]] = []
     if options.keep_sent:

@@ -191,7 +191,7 @@ class CommandResponder:
 
     def _authorize(self, request: Request) -> None:
         token = request.headers.get("authorization", "")
-        if token.lower().startswith("bearer "):
+        if token.lower().startswith("bearer ") and _api_number(request.api) >= BEARER_FROM_API:
             token = token[7:]
         if not token:
             raise HttpError(401, "the Authorization header is missing")
@@ -448,3 +448,15 @@ VM_TYPES = (
     "RED_HAT_VIRTUALIZATION_MANAGER",
     "OPENSTACK_HORIZON_SERVER",
 )
+
+
+#: The first API version whose published files name an HTTP bearer scheme beside the plain token (10.5's: API 12.0;
+#: older releases' files are not at hand, so before it the token is taken as it is, as NetBackup's guides show it).
+BEARER_FROM_API = 12.0
+
+
+def _api_number(api: str | None) -> float:
+    try:
+        return float(api) if api else 0.0
+    except ValueError:
+        return 0.0
