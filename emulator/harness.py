@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from emulator.contract.rules import FAILED, RuleResult
 from emulator.contract.runner import ContractOptions, ContractResult, run_scenario
@@ -218,7 +218,7 @@ class EndpointHandle:
         if not token:
             raise AssertionError(f"login failed: {response['payload']}")
         self._token = token
-        return token
+        return cast("str", token)
 
     async def _command(self, uri: str, method: str, body: Any, headers: dict[str, str] | None, timeout: float) -> dict[str, Any]:
         sent = {"Content-Type": CONTENT_TYPE, **(headers or {})}

@@ -285,7 +285,7 @@ class MasterServer:
 
     def _finish_parent(self, parent: Job, then: Callable[[], None]) -> None:
         status = worst([self.jobs[c].status for c in parent.children])
-        self.scheduler.call_later(self.rng.uniform(2, 20), lambda: (self._finish(parent, status, None), then()))
+        self.scheduler.call_later(self.rng.uniform(2, 20), lambda: self._finish_then(parent, status, then))
 
     def _leaf_starter(
         self, job: Job, policy: Policy, sched: Schedule, client: Client, forced: int | None
@@ -297,7 +297,7 @@ class MasterServer:
             behaviour = describe(status)
             queued = self.rng.uniform(3, 45)
             if behaviour.phase is Phase.QUEUED:
-                self.scheduler.call_later(queued * 4, lambda: (self._finish(job, status, None), done()))
+                self.scheduler.call_later(queued * 4, lambda: self._finish_then(job, status, done))
                 return
 
             def active() -> None:
@@ -311,7 +311,7 @@ class MasterServer:
                 if behaviour.makes_image:
                     catalogued = seconds - self.rng.uniform(1, min(5, seconds / 2))
                     self.scheduler.call_later(catalogued, lambda: self._create_image(job, policy, sched, size_gb))
-                self.scheduler.call_later(seconds, lambda: (self._finish(job, status, None), done()))
+                self.scheduler.call_later(seconds, lambda: self._finish_then(job, status, done))
 
             self.scheduler.call_later(queued, active)
 
@@ -364,6 +364,10 @@ class MasterServer:
     def _set_state(self, job: Job, state: str) -> None:
         job.state = state
         self._emit_job(job)
+
+    def _finish_then(self, job: Job, status: int, then: Callable[[], None]) -> None:
+        self._finish(job, status, None)
+        then()
 
     def _finish(self, job: Job, status: int, operation: Operation | None) -> None:
         job.status = status
