@@ -16,6 +16,8 @@ EVIDENCE = 5  # examples kept per rule
 
 @dataclass(frozen=True, slots=True)
 class Rule:
+    """A contract rule: its id (``ack.once``), what the endpoint must do, and whether breaking it only warns."""
+
     id: str
     description: str
     warning_only: bool = False
@@ -41,11 +43,14 @@ RULES: tuple[Rule, ...] = (
     Rule("master.frames-valid", "the emulated master's own frames are valid against the schemas (a check of the messages sent)"),
     Rule("transport.wss", "the endpoint is served over wss:// (a real master refuses ws://)", warning_only=True),
 )
+"""Every rule ``nbwss-emu run`` judges an endpoint by, in the order reports list them."""
 RULES_BY_ID = {rule.id: rule for rule in RULES}
 
 
 @dataclass(slots=True)
 class RuleResult:
+    """One rule's verdict for a run (passed, failed, skipped, warning), with counts and the first pieces of evidence."""
+
     rule: Rule
     status: str
     checked: int = 0
