@@ -489,6 +489,7 @@ def test_every_close_code_is_survived(code: int, figures) -> None:
     assert statuses(result)["connection.kept"] == FAILED
 
 
+@pytest.mark.slow
 def test_endpoint_process_killed_and_restarted_mid_stream(figures) -> None:
     """kill -9 of the endpoint's process, a new one on the same port: the master reconnects, resends, and loses nothing."""
     import sys  # noqa: PLC0415 - only this test starts processes
@@ -547,8 +548,8 @@ def test_endpoint_process_killed_and_restarted_mid_stream(figures) -> None:
 
 
 def test_the_readme_figures_cover_every_fault() -> None:
-    """The README's reliability table is the suite's output: every fault of the reference endpoint has its row."""
-    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    """The reliability page's table is the suite's output: every fault of the reference endpoint has its row."""
+    readme = (Path(__file__).parents[1] / "docs" / "reliability.md").read_text(encoding="utf-8")
     section = readme[readme.index("<!-- reliability figures: start -->") : readme.index("<!-- reliability figures: end -->")]
     for fault in EXPECTED:
         assert f"| {fault.value} |" in section, fault

@@ -34,6 +34,7 @@ def endpoint():
     loop.stop()
 
 
+@pytest.mark.slow
 def test_headless_locust_master_with_two_workers(endpoint: EndpointHandle, tmp_path: Path) -> None:
     locustfile = subprocess.run([sys.executable, "-m", "emulator", "locustfile"], capture_output=True, text=True, check=True).stdout.strip()
     port = free_port()
