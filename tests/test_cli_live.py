@@ -202,7 +202,7 @@ def test_insecure_is_warned_about(capsys) -> None:
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 @pytest.mark.slow
-def test_a_signal_stops_run_within_a_second_and_reports_what_happened(tmp_path: Path, signum: int, code: int) -> None:
+def test_a_signal_stops_run_within_a_second_and_reports_what_happened(tmp_path: Path, signum: int, code: int, timing: float) -> None:
     outputs = {name: tmp_path / name for name in ("r.json", "r.xml", "t.jsonl")}
     process = subprocess.Popen(
         [sys.executable, "-m", "emulator", "run", "datacenter-day", "--speed", "600",
@@ -223,7 +223,7 @@ def test_a_signal_stops_run_within_a_second_and_reports_what_happened(tmp_path: 
             process.kill()
             process.communicate()
     assert process.returncode == code, stdout + stderr
-    assert stopped_in < 1.5
+    assert stopped_in < 1.5 * timing
     assert "Traceback" not in stderr and f"interrupted by {signal.Signals(signum).name}" in stderr
     assert "INTERRUPTED" in stdout
     report = json.loads(outputs["r.json"].read_text())
