@@ -124,6 +124,8 @@ def _type(schema: dict[str, Any]) -> str:
         if combiner in schema:
             return " or ".join(_type(option) for option in schema[combiner])
     kind = schema.get("type", "any")
+    if kind == "object" and isinstance(schema.get("additionalProperties"), dict) and "properties" not in schema:
+        return f"map of names to {_type(schema['additionalProperties'])}"
     if kind == "array" and isinstance(schema.get("items"), dict):
         return f"list of {_type(schema['items'])}"
     if isinstance(kind, list):
@@ -132,12 +134,13 @@ def _type(schema: dict[str, Any]) -> str:
     return str(kind) + (f" ({', '.join(bounds)})" if bounds else "")
 
 
-def _properties(schema: dict[str, Any]) -> list[str]:
+def _properties(schema: dict[str, Any], prefix: str = "") -> list[str]:
     required = set(schema.get("required", []))
     rows = []
     for name, member in schema.get("properties", {}).items():
         flag = " (required)" if name in required else ""
-        rows.append(f"| `{name}`{flag} | {_type(member)} | {_cell(member.get('description', ''))} |")
+        rows.append(f"| `{prefix}{name}`{flag} | {_type(member)} | {_cell(member.get('description', ''))} |")
+        rows += _properties(member, f"{prefix}{name}.")  # an object written in place: its fields as name.field
     return rows
 
 
