@@ -84,7 +84,7 @@ def options(parser: argparse.ArgumentParser) -> Iterator[tuple[str, argparse.Arg
 def test_the_command_reference_has_every_command_and_option(gen: ModuleType) -> None:
     page = gen.commands_page()
     seen = 0
-    for name, command, action in options(build_parser()):
+    for name, _, action in options(build_parser()):
         section = page[page.index(f"\n## {name}\n") :]
         section = section[: section.find("\n## ", 1)] if "\n## " in section[1:] else section
         for option in action.option_strings or [action.metavar or action.dest]:
