@@ -169,7 +169,11 @@ def running(argv: list[str], when: str) -> Iterator[subprocess.Popen[str]]:
         start_new_session=True,  # so that its endpoint process, which holds the pipes, goes too
     )
     try:
-        assert when in process.stderr.readline()
+        for line in process.stderr:  # progress lines may come first (preparing notifications) on a slow machine
+            if when in line:
+                break
+        else:
+            raise AssertionError(f"nbwss-emu {' '.join(argv)} ended without saying {when!r}")
         yield process
     finally:
         with contextlib.suppress(ProcessLookupError):
