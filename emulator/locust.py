@@ -26,6 +26,7 @@ from locust import User, constant, events, task
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+from emulator.exceptions import UsageError
 from emulator.protocol.properties import NbwssProperties
 from emulator.protocol.session import Acknowledged, CommandRequested, Established, MasterSession, Refused, State, Violation
 from emulator.responders import CommandResponder
@@ -35,7 +36,7 @@ from emulator.wire.tls import TlsOptions, client_context
 _SEEDS = itertools.count()
 
 
-@events.init_command_line_parser.add_listener
+@events.init_command_line_parser.add_listener  # type: ignore[untyped-decorator]  # locust's event hooks are not annotated
 def _arguments(parser: Any) -> None:
     group = parser.add_argument_group("nbwss-emulator")
     group.add_argument("--nbwss-token", env_var="NBWSS_TOKEN", default="", help="the endpoint's token")
@@ -133,6 +134,8 @@ class NbwssUser(User):
         tls = TlsOptions(cafile=getattr(options, "nbwss_cafile", "") or None)
         properties = NbwssProperties(send_timeout=getattr(options, "nbwss_ack_timeout", 2.0))
         responder = CommandResponder(timeline.masters[primary], rng=random.Random(seed))
+        if not self.host:
+            raise UsageError("an NbwssUser needs --host: the endpoint's wss:// URL")
         self.connection = NbwssConnection(
             self.host, token, tls=tls, properties=properties, responder=responder, environment=self.environment
         )

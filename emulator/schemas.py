@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jsonschema
 import jsonschema_rs
@@ -77,7 +77,9 @@ class SchemaSet:
         self._fast: dict[str, Any] = {}
         self._reference: dict[str, jsonschema.Draft202012Validator] = {}
         self._known: dict[str, tuple[frozenset[str], re.Pattern[str]]] | None = None  # value lists for unknown_values, built on first use
-        self._by_kind = {kind: self.fast_validator(name) for kind, name in MESSAGE_SCHEMAS.items() if name in self.documents}
+        self._by_kind: dict[tuple[object, object], Any] = {
+            kind: self.fast_validator(name) for kind, name in MESSAGE_SCHEMAS.items() if name in self.documents
+        }
 
     # -- building -------------------------------------------------------------
 
@@ -221,11 +223,11 @@ def _reference_findings(errors: Iterator[jsonschema.ValidationError]) -> Iterato
         path = list(error.absolute_path)
         rule = str(error.validator)
         if rule == "required":
-            for name in error.validator_value:
+            for name in cast("list[str]", error.validator_value):
                 if isinstance(error.instance, dict) and name not in error.instance:
                     yield Finding(json_pointer([*path, name]), rule, f"{name!r} is a required property")
         elif rule == "additionalProperties" and isinstance(error.instance, dict):
-            known = error.schema.get("properties", {})
+            known = cast("dict[str, Any]", error.schema).get("properties", {})
             for name in error.instance:
                 if name not in known:
                     yield Finding(json_pointer([*path, name]), rule, f"unexpected member {name!r}")

@@ -171,6 +171,7 @@ def test_validate_an_empty_file_is_bad_input(capsys, tmp_path: Path) -> None:
     assert code == 2 and "no messages" in err
 
 
+@pytest.mark.slow
 def test_python_dash_m_emulator_runs_the_same_cli() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "emulator", "generate", "smoke", "--count", "2"], capture_output=True, text=True, check=False
@@ -181,6 +182,7 @@ def test_python_dash_m_emulator_runs_the_same_cli() -> None:
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and bad.stderr.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_generate_into_a_closed_pipe_is_quiet() -> None:
     """`nbwss-emu generate datacenter-day | head -1` ends without a traceback."""
     script = f"{sys.executable} -m emulator generate datacenter-day | head -1"

@@ -8,9 +8,9 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from emulator.endpoint.core import EndpointSession
+from emulator.endpoint.core import EndpointSession, Reply
 from emulator.protocol.codec import encode
-from emulator.protocol.messages import connect_response
+from emulator.protocol.messages import connect_request, connect_response
 from emulator.protocol.session import Acknowledged, CloseRequested, CommandRequested, MasterSession, Violation
 from emulator.scenario import ScenarioError, Timeline, load, parse
 from emulator.schemas import default_schemas
@@ -91,9 +91,27 @@ def test_mutated_captures_get_the_same_verdict_from_both_validators(data, figure
 @FUZZ
 @given(frames=st.lists(envelopes | json_values, max_size=4), text=st.text(max_size=100))
 def test_arbitrary_frames_to_the_endpoint_core(frames, text, figures) -> None:
-    session = EndpointSession("token")
+    """Whatever a master sends, the reference endpoint answers only with valid messages, and records what it could not take."""
+    schemas = default_schemas()
+    session = EndpointSession("token", rng=random.Random(1), clock=lambda: 1_700_000_000.0)
+    assert session.receive(encode(connect_request("C0FFEE00-0000-4000-8000-000000000000", 1, "token")).decode())[0].message["payload"][
+        "valid"
+    ]
+    acks = 0
     for frame in [*map(json.dumps, frames), text, text.encode()]:
-        session.receive(frame)
+        findings_before = len(session.findings)
+        replies = session.receive(frame)
+        for reply in replies:
+            assert isinstance(reply, Reply) and reply.kind == "ack", reply  # open already: no second CONNECT answer, no close
+            request = json.loads(frame)
+            assert reply.message["id"] == request["id"]  # echoed as sent, even an id the schemas refuse
+            assert schemas.validate({**reply.message, "id": "8E909940-AD50-4543-8AEA-B52003818925"}) == []
+            acks += 1
+        if isinstance(frame, bytes):
+            assert replies == [] and [f.rule for f in session.findings[findings_before:]] == ["frames.text"]
+        elif not replies:  # not acknowledged: the endpoint says why
+            assert len(session.findings) > findings_before, frame
+    assert len(session.notifications) == acks
     figures.fuzz["reference endpoint core: arbitrary frames"] += 1
 
 

@@ -34,7 +34,8 @@ def endpoint():
     loop.stop()
 
 
-def test_headless_locust_master_with_two_workers(endpoint: EndpointHandle, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_headless_locust_master_with_two_workers(endpoint: EndpointHandle, tmp_path: Path, timing: float) -> None:
     locustfile = subprocess.run([sys.executable, "-m", "emulator", "locustfile"], capture_output=True, text=True, check=True).stdout.strip()
     port = free_port()
     locust = [sys.executable, "-m", "locust", "-f", locustfile]
@@ -50,7 +51,7 @@ def test_headless_locust_master_with_two_workers(endpoint: EndpointHandle, tmp_p
     try:
         master = subprocess.run(
             [*locust, "--headless", "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
-             "--expect-workers", "2", "--expect-workers-max-wait", "30", "-u", "4", "-r", "4", "-t", "2s",
+             "--expect-workers", "2", "--expect-workers-max-wait", "30", "-u", "4", "-r", "4", "-t", f"{round(2 * timing)}s",
              "--host", endpoint.url, "--nbwss-token", endpoint.token, "--nbwss-scenario", "restore",
              "--csv", str(tmp_path / "run"), "--only-summary"],
             capture_output=True, text=True, timeout=90, check=False,

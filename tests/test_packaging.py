@@ -31,6 +31,12 @@ def test_the_wheel_holds_package_schemas_and_scenarios(wheel: Path) -> None:
     assert "nbwss-emu = emulator.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
+def test_the_wheel_is_marked_typed(wheel: Path) -> None:
+    """PEP 561: with py.typed in the wheel, users' type checkers read the package's annotations."""
+    assert "emulator/py.typed" in zipfile.ZipFile(wheel).namelist()
+
+
+@pytest.mark.slow
 def test_a_fresh_virtual_environment_finds_them_inside_the_package(wheel: Path, tmp_path: Path) -> None:
     """Installed without the source tree, the resources resolve inside site-packages."""
     env = tmp_path / "venv"

@@ -37,10 +37,13 @@ class Rule:
 
 RULES: tuple[Rule, ...] = tuple(Rule(rule_id, rule_id.description, rule_id.warning_only) for rule_id in RuleId)
 RULES_BY_ID: dict[RuleId, Rule] = {rule.id: rule for rule in RULES}
+"""Every rule ``nbwss-emu run`` judges an endpoint by, in the order reports list them."""
 
 
 @dataclass(slots=True)
 class RuleResult:
+    """One rule's verdict for a run (passed, failed, skipped, warning), with counts and the first pieces of evidence."""
+
     rule: Rule
     status: str
     checked: int = 0

@@ -35,6 +35,8 @@ from emulator.wire.tls import TlsOptions
 
 @dataclass(slots=True)
 class LoadConfig:
+    """What :func:`run_load` runs: the scenario, how many masters, for how long, at what rate, against which endpoint."""
+
     scenario: Scenario
     masters: int = 10
     duration: float = 10.0  # seconds of sending, ramp-up included
@@ -52,6 +54,8 @@ class LoadConfig:
 
 @dataclass(slots=True)
 class LoadResult:
+    """What a load run measured: its metrics, each master's report, and what the generator cost; :meth:`figures` as a dict."""
+
     config: LoadConfig
     metrics: LoadMetrics
     reports: list[Report]

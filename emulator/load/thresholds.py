@@ -6,7 +6,7 @@ import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le,
@@ -30,7 +30,7 @@ class Threshold:
 
     def actual(self, figures: dict[str, Any]) -> float | None:
         if self.metric in LATENCIES:
-            return figures["ack_latency_ms"][self.metric]
+            return cast("float | None", figures["ack_latency_ms"][self.metric])
         if self.metric == "findings":
             return float(sum(figures["findings"].values()))
         if self.metric == "dropped":

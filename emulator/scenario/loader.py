@@ -11,7 +11,7 @@ import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jsonschema
 import yaml
@@ -70,6 +70,7 @@ def parse(text: str, source: str = "<scenario>", *, default_name: str = "scenari
         raise ScenarioError(f"{where}: not valid YAML: {problem}") from None
     if not isinstance(document, dict):
         raise ScenarioError(f"{source}:1: a scenario must be a YAML mapping with description and steps")
+    assert root is not None  # the text is a mapping, so it composes to a node
     _check_schema(document, root, source)
     return _build(document, root, source, default_name)
 
@@ -107,8 +108,9 @@ def _unexpected(error: jsonschema.ValidationError) -> str | None:
         return None
     if not isinstance(error.instance, dict):
         return None
-    known = set(error.schema.get("properties", {}))
-    for sub in error.schema.get("allOf", []):
+    schema = cast("dict[str, Any]", error.schema)
+    known = set(schema.get("properties", {}))
+    for sub in schema.get("allOf", []):
         known |= set(_deref(sub).get("properties", {}))
     extra = [key for key in error.instance if key not in known]
     return extra[0] if extra else None
@@ -117,7 +119,7 @@ def _unexpected(error: jsonschema.ValidationError) -> str | None:
 def _deref(schema: dict[str, Any]) -> dict[str, Any]:
     ref = schema.get("$ref", "")
     if ref.startswith("#/$defs/"):
-        return default_schemas().documents["scenario.json"]["$defs"][ref.rsplit("/", 1)[1]]
+        return cast("dict[str, Any]", default_schemas().documents["scenario.json"]["$defs"][ref.rsplit("/", 1)[1]])
     return schema
 
 

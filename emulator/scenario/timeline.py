@@ -19,16 +19,16 @@ import hashlib
 import random
 import secrets
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from emulator.data import ENVIRONMENTS, DataPools, build_policies
 from emulator.domain.clock import Scheduler
 from emulator.domain.master import MasterServer, Operation
 from emulator.domain.model import Policy
+from emulator.exceptions import ScenarioError
 from emulator.protocol.batching import Outbox
-from emulator.scenario.loader import ScenarioError
 from emulator.scenario.model import Scenario, Step
 
 #: How message ids are drawn: afresh each run (as a real master), or from the seed (exact replays).
@@ -159,14 +159,14 @@ class Timeline:
 
     # -- steps -------------------------------------------------------------------
 
-    def _run_steps(self, steps: tuple[Step, ...], cursor: float) -> Iterator[TimedMessage]:
+    def _run_steps(self, steps: tuple[Step, ...], cursor: float) -> Generator[TimedMessage, None, float]:
         for step in steps:
             cursor = yield from self._run_step(step, cursor)
         return cursor
 
-    def _run_step(self, step: Step, cursor: float) -> Iterator[TimedMessage]:
+    def _run_step(self, step: Step, cursor: float) -> Generator[TimedMessage, None, float]:
         if step.kind == "wait":
-            return cursor + step.options["seconds"]
+            return cast("float", cursor + step.options["seconds"])
         if step.kind == "repeat":
             every = step.options["every"]
             for iteration in range(step.options["times"]):
@@ -266,5 +266,5 @@ class Timeline:
             for at, message in outbox.take(before):
                 ready.append((at, order, TimedMessage(key, at, message)))
         ready.sort(key=lambda entry: (entry[0], entry[1]))
-        for _, _, message in ready:
-            yield message
+        for _, _, timed in ready:
+            yield timed

@@ -20,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -84,7 +84,9 @@ class MasterConnection(ClientConnection):
 
     def process_event(self, event: Any) -> None:
         take = self.take_text
-        if take is not None and type(event) is Frame and event.opcode is Opcode.TEXT and event.fin and take(event.data):
+        if (
+            take is not None and type(event) is Frame and event.opcode is Opcode.TEXT and event.fin and take(cast("bytes", event.data))
+        ):  # a parsed frame holds bytes
             return
         super().process_event(event)
 
@@ -447,7 +449,7 @@ class EmulatedMaster:
                     self._not_due = True
                     return _STOP
                 self._next_slot = max(self._next_slot + 1 / settings.rate, now - 1.0)  # at most a second of catch-up
-            item = self._held if self._held is not None else self._source.next()
+            item = self._held if self._held is not None else cast("_Source", self._source).next()  # set before sending starts
             self._held = None
             kind = type(item)
             if kind is Prepared or kind is dict:  # the common cases first

@@ -109,7 +109,7 @@ def read_sent_notifications(path: str | Path) -> list[dict[str, Any]]:
                 raise ValueError(f"{path}:{number}: not a transcript line (no 'dir')")
             frame = entry.get("frame")
             notification = isinstance(frame, dict) and (frame.get("type"), frame.get("subType")) == ("NOTIFICATION", "REQUEST")
-            if entry["dir"] == "out" and notification and frame["id"] not in seen:
+            if entry["dir"] == "out" and notification and isinstance(frame, dict) and frame["id"] not in seen:
                 seen.add(frame["id"])
                 messages.append(frame)
     return messages
