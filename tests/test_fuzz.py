@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from emulator.endpoint.core import EndpointSession, Reply
+from emulator.findings import RuleId
 from emulator.protocol.codec import encode
 from emulator.protocol.messages import connect_request, connect_response
 from emulator.protocol.session import Acknowledged, CloseRequested, CommandRequested, MasterSession, Violation
@@ -108,7 +109,7 @@ def test_arbitrary_frames_to_the_endpoint_core(frames, text, figures) -> None:
             assert schemas.validate({**reply.message, "id": "8E909940-AD50-4543-8AEA-B52003818925"}) == []
             acks += 1
         if isinstance(frame, bytes):
-            assert replies == [] and [f.rule for f in session.findings[findings_before:]] == ["frames.text"]
+            assert replies == [] and [f.rule for f in session.findings[findings_before:]] == [RuleId.FRAMES_JSON]
         elif not replies:  # not acknowledged: the endpoint says why
             assert len(session.findings) > findings_before, frame
     assert len(session.notifications) == acks
