@@ -8,7 +8,6 @@ from typing import Any
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
-from rich.text import Text
 
 
 class LiveProgress:
@@ -37,10 +36,6 @@ class LiveProgress:
 
     def update(self, snapshot: dict[str, Any]) -> None:
         self._live.update(self._table(snapshot))
-
-    def preparing(self, done: int, total: int) -> None:
-        """Before the clock starts: how far the preparation of notifications is."""
-        self._live.update(Text(f"{self._title}: preparing notifications, {done:,} of {total:,}"))
 
     def __enter__(self) -> LiveProgress:
         self._live.__enter__()
