@@ -187,6 +187,7 @@ class Generator:
         self._asks: list[tuple[int, int]] = []
         self._reader = asyncio.ensure_future(self._read())
         self.first_at: float | None = None  # when the first notifications arrived (time.monotonic)
+        self.ready = asyncio.Event()  # set then (or when the generator ended without any)
         self.cpu_seconds = 0.0
         self.rss_peak: int | None = None
 
@@ -224,6 +225,7 @@ class Generator:
                 replies: list[Reply] = pickle.loads(await stdout.readexactly(length))
                 if self.first_at is None:
                     self.first_at = time.monotonic()
+                    self.ready.set()
                 for index, frames, violations, ended in replies:
                     feed = feeds[index]
                     feed.requested -= len(frames)
@@ -234,6 +236,7 @@ class Generator:
                         feed.ended, feed.requested = True, 0
                     feed.arrived.set()
         except asyncio.IncompleteReadError:
+            self.ready.set()
             for feed in feeds:  # the generator is gone: what is buffered is all there is
                 feed.ended = True
                 feed.arrived.set()

@@ -68,6 +68,17 @@ class LoadMetrics:
         self.sent += 1
         self._second(now).sent += 1
 
+    def not_sent(self, count: int) -> None:
+        """``count`` notifications counted as sent never left (a refused master, an interrupted run): the latest counted go."""
+        self.sent -= count
+        for index in sorted(self.seconds, reverse=True):
+            if count <= 0:
+                break
+            second = self.seconds[index]
+            taken = min(second.sent, count)
+            second.sent -= taken
+            count -= taken
+
     def on_ack(self, now: float, latency: float) -> None:
         micros = int(latency * MICROS)
         if micros < 1:

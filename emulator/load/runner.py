@@ -78,6 +78,7 @@ class LoadResult:
     generation_cpu_s: float = 0.0  # CPU time of the generator process
     generation_rss_peak: int | None = None  # its peak resident bytes
     starved: int = 0  # times a master waited for the generator
+    generated: int = 0  # notifications that came from the generator (sent, or still in the buffers at the end)
     cpu_seconds: float = 0.0  # CPU time of the senders' process while the clock ran: near elapsed, it was the limit
     rss_at_start: int | None = None  # bytes resident when the clock started; None: unknown here
     rss_peak: int | None = None  # the most seen while it ran (sampled each second and at the end)
@@ -103,6 +104,7 @@ class LoadResult:
                     "cpu": round(self.generation_cpu_s / self.elapsed, 2) if self.elapsed > 0 else 0.0,
                     "rss_peak_mib": round(self.generation_rss_peak / 2**20, 1) if self.generation_rss_peak else None,
                     "starved": self.starved,
+                    "generated": self.generated,
                 },
                 "generator_cpu": round(self.cpu_seconds / self.elapsed, 2) if self.elapsed > 0 else 0.0,
                 "generator_memory": self._memory(),
@@ -140,6 +142,7 @@ async def run_load(config: LoadConfig) -> LoadResult:
                 server, targets = await endpoint_started
             else:
                 generator = await starting[0]
+            await generator.ready.wait()  # the clock starts with notifications to send: a short run is not spent waiting
         except asyncio.CancelledError:  # interrupted before the clock started: nothing was sent
             return LoadResult(config, LoadMetrics(time.monotonic()), [], 0.0, targets[0].url if targets else "", interrupted=True)
         memory = ResidentMemory.now()
@@ -180,7 +183,7 @@ async def run_load(config: LoadConfig) -> LoadResult:
             config, metrics, reports, elapsed, targets[0].url, interrupted,
             first_sent_s=max(first, start) - began if first is not None and metrics.sent else None,
             setup_s=start - began, generation_cpu_s=generator.cpu_seconds, generation_rss_peak=generator.rss_peak,
-            starved=sum(s.starved for s in streams), cpu_seconds=cpu, rss_at_start=memory.start, rss_peak=memory.peak,
+            starved=sum(s.starved for s in streams), generated=sum(f.taken + len(f.buffer) for f in generator.feeds), cpu_seconds=cpu, rss_at_start=memory.start, rss_peak=memory.peak,
         )  # fmt: skip
     finally:
         gc.unfreeze()
@@ -205,6 +208,9 @@ def _count(metrics: LoadMetrics, reports: list[Report], errors: list[BaseExcepti
         if count:
             findings[rule] = findings.get(rule, 0) + count
 
+    left = sum(report.sent for report in reports)
+    if metrics.sent > left:  # handed to masters that never sent them: refused, or stopped first
+        metrics.not_sent(metrics.sent - left)
     for report in reports:
         metrics.lost += len(report.lost)
         metrics.retried += report.resent
