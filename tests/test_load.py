@@ -354,3 +354,52 @@ def test_on_a_terminal_progress_is_a_live_table(tmp_path: Path) -> None:
     assert "nbwss-emu load: 2 masters, closed model" in text
     assert "acked/s" in text and "outstanding" in text
     assert "2 masters, closed, window 64" in text  # the summary after the live view
+
+
+def test_every_second_is_in_the_series_idle_ones_as_zeros_and_the_drain_marked() -> None:
+    metrics = LoadMetrics(start=0.0)
+    metrics.on_sent(0.2)
+    metrics.on_ack(0.3, 0.001)
+    metrics.on_sent(3.5)  # seconds 1 and 2: nothing happened
+    metrics.on_ack(5.2, 0.002)  # second 5: the drain of a 5 s run
+    seconds = metrics.as_dict(5.3, duration=5.0)["per_second"]
+    assert [s["second"] for s in seconds] == [0, 1, 2, 3, 4, 5]
+    assert [(s["sent"], s["acknowledged"]) for s in seconds] == [(1, 1), (0, 0), (0, 0), (1, 0), (0, 0), (0, 1)]
+    assert seconds[1]["ack_latency_ms"]["p50"] is None  # no latency in an idle second: a gap, not a zero
+    assert [s["phase"] for s in seconds] == ["sending"] * 5 + ["drain"]
+
+
+def test_the_live_rate_is_counted_over_the_time_that_passed(tmp_path: Path) -> None:
+    """The first look comes 1.5 s in: its rate is what was acknowledged over those 1.5 s, not all of it as one second's."""
+    snapshots: list[dict[str, float]] = []
+
+    def progress(snapshot: dict[str, float]) -> None:
+        snapshots.append({**snapshot, "acknowledged": totals.acknowledged})
+
+    async def go() -> None:
+        config = LoadConfig(scenario("smoke"), masters=2, duration=2.0, rate=400, progress=progress)
+        await run_load(config)
+
+    totals = LoadMetrics(0.0)
+    real_on_ack = LoadMetrics.on_ack
+
+    def counting(self: LoadMetrics, now: float, latency: float) -> None:
+        totals.acknowledged += 1
+        real_on_ack(self, now, latency)
+
+    LoadMetrics.on_ack = counting  # type: ignore[method-assign]
+    try:
+        asyncio.run(go())
+    finally:
+        LoadMetrics.on_ack = real_on_ack  # type: ignore[method-assign]
+    first = snapshots[0]
+    assert first["acked_per_s"] == round(first["acknowledged"] / first["elapsed"])
+    assert first["acked_per_s"] < 480  # 400/s in the open model: not 1.5 times that
+
+
+def test_threshold_lines_say_units_and_what_was_measured() -> None:
+    assert parse("p99<250ms").limit() == "p99 < 250.00 ms"
+    assert parse("p99<250ms").describe(12.3) == "12.30 ms"
+    assert parse("rate>=5000").describe(6000.0) == "6,000.0 acknowledged/s"
+    assert parse("max<10").describe(None) == "not measured: no acknowledgement"
+    assert parse("lost==0").describe(3.0) == "3 lost"
