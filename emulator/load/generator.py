@@ -23,14 +23,16 @@ import contextlib
 import os
 import pickle
 import select
+import signal
 import struct
-import sys
 import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from emulator.load import children
+from emulator.load.children import Child
 from emulator.protocol.codec import encode
 from emulator.protocol.session import Violation, excerpt
 from emulator.scenario import Timeline
@@ -181,7 +183,7 @@ class Feed:
 class Generator:
     """The generator process of one load run, and each master's feed from it."""
 
-    def __init__(self, process: asyncio.subprocess.Process, feeds_of: list[tuple[int, int]]) -> None:
+    def __init__(self, process: Child, feeds_of: list[tuple[int, int]]) -> None:
         self.process = process
         self.feeds = [Feed(index, low, chunk, self) for index, (low, chunk) in enumerate(feeds_of)]
         self._asks: list[tuple[int, int]] = []
@@ -194,11 +196,8 @@ class Generator:
     @classmethod
     async def start(cls, scenario: Scenario, seeds: list[int], start: float, feeds_of: list[tuple[int, int]]) -> Generator:
         """Start the generator process for masters with these seeds; each feed's (low-water mark, chunk)."""
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "emulator.load.generator", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
-        )
+        process = await children.start(serve, ["emulator.load.generator"])
         generator = cls(process, feeds_of)
-        assert process.stdin is not None
         process.stdin.write(_frame({"scenario": scenario, "seeds": seeds, "start": start}))
         for feed in generator.feeds:
             feed.take()  # each asks for its first chunk
@@ -212,12 +211,11 @@ class Generator:
     def _send_asks(self) -> None:
         asks, self._asks = self._asks, []
         stdin = self.process.stdin
-        if stdin is not None and not stdin.is_closing():
+        if not stdin.is_closing():
             stdin.write(_frame(asks))
 
     async def _read(self) -> None:
         stdout = self.process.stdout
-        assert stdout is not None
         feeds = self.feeds
         try:
             while True:
@@ -240,7 +238,7 @@ class Generator:
             for feed in feeds:  # the generator is gone: what is buffered is all there is
                 feed.ended = True
                 feed.arrived.set()
-            if self.process.returncode not in (None, 0, -15):
+            if self.process.returncode not in (None, 0, -signal.SIGTERM):
                 raise ConnectError(f"the notification generator ended ({self.process.returncode})") from None
 
     def sample(self) -> None:
@@ -263,13 +261,7 @@ class Generator:
         self._reader.cancel()
         with contextlib.suppress(asyncio.CancelledError, ConnectError):
             await self._reader
-        if self.process.stdin is not None:
-            self.process.stdin.close()  # its end: the generator stops
-        try:  # communicate closes the pipes too, so that nothing is left for the loop's end
-            await asyncio.wait_for(self.process.communicate(), 1.0)
-        except TimeoutError:
-            self.process.kill()
-            await self.process.communicate()
+        await self.process.wait(1.0)  # its stdin's end stops it
 
 
 if __name__ == "__main__":

@@ -20,17 +20,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import gc
 import itertools
 import os
 import random
 import secrets
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from emulator.load import children
+from emulator.load.children import Child
 from emulator.load.generator import Generator
 from emulator.load.metrics import LoadMetrics
 from emulator.load.streams import MasterStream, feed_sizes
@@ -74,6 +76,7 @@ class LoadResult:
     endpoint: str
     interrupted: bool = False
     first_sent_s: float | None = None  # from the start of run_load to the first notification handed to a master
+    first_sent_at: float | None = None  # time.monotonic() when the first notification was handed to a master
     setup_s: float = 0.0  # from the start of run_load to the clock's start (endpoint and generator processes started)
     generation_cpu_s: float = 0.0  # CPU time of the generator process
     generation_rss_peak: int | None = None  # its peak resident bytes
@@ -100,12 +103,14 @@ class LoadResult:
                 "late": sum(len(r.late_acks) for r in self.reports),
                 "generation": {
                     "first_sent_s": round(self.first_sent_s, 3) if self.first_sent_s is not None else None,
+                    "first_sent_at": self.first_sent_at,  # time.monotonic() then: the system's clock, comparable across processes
                     "setup_s": round(self.setup_s, 3),
                     "cpu": round(self.generation_cpu_s / self.elapsed, 2) if self.elapsed > 0 else 0.0,
                     "rss_peak_mib": round(self.generation_rss_peak / 2**20, 1) if self.generation_rss_peak else None,
                     "starved": self.starved,
                     "generated": self.generated,
                 },
+                "prepare_s": round(self.setup_s, 3),  # before the clock started: the endpoint and generator processes starting
                 "generator_cpu": round(self.cpu_seconds / self.elapsed, 2) if self.elapsed > 0 else 0.0,
                 "generator_memory": self._memory(),
             }
@@ -182,6 +187,7 @@ async def run_load(config: LoadConfig) -> LoadResult:
         return LoadResult(
             config, metrics, reports, elapsed, targets[0].url, interrupted,
             first_sent_s=max(first, start) - began if first is not None and metrics.sent else None,
+            first_sent_at=max(first, start) if first is not None and metrics.sent else None,
             setup_s=start - began, generation_cpu_s=generator.cpu_seconds, generation_rss_peak=generator.rss_peak,
             starved=sum(s.starved for s in streams), generated=sum(f.taken + len(f.buffer) for f in generator.feeds), cpu_seconds=cpu, rss_at_start=memory.start, rss_peak=memory.peak,
         )  # fmt: skip
@@ -190,14 +196,10 @@ async def run_load(config: LoadConfig) -> LoadResult:
         await asyncio.gather(*([generator.close()] if generator is not None else []), *([_stop(server)] if server is not None else []))
 
 
-async def _stop(server: asyncio.subprocess.Process) -> None:
+async def _stop(server: Child) -> None:
     """End the endpoint process: its connections are already closed, so a fifth of a second is plenty, then it goes."""
     server.terminate()
-    try:
-        await asyncio.wait_for(server.communicate(), 0.2)  # communicate: its pipes are closed too
-    except TimeoutError:
-        server.kill()
-        await server.communicate()
+    await server.wait(0.2)
 
 
 def _count(metrics: LoadMetrics, reports: list[Report], errors: list[BaseException], generator: Generator) -> None:
@@ -362,27 +364,36 @@ async def _every_second(
         last_sent, last_acked, last_at = metrics.sent, metrics.acknowledged, now
 
 
-async def _start_endpoint(masters: int) -> tuple[asyncio.subprocess.Process, list[Target]]:
-    """The reference endpoint in a process of its own, on a free loopback port."""
+async def _start_endpoint(masters: int) -> tuple[Child, list[Target]]:
+    """The reference endpoint in a process of its own (forked where that is safe), on a free loopback port."""
     token = secrets.token_urlsafe(24)
-    command = [
-        sys.executable,
-        "-m",
-        "emulator",
-        "serve",
-        "--port",
-        "0",
-        f"--token={token}",
-        "--max-connections",
-        str(masters + 16),
-        "--keep",
-        "0",
-        "--stop-on-stdin-eof",  # this process's end, however it comes, ends the endpoint's too
-    ]  # = : a token may start with "-"
-    process = await asyncio.create_subprocess_exec(*command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
-    assert process.stdout is not None
+    connections = masters + 16
+    module = ["emulator", "serve", "--port", "0", f"--token={token}", "--max-connections", str(connections), "--keep", "0"]
+    module.append("--stop-on-stdin-eof")  # this process's end, however it comes, ends the endpoint's too
+    process = await children.start(functools.partial(_serve_endpoint, token, connections), module)  # = : a token may start with "-"
     line = (await process.stdout.readline()).decode()
     if "listening on" not in line:
-        process.kill()
+        process.terminate()
         raise ConnectError(f"the reference endpoint did not start: {line.strip() or 'no output'}")
     return process, [Target(line.split()[-1], token)]
+
+
+def _serve_endpoint(token: str, connections: int, stdin: int, stdout: int) -> None:
+    """The forked endpoint process: serve on a free loopback port, say where, stop at stdin's end."""
+    from emulator.endpoint.server import ReferenceEndpoint  # noqa: PLC0415 - the endpoint process's, not the senders'
+
+    async def serve() -> None:
+        endpoint = ReferenceEndpoint(token=token, max_connections=connections, keep=0)
+        await endpoint.start()
+        os.write(stdout, f"reference endpoint listening on {endpoint.url}\n".encode())
+        ended = asyncio.Event()
+
+        def readable() -> None:
+            if not os.read(stdin, 65536):
+                ended.set()
+
+        asyncio.get_running_loop().add_reader(stdin, readable)
+        await ended.wait()
+        await endpoint.stop()
+
+    asyncio.run(serve())

@@ -29,7 +29,7 @@ LEAD = 0.25
 def feed_sizes(masters: int, window: int, rate: float | None, buffer: int | None = None) -> tuple[int, int]:
     """A feed's (low-water mark, chunk): about a second of its share at ``rate``, or eight windows; within ``buffer``."""
     budget = max(8, (buffer if buffer is not None else BUFFER) // max(masters, 1))
-    wanted = math.ceil(rate / masters) if rate else 8 * window
+    wanted = math.ceil(rate / masters) if rate else max(8 * window, 4096)  # a closed model's rate is unknown: plenty
     low = max(4, min(wanted, budget) // 2)
     return low, low
 
