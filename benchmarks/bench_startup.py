@@ -53,7 +53,7 @@ def load_run(masters: int, duration: float, *extra: str) -> dict[str, float]:
         "rss": figures["generator_memory"]["rss_peak_mib"],
         "generator_rss": generation["rss_peak_mib"] or 0.0,
         "rate": figures["rate"],
-        "starved": generation["starved"],
+        "starved": generation["starved_share"],
     }
 
 

@@ -24,6 +24,8 @@ from emulator.load.thresholds import parse as parse_threshold
 from emulator.scenario import load
 from emulator.wire.master import ConnectError
 
+#: The share of the masters' time waiting for notifications from which the summary says the generator may have been the limit.
+STARVED_NOTE = 0.05
 OK, FINDINGS = 0, 1  # no master connecting at all is ConnectError: exit 2
 
 
@@ -175,8 +177,11 @@ def summary(figures: dict[str, Any]) -> list[str]:
     )
     rss = f", {generation['rss_peak_mib']} MiB" if generation["rss_peak_mib"] else ""
     lines.append(f"notifications generated in a separate process ({generation['cpu']:.2f} of a CPU{rss}); {first}")
-    if generation["starved"]:
-        lines.append(f"note: masters waited for the generator {generation['starved']} times: it may have limited the rate")
+    if generation["starved_share"] >= STARVED_NOTE:
+        lines.append(
+            f"note: masters spent {generation['starved_share']:.0%} of their time waiting for the generator: it may have limited the rate "
+            "(--buffer N for more ahead)"
+        )
     for rule, count in sorted(figures["findings"].items()):
         lines.append(f"finding {rule}: {count}")
     for entry in figures["thresholds"]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import sys
@@ -94,6 +95,7 @@ async def start(work: Callable[[int, int], None], module: list[str]) -> Child:
             signal.set_wakeup_fd(-1)  # the parent's loop's: a signal here must not wake it
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it ends us through stdin
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            gc.freeze()  # what came from the parent is not the child's garbage: its collections need not walk it
             work(child_in, child_out)
         except BaseException:
             code = 1

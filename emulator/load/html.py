@@ -102,7 +102,10 @@ def _summary(figures: dict[str, Any]) -> list[tuple[str, str]]:
         rows += [
             ("first notification", f"{first:.2f} s after start" if first is not None else "none sent"),
             ("generator process", f"{generation.get('cpu', 0):.2f} of a CPU, {generation.get('rss_peak_mib') or '-'} MiB peak resident"),
-            ("masters waited for the generator", f"{generation.get('starved', 0)} times"),
+            (
+                "masters waited for the generator",
+                f"{generation.get('starved', 0)} times, {generation.get('starved_share', 0):.1%} of their time",
+            ),
         ]
     if memory:
         per_master = memory.get("per_master_connection_kib")

@@ -81,6 +81,7 @@ class LoadResult:
     generation_cpu_s: float = 0.0  # CPU time of the generator process
     generation_rss_peak: int | None = None  # its peak resident bytes
     starved: int = 0  # times a master waited for the generator
+    starved_share: float = 0.0  # the share of the masters' time spent so (0 to 1)
     generated: int = 0  # notifications that came from the generator (sent, or still in the buffers at the end)
     cpu_seconds: float = 0.0  # CPU time of the senders' process while the clock ran: near elapsed, it was the limit
     rss_at_start: int | None = None  # bytes resident when the clock started; None: unknown here
@@ -108,6 +109,7 @@ class LoadResult:
                     "cpu": round(self.generation_cpu_s / self.elapsed, 2) if self.elapsed > 0 else 0.0,
                     "rss_peak_mib": round(self.generation_rss_peak / 2**20, 1) if self.generation_rss_peak else None,
                     "starved": self.starved,
+                    "starved_share": round(self.starved_share, 4),
                     "generated": self.generated,
                 },
                 "prepare_s": round(self.setup_s, 3),  # before the clock started: the endpoint and generator processes starting
@@ -189,7 +191,7 @@ async def run_load(config: LoadConfig) -> LoadResult:
             first_sent_s=max(first, start) - began if first is not None and metrics.sent else None,
             first_sent_at=max(first, start) if first is not None and metrics.sent else None,
             setup_s=start - began, generation_cpu_s=generator.cpu_seconds, generation_rss_peak=generator.rss_peak,
-            starved=sum(s.starved for s in streams), generated=sum(f.taken + len(f.buffer) for f in generator.feeds), cpu_seconds=cpu, rss_at_start=memory.start, rss_peak=memory.peak,
+            starved=sum(s.starved for s in streams), starved_share=sum(s.starved_s for s in streams) / max(1e-9, elapsed * len(streams)), generated=sum(f.taken + len(f.buffer) for f in generator.feeds), cpu_seconds=cpu, rss_at_start=memory.start, rss_peak=memory.peak,
         )  # fmt: skip
     finally:
         gc.unfreeze()

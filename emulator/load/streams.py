@@ -51,6 +51,7 @@ class MasterStream:
         self.outstanding = 0
         self._room = asyncio.Event()
         self.starved = 0  # times the master had to wait for the generator
+        self.starved_s = 0.0  # and for how long in all (seconds)
 
     def acknowledged(self) -> None:
         self.outstanding -= 1
@@ -84,7 +85,10 @@ class MasterStream:
                     return
                 self.starved += 1
                 feed.arrived.clear()
-                if not await self._wait(feed.arrived):
+                waited = time.monotonic()
+                going_on = await self._wait(feed.arrived)
+                self.starved_s += time.monotonic() - waited
+                if not going_on:
                     return
                 item = feed.take()
             self.handed += 1
