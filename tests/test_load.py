@@ -23,12 +23,14 @@ import pytest
 
 from emulator.cli import main
 from emulator.harness import EndpointHandle, LoopThread
+from emulator.load.generator import Feed
 from emulator.load.html import series
 from emulator.load.metrics import FOLD_PER_ACK, LoadMetrics
 from emulator.load.runner import FREEZE_INTERVAL, LoadConfig, _freeze_while_connecting, run_load
-from emulator.load.streams import feed_sizes
+from emulator.load.streams import MasterStream, feed_sizes
 from emulator.load.thresholds import parse
 from emulator.scenario import load as scenario
+from emulator.wire.master import Prepared
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -405,3 +407,32 @@ def test_threshold_lines_say_units_and_what_was_measured() -> None:
     assert parse("rate>=5000").describe(6000.0) == "6,000.0 acknowledged/s"
     assert parse("max<10").describe(None) == "not measured: no acknowledgement"
     assert parse("lost==0").describe(3.0) == "3 lost"
+
+
+def test_open_model_a_late_generator_slides_the_schedule_instead_of_counting_as_latency() -> None:
+    """A notification that came from the generator after it was due is due when it came: the delay is not the endpoint's."""
+
+    class Asks:
+        def ask(self, index: int, count: int) -> None:
+            pass
+
+    async def go() -> list[float]:
+        feed = Feed(0, 4, 4, Asks())  # type: ignore[arg-type]
+        began = time.monotonic()
+        stream = MasterStream(feed, LoadMetrics(began), began=began, stop_at=began + 10, window=64, rate=10.0, masters=1)
+        items = aiter(stream)
+
+        async def late() -> None:
+            await asyncio.sleep(0.3)
+            feed.buffer.extend(Prepared(f"id-{n}", b"{}") for n in range(2))
+            feed.arrived.set()
+
+        arriving = asyncio.ensure_future(late())
+        first = await anext(items)
+        second = await anext(items)
+        await arriving
+        return [first.at, second.at]
+
+    first, second = asyncio.run(go())
+    assert first >= 0.25  # due at 0 but here only after 0.3 s: due when it came
+    assert second == pytest.approx(first + 0.1)  # the rest of the schedule slid with it

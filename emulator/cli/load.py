@@ -177,6 +177,8 @@ def summary(figures: dict[str, Any]) -> list[str]:
     )
     rss = f", {generation['rss_peak_mib']} MiB" if generation["rss_peak_mib"] else ""
     lines.append(f"notifications generated in a separate process ({generation['cpu']:.2f} of a CPU{rss}); {first}")
+    if generation["all_started_s"] >= 1.0 + figures.get("ramp_up_s", 0.0):
+        lines.append(f"note: the last master started {generation['all_started_s']:.1f} s in: their domains took that long to build")
     if generation["starved_share"] >= STARVED_NOTE:
         lines.append(
             f"note: masters spent {generation['starved_share']:.0%} of their time waiting for the generator: it may have limited the rate "

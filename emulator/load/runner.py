@@ -82,6 +82,7 @@ class LoadResult:
     generation_rss_peak: int | None = None  # its peak resident bytes
     starved: int = 0  # times a master waited for the generator
     starved_share: float = 0.0  # the share of the masters' time spent so (0 to 1)
+    all_started_s: float = 0.0  # when the last master started sending, seconds after the clock started
     generated: int = 0  # notifications that came from the generator (sent, or still in the buffers at the end)
     cpu_seconds: float = 0.0  # CPU time of the senders' process while the clock ran: near elapsed, it was the limit
     rss_at_start: int | None = None  # bytes resident when the clock started; None: unknown here
@@ -95,6 +96,7 @@ class LoadResult:
                 "scenario": self.config.scenario.name,
                 "masters": self.config.masters,
                 "duration_s": self.config.duration,
+                "ramp_up_s": self.config.ramp_up,
                 "model": f"open, {self.config.rate:g}/s" if self.config.rate else f"closed, window {self.config.settings.window}",
                 "endpoint": self.endpoint,
                 "interrupted": self.interrupted,
@@ -110,6 +112,7 @@ class LoadResult:
                     "rss_peak_mib": round(self.generation_rss_peak / 2**20, 1) if self.generation_rss_peak else None,
                     "starved": self.starved,
                     "starved_share": round(self.starved_share, 4),
+                    "all_started_s": round(self.all_started_s, 3),
                     "generated": self.generated,
                 },
                 "prepare_s": round(self.setup_s, 3),  # before the clock started: the endpoint and generator processes starting
@@ -191,7 +194,7 @@ async def run_load(config: LoadConfig) -> LoadResult:
             first_sent_s=max(first, start) - began if first is not None and metrics.sent else None,
             first_sent_at=max(first, start) if first is not None and metrics.sent else None,
             setup_s=start - began, generation_cpu_s=generator.cpu_seconds, generation_rss_peak=generator.rss_peak,
-            starved=sum(s.starved for s in streams), starved_share=sum(s.starved_s for s in streams) / max(1e-9, elapsed * len(streams)), generated=sum(f.taken + len(f.buffer) for f in generator.feeds), cpu_seconds=cpu, rss_at_start=memory.start, rss_peak=memory.peak,
+            all_started_s=max((s.began for s in streams), default=start) - start, starved=sum(s.starved for s in streams), starved_share=sum(s.starved_s for s in streams) / max(1e-9, elapsed * len(streams)), generated=sum(f.taken + len(f.buffer) for f in generator.feeds), cpu_seconds=cpu, rss_at_start=memory.start, rss_peak=memory.peak,
         )  # fmt: skip
     finally:
         gc.unfreeze()
@@ -302,6 +305,12 @@ async def _run_one(config: LoadConfig, index: int, master: EmulatedMaster, strea
     delay = config.ramp_up * index / config.masters if config.masters > 1 else 0.0
     if delay:
         await asyncio.sleep(delay)
+    feed = stream.feed
+    if not feed.buffer and not feed.ended:
+        # Its domain is still being built (10-20 ms each, in turn): the master starts when it has something to send,
+        # so that the generator's pace shows as a later start, not as the endpoint's latency in the open model.
+        feed.arrived.clear()
+        await feed.arrived.wait()
     stream.began = time.monotonic()  # the open model's slots count from this master's start
     return await master.run(stream)
 

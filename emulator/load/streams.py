@@ -22,14 +22,16 @@ from emulator.wire.master import Paced
 
 #: Notifications buffered ahead of the senders at most, all masters together (~600 bytes each).
 BUFFER = 50_000
-#: Open model: notifications are handed to the master this long before they are due (seconds).
-LEAD = 0.25
+#: Open model: notifications are handed to the master this long before they are due (seconds): the master holds
+#: them until then, and a hiccup of the generator shorter than this costs nothing.
+LEAD = 1.0
 
 
 def feed_sizes(masters: int, window: int, rate: float | None, buffer: int | None = None) -> tuple[int, int]:
-    """A feed's (low-water mark, chunk): about a second of its share at ``rate``, or eight windows; within ``buffer``."""
+    """A feed's (low-water mark, chunk): half of two seconds of its share at ``rate`` or of 4,096; within ``buffer``."""
     budget = max(8, (buffer if buffer is not None else BUFFER) // max(masters, 1))
-    wanted = math.ceil(rate / masters) if rate else max(8 * window, 4096)  # a closed model's rate is unknown: plenty
+    # two seconds of its share of the rate, or (a closed model's rate is unknown) plenty
+    wanted = max(32, math.ceil(2 * rate / masters)) if rate else max(8 * window, 4096)
     low = max(4, min(wanted, budget) // 2)
     return low, low
 
@@ -52,6 +54,7 @@ class MasterStream:
         self._room = asyncio.Event()
         self.starved = 0  # times the master had to wait for the generator
         self.starved_s = 0.0  # and for how long in all (seconds)
+        self.slid = 0.0  # open model: how far its schedule slid for want of notifications (seconds)
 
     def acknowledged(self) -> None:
         self.outstanding -= 1
@@ -65,7 +68,7 @@ class MasterStream:
         feed, metrics, interval = self.feed, self.metrics, self.interval
         while True:
             if interval is not None:
-                at = self.handed * interval
+                at = self.handed * interval + self.slid
                 due = self.began + at
                 if due >= self.stop_at:
                     return
@@ -91,6 +94,12 @@ class MasterStream:
                 if not going_on:
                     return
                 item = feed.take()
+                if interval is not None and time.monotonic() > due:
+                    # Late for want of a notification: the generator's delay, not the endpoint's. This master's
+                    # schedule slides by it, so its latency stays the endpoint's (its rate shows the loss).
+                    late = time.monotonic() - due
+                    self.slid += late
+                    at, due = at + late, due + late
             self.handed += 1
             if interval is not None:
                 metrics.on_sent(due)
