@@ -188,11 +188,11 @@ def main() -> None:
     lines = [
         f"{version}; bare acknowledging endpoint in a separate process; {args.masters} connections, window {args.window}; "
         f"{args.rounds} alternating rounds of {args.seconds:g} s; medians",
-        f"  {'client':<52}{'acked/s':>10}{'CPU µs/ack':>12}",
-        f"  {'k6 (' + module + ', pre-built frames, acks counted)':<52}{median(k6_rates):>10,.0f}{median(k6_cpu):>12.1f}",
-        f"  {'k6, less its start and end (a 10 ms run)':<52}{'':>10}{median(k6_steady):>12.1f}",
-        f"  {'nbwss-emu load: senders (validating, correlating)':<52}{median(load_rates):>10,.0f}{median(load_cpu):>12.1f}",
-        f"  {'nbwss-emu load: senders + generator process':<52}{'':>10}{median(load_total):>12.1f}",
+        f"  {'client':<66}{'acked/s':>10}{'CPU µs/ack':>12}",
+        f"  {'k6 (' + module + ', pre-built frames, acks counted)':<66}{median(k6_rates):>10,.0f}{median(k6_cpu):>12.1f}",
+        f"  {'k6, less its start and end (a 10 ms run)':<66}{'':>10}{median(k6_steady):>12.1f}",
+        f"  {'nbwss-emu load: senders (validating, correlating)':<66}{median(load_rates):>10,.0f}{median(load_cpu):>12.1f}",
+        f"  {'nbwss-emu load: senders + generator process':<66}{'':>10}{median(load_total):>12.1f}",
         f"  acknowledged rate load/k6: {median(load_rates) / median(k6_rates):.2f}",
         f"  CPU per acknowledgement load/k6 (k6 less its start and end): {median(load_cpu) / median(k6_steady):.2f} (load's senders), "
         f"{median(load_total) / median(k6_steady):.2f} (with its generator); target: at most 1.00",
