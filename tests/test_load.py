@@ -436,3 +436,20 @@ def test_open_model_a_late_generator_slides_the_schedule_instead_of_counting_as_
     first, second = asyncio.run(go())
     assert first >= 0.25  # due at 0 but here only after 0.3 s: due when it came
     assert second == pytest.approx(first + 0.1)  # the rest of the schedule slid with it
+
+
+def test_children_are_forked_only_from_a_process_with_one_thread() -> None:
+    """A fork copies one thread: with others running, the generator and endpoint are new interpreters instead."""
+    import threading  # noqa: PLC0415
+
+    from emulator.load.children import can_fork  # noqa: PLC0415
+
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        assert not can_fork()
+    finally:
+        release.set()
+        other.join()
+    assert can_fork() == (threading.active_count() == 1)

@@ -15,7 +15,9 @@ class LiveProgress:
 
     def __init__(self, console: Console, masters: int, rate: float | None) -> None:
         self._title = f"nbwss-emu load: {masters} masters, " + (f"open model, {rate:g}/s" if rate else "closed model")
-        self._live = Live(self._table(None), console=console, refresh_per_second=4, transient=False)
+        # Refreshed on each update (once a second), not by a thread of its own: a load run forks its generator and
+        # endpoint only from a process with one thread (see emulator.load.children).
+        self._live = Live(self._table(None), console=console, auto_refresh=False, transient=False)
 
     def _table(self, snapshot: dict[str, Any] | None) -> Table:
         table = Table(title=self._title, title_justify="left")
@@ -35,7 +37,7 @@ class LiveProgress:
         return table
 
     def update(self, snapshot: dict[str, Any]) -> None:
-        self._live.update(self._table(snapshot))
+        self._live.update(self._table(snapshot), refresh=True)
 
     def __enter__(self) -> LiveProgress:
         self._live.__enter__()
