@@ -43,8 +43,10 @@ from emulator.wire.master import ConnectError, Prepared
 _LENGTH = struct.Struct(">I")
 #: Notifications the child generates for one master before it turns to the next one asking.
 CHUNK = 64
-#: The child sends what it has once it holds this many notifications, or when nobody else is waiting.
+#: The child sends what it has once it holds this many notifications, or after this long (seconds; with many
+#: masters each domain takes 10-20 ms to build), or when nobody else is waiting.
 FLUSH_AT = 512
+FLUSH_EVERY = 0.05
 
 #: (message id, frame) pairs of one master, the violations found in them, and whether its domain ended.
 Reply = tuple[int, list[tuple[str, bytes]], list[Violation], bool]
@@ -104,6 +106,7 @@ def serve(fd_in: int = 0, fd_out: int = 1) -> None:
     demand: dict[int, int] = {}  # master -> notifications asked for and not yet sent, oldest ask first
     out: list[Reply] = []
     pending = 0
+    flushed = time.monotonic()
     backlog = first
     with os.fdopen(fd_out, "wb", buffering=0, closefd=False) as sink:
         while True:
@@ -140,9 +143,9 @@ def serve(fd_in: int = 0, fd_out: int = 1) -> None:
                 demand[master] = wanted - len(frames)  # to the back: every master asking gets its turn
             out.append((master, frames, violations, ended))
             pending += len(frames)
-            if pending >= FLUSH_AT or not demand:
+            if pending >= FLUSH_AT or not demand or time.monotonic() >= flushed + FLUSH_EVERY:
                 sink.write(_frame(out))
-                out, pending = [], 0
+                out, pending, flushed = [], 0, time.monotonic()
             backlog = requests.read(block=False)
 
 
