@@ -176,7 +176,8 @@ def summary(figures: dict[str, Any]) -> list[str]:
         f"first notification {generation['first_sent_s']:.2f} s after start" if generation["first_sent_s"] is not None else "nothing sent"
     )
     rss = f", {generation['rss_peak_mib']} MiB" if generation["rss_peak_mib"] else ""
-    lines.append(f"notifications generated in a separate process ({generation['cpu']:.2f} of a CPU{rss}); {first}")
+    where = "a separate process" if generation["processes"] == 1 else f"{generation['processes']} separate processes"
+    lines.append(f"notifications generated in {where} ({generation['cpu']:.2f} of a CPU{rss}); {first}")
     if generation["all_started_s"] >= 1.0 + figures.get("ramp_up_s", 0.0):
         lines.append(f"note: the last master started {generation['all_started_s']:.1f} s in: their domains took that long to build")
     if generation["starved_share"] >= STARVED_NOTE:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import pickle
 import select
@@ -265,6 +266,70 @@ class Generator:
         with contextlib.suppress(asyncio.CancelledError, ConnectError):
             await self._reader
         await self.process.wait(1.0)  # its stdin's end stops it
+
+
+class Generators:
+    """Generator processes each for a block of the masters, behind the interface of one :class:`Generator`.
+
+    Building a domain takes 10-20 ms and a notification 30-100 µs: where there are cores to
+    spare, several processes share the work (and 5,000 masters' domains are built sooner).
+    """
+
+    def __init__(self, parts: list[Generator]) -> None:
+        self.parts = parts
+        self.feeds = [feed for part in parts for feed in part.feeds]  # in the masters' order: the blocks are contiguous
+        self.ready = asyncio.Event()
+        self._watch = asyncio.ensure_future(self._first())
+
+    @classmethod
+    async def start(cls, scenario: Scenario, seeds: list[int], start: float, feeds_of: list[tuple[int, int]], processes: int) -> Generators:
+        """Start ``processes`` generator processes (at most one per master) for masters with these seeds."""
+        count = max(1, min(processes, len(seeds)))
+        bounds = [len(seeds) * part // count for part in range(count + 1)]
+        parts = []
+        try:
+            for first, end in itertools.pairwise(bounds):
+                parts.append(await Generator.start(scenario, seeds[first:end], start, feeds_of[first:end]))
+        except BaseException:
+            await asyncio.gather(*(part.close() for part in parts))
+            raise
+        return cls(parts)
+
+    async def _first(self) -> None:
+        waits = [asyncio.ensure_future(part.ready.wait()) for part in self.parts]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        self.ready.set()
+
+    @property
+    def first_at(self) -> float | None:
+        times = [part.first_at for part in self.parts if part.first_at is not None]
+        return min(times) if times else None
+
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(part.cpu_seconds for part in self.parts)
+
+    @property
+    def rss_peak(self) -> int | None:
+        peaks = [part.rss_peak for part in self.parts if part.rss_peak is not None]
+        return sum(peaks) if peaks else None
+
+    def sample(self) -> None:
+        for part in self.parts:
+            part.sample()
+
+    async def close(self) -> None:
+        self._watch.cancel()
+        await asyncio.gather(*(part.close() for part in self.parts))
+
+
+def processes_for(masters: int) -> int:
+    """How many generator processes a run of ``masters`` gets by default: one per core, at most one per master."""
+    return max(1, min(masters, os.cpu_count() or 1))
 
 
 if __name__ == "__main__":

@@ -101,7 +101,10 @@ def _summary(figures: dict[str, Any]) -> list[tuple[str, str]]:
         first = generation.get("first_sent_s")
         rows += [
             ("first notification", f"{first:.2f} s after start" if first is not None else "none sent"),
-            ("generator process", f"{generation.get('cpu', 0):.2f} of a CPU, {generation.get('rss_peak_mib') or '-'} MiB peak resident"),
+            (
+                f"generator processes ({generation.get('processes', 1)})",
+                f"{generation.get('cpu', 0):.2f} of a CPU, {generation.get('rss_peak_mib') or '-'} MiB peak resident",
+            ),
             (
                 "masters waited for the generator",
                 f"{generation.get('starved', 0)} times, {generation.get('starved_share', 0):.1%} of their time",
@@ -211,7 +214,7 @@ def _generator(go: Any, figures: dict[str, Any]) -> Any:
     memory = figures.get("generator_memory")
     if not generation:
         return None
-    names = ["senders' process", "generator process"]
+    names = ["senders' process", "generator processes"]
     cpu = [figures.get("generator_cpu", 0.0), generation.get("cpu", 0.0)]
     rss = [memory["rss_peak_mib"] if memory else None, generation.get("rss_peak_mib")]
     figure = go.Figure(

@@ -33,7 +33,7 @@ from typing import Any, cast
 
 from emulator.load import children
 from emulator.load.children import Child
-from emulator.load.generator import Generator
+from emulator.load.generator import Generators, processes_for
 from emulator.load.metrics import LoadMetrics
 from emulator.load.streams import MasterStream, feed_sizes
 from emulator.protocol.session import Acknowledged
@@ -63,6 +63,7 @@ class LoadConfig:
     seed: int = 0
     buffer: int | None = None  # notifications generated ahead of the senders at most, all masters; None: streams.BUFFER
     profile: str = DEFAULT_PROFILE  # the NetBackup version COMMAND answers speak for
+    generators: int | None = None  # generator processes; None: one per core (at most one per master)
     progress: Callable[[dict[str, Any]], None] | None = None  # called about once a second
     stop: asyncio.Event | None = None
 
@@ -78,7 +79,8 @@ class LoadResult:
     first_sent_s: float | None = None  # from the start of run_load to the first notification handed to a master
     first_sent_at: float | None = None  # time.monotonic() when the first notification was handed to a master
     setup_s: float = 0.0  # from the start of run_load to the clock's start (endpoint and generator processes started)
-    generation_cpu_s: float = 0.0  # CPU time of the generator process
+    generation_cpu_s: float = 0.0  # CPU time of the generator processes
+    generation_processes: int = 1
     generation_rss_peak: int | None = None  # its peak resident bytes
     starved: int = 0  # times a master waited for the generator
     starved_share: float = 0.0  # the share of the masters' time spent so (0 to 1)
@@ -108,6 +110,7 @@ class LoadResult:
                     "first_sent_s": round(self.first_sent_s, 3) if self.first_sent_s is not None else None,
                     "first_sent_at": self.first_sent_at,  # time.monotonic() then: the system's clock, comparable across processes
                     "setup_s": round(self.setup_s, 3),
+                    "processes": self.generation_processes,
                     "cpu": round(self.generation_cpu_s / self.elapsed, 2) if self.elapsed > 0 else 0.0,
                     "rss_peak_mib": round(self.generation_rss_peak / 2**20, 1) if self.generation_rss_peak else None,
                     "starved": self.starved,
@@ -145,7 +148,8 @@ async def run_load(config: LoadConfig) -> LoadResult:
         seeds = [config.seed + index for index in range(config.masters)]
         scenario_start = float(int(time.time()))
         try:
-            starting = [Generator.start(config.scenario, seeds, scenario_start, [sizes] * config.masters)]
+            processes = config.generators if config.generators is not None else processes_for(config.masters)
+            starting = [Generators.start(config.scenario, seeds, scenario_start, [sizes] * config.masters, processes)]
             if not targets:
                 endpoint_started = asyncio.ensure_future(_start_endpoint(config.masters))
                 generator = await starting[0]
@@ -193,7 +197,7 @@ async def run_load(config: LoadConfig) -> LoadResult:
             config, metrics, reports, elapsed, targets[0].url, interrupted,
             first_sent_s=max(first, start) - began if first is not None and metrics.sent else None,
             first_sent_at=max(first, start) if first is not None and metrics.sent else None,
-            setup_s=start - began, generation_cpu_s=generator.cpu_seconds, generation_rss_peak=generator.rss_peak,
+            setup_s=start - began, generation_cpu_s=generator.cpu_seconds, generation_processes=len(generator.parts), generation_rss_peak=generator.rss_peak,
             all_started_s=max((s.began for s in streams), default=start) - start, starved=sum(s.starved for s in streams), starved_share=sum(s.starved_s for s in streams) / max(1e-9, elapsed * len(streams)), generated=sum(f.taken + len(f.buffer) for f in generator.feeds), cpu_seconds=cpu, rss_at_start=memory.start, rss_peak=memory.peak,
         )  # fmt: skip
     finally:
@@ -207,7 +211,7 @@ async def _stop(server: Child) -> None:
     await server.wait(0.2)
 
 
-def _count(metrics: LoadMetrics, reports: list[Report], errors: list[BaseException], generator: Generator) -> None:
+def _count(metrics: LoadMetrics, reports: list[Report], errors: list[BaseException], generator: Generators) -> None:
     """Fold the masters' reports into the figures: what was lost, refused, late or broken is a finding."""
     findings = metrics.findings
 
@@ -343,7 +347,7 @@ class ResidentMemory:
 
 
 async def _every_second(
-    config: LoadConfig, metrics: LoadMetrics, masters: list[EmulatedMaster], start: float, memory: ResidentMemory, generator: Generator
+    config: LoadConfig, metrics: LoadMetrics, masters: list[EmulatedMaster], start: float, memory: ResidentMemory, generator: Generators
 ) -> None:
     """Sample memory, and tell the progress callback how the last second went.
 
