@@ -192,7 +192,7 @@ def main() -> None:
         f"  {'k6 (' + module + ', pre-built frames, acks counted)':<66}{median(k6_rates):>10,.0f}{median(k6_cpu):>12.1f}",
         f"  {'k6, less its start and end (a 10 ms run)':<66}{'':>10}{median(k6_steady):>12.1f}",
         f"  {'nbwss-emu load: senders (validating, correlating)':<66}{median(load_rates):>10,.0f}{median(load_cpu):>12.1f}",
-        f"  {'nbwss-emu load: senders + generator process':<66}{'':>10}{median(load_total):>12.1f}",
+        f"  {'nbwss-emu load: senders + generator processes':<66}{'':>10}{median(load_total):>12.1f}",
         f"  acknowledged rate load/k6: {median(load_rates) / median(k6_rates):.2f}",
         f"  CPU per acknowledgement load/k6 (k6 less its start and end): {median(load_cpu) / median(k6_steady):.2f} (load's senders), "
         f"{median(load_total) / median(k6_steady):.2f} (with its generator); target: at most 1.00",

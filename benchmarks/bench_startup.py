@@ -95,7 +95,7 @@ def main() -> None:
     generator = [r["generator_rss"] for r in runs]
     say(
         f"  peak resident memory: load process {median(rss):.0f} MiB ({', '.join(f'{m:.0f}' for m in rss)}), "
-        f"generator process {median(generator):.0f} MiB; together {median(rss) + median(generator):.0f} MiB (target: under 400 MiB)"
+        f"generator processes {median(generator):.0f} MiB; together {median(rss) + median(generator):.0f} MiB (target: under 400 MiB)"
     )
     say(
         f"  acknowledged {median(r['rate'] for r in runs):,.0f}/s; masters spent {median(r['starved'] for r in runs):.1%} of their time waiting for the generator"
@@ -106,7 +106,7 @@ def main() -> None:
         say(
             f"\n{args.many} masters, open model 2,500/s, {args.duration:g} s: first notification {many['first']:.2f} s after process start, "
             f"every master sending {many['all_started']:.1f} s after the clock started, "
-            f"{many['starved_share']:.0%} of the masters' time waiting for the generator, {many['findings']:.0f} findings and lost, wall {many['wall']:.1f} s, peak {many['rss']:.0f} MiB (load) + {many['generator_rss']:.0f} MiB (generator)"
+            f"{many['starved_share']:.0%} of the masters' time waiting for the generator, {many['findings']:.0f} findings and lost, wall {many['wall']:.1f} s, peak {many['rss']:.0f} MiB (load) + {many['generator_rss']:.0f} MiB (generators)"
         )
     page = write_page("startup", "Load: time to the first notification, wall time, memory", lines)
     print(f"\nwrote {page}")
