@@ -73,7 +73,7 @@ def throughput(args: argparse.Namespace, tls: bool, sample: list[bytes]) -> Roun
             result = asyncio.run(load_run(url, token, cafile, args.seconds, args.window))
             rounds.load.append(result.metrics.acknowledged / result.elapsed)
             rounds.load_cpu.append(result.cpu_seconds / result.metrics.acknowledged * 1e6)
-            rounds.generated += result.generated_live
+            rounds.generated += result.starved
     return rounds
 
 
@@ -90,7 +90,7 @@ def show_throughput(title: str, rounds: Rounds) -> None:
     print(f"  throughput load/bare: median of rounds {paired:.2f}, best/best {max(rounds.load) / max(rounds.bare):.2f}")
     print(f"  CPU per acknowledgement bare/load (the ratio with a core each): {median(rounds.bare_cpu) / median(rounds.load_cpu):.2f}")
     if rounds.generated:
-        print(f"  (load outran its prepared notifications: {rounds.generated} generated during its runs)")
+        print(f"  (load's master waited for its generator process {rounds.generated} times)")
 
 
 def main() -> None:

@@ -201,3 +201,24 @@ class StealWatch:
         if len(inside) < 2:
             return None
         return (inside[-1] - inside[0]) / (self._capacity * (end - start))
+
+
+DOCS = HERE.parent / "docs" / "benchmarks"
+
+
+def write_page(name: str, title: str, lines: list[str]) -> Path:
+    """Write ``docs/benchmarks/<name>.md``: a benchmark's figures as it printed them, with when and where they were measured."""
+    import platform  # noqa: PLC0415
+
+    DOCS.mkdir(parents=True, exist_ok=True)
+    page = DOCS / f"{name}.md"
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    machine = f"{os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.system()}"
+    command = " ".join(["python", f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]])
+    body = "\n".join(lines)
+    page.write_text(
+        f"# {title}\n\nWritten by `{command}` on {when} ({machine}). Figures of one run, ratios against a baseline "
+        f"measured in the same run; on a shared machine they vary from run to run.\n\n```\n{body}\n```\n",
+        encoding="utf-8",
+    )
+    return page

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import html as htmllib
 import json
 import os
+import re
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,9 +23,14 @@ import pytest
 
 from emulator.cli import main
 from emulator.harness import EndpointHandle, LoopThread
+from emulator.load.generator import Feed
+from emulator.load.html import series
 from emulator.load.metrics import FOLD_PER_ACK, LoadMetrics
-from emulator.load.runner import FREEZE_INTERVAL, _freeze_while_connecting
+from emulator.load.runner import FREEZE_INTERVAL, LoadConfig, _freeze_while_connecting, run_load
+from emulator.load.streams import MasterStream, feed_sizes
 from emulator.load.thresholds import parse
+from emulator.scenario import load as scenario
+from emulator.wire.master import Prepared
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -35,19 +43,22 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 def test_closed_model_against_the_reference_endpoint_in_its_own_process(capsys, tmp_path: Path) -> None:
     report = tmp_path / "load.json"
     code, out, err = run(
-        capsys, "load", "--masters", "5", "--duration", "1.5", "--prepare", "500", "--json", str(report),
+        capsys, "load", "--masters", "5", "--duration", "1.5", "--json", str(report),
         "--threshold", "lost==0", "--threshold", "findings==0",
     )  # fmt: skip
     assert code == 0, out + err
     figures = json.loads(report.read_text())
     assert figures["masters"] == 5 and figures["model"] == "closed, window 64"
-    # 500 prepared before the clock, the rest generated as the run went on (and said so)
-    assert figures["prepared"] == 500 and figures["generated_during_run"] == figures["sent"] - 500 > 0
-    assert "the run outlasted them" in out
-    # the generator's own use, so that a saturated generator is not taken for a slow endpoint
+    # notifications come from a generator process as the run goes, and it says what it used
+    generation = figures["generation"]
+    assert generation["cpu"] > 0 and generation["rss_peak_mib"] > 0 and generation["first_sent_s"] is not None
+    assert generation["processes"] == min(5, os.cpu_count() or 1)  # one per core, at most one per master
+    assert "notifications generated in " in out
+    # the senders' own use, so that a saturated generator is not taken for a slow endpoint
     assert figures["generator_cpu"] > 0 and "load generator:" in out
     memory = figures["generator_memory"]
-    assert memory["rss_peak_mib"] >= memory["rss_at_start_mib"] > 0 and memory["per_master_connection_kib"] >= 0
+    assert memory["rss_peak_mib"] >= memory["rss_at_start_mib"] > 0
+    assert memory["per_master_connection_kib"] is None  # five masters are too few to tell
     assert figures["connections_opened"] == 5 and figures["connections_dropped"] == 0
     assert figures["sent"] == figures["acknowledged"] > 100 and figures["lost"] == 0
     assert figures["ack_latency_ms"]["p99"] >= figures["ack_latency_ms"]["p50"] > 0
@@ -56,48 +67,112 @@ def test_closed_model_against_the_reference_endpoint_in_its_own_process(capsys, 
     assert "acked" in err and "p99" in err  # progress lines, one a second
 
 
+def test_memory_is_bounded_by_the_buffer_not_the_duration() -> None:
+    """The generator runs no further ahead of the senders than the buffer: a long run holds no more than a short one."""
+
+    async def load_for(seconds: float) -> tuple[int, int]:
+        config = LoadConfig(scenario("smoke"), masters=4, duration=seconds, buffer=400)
+        result = await run_load(config)
+        generated = result.generated
+        return result.metrics.sent, generated
+
+    sent, generated = asyncio.run(load_for(1.5))
+    low, chunk = feed_sizes(4, 64, None, 400)
+    assert sent > 1_000
+    assert generated - sent <= 4 * (low + chunk)  # what was generated and not sent: the buffers' worth at most
+
+
 @pytest.mark.slow
 def test_open_model_keeps_its_rate_and_an_unmet_threshold_is_exit_1(capsys, tmp_path: Path) -> None:
     report = tmp_path / "load.json"
     code, out, _ = run(
-        capsys,
-        "load",
-        "--masters",
-        "4",
-        "--rate",
-        "400",
-        "--duration",
-        "1.5",
-        "--json",
-        str(report),
-        "--threshold",
-        "rate>=100000",
-        "--quiet",
-    )
+        capsys, "load", "--masters", "4", "--rate", "400", "--duration", "1.5", "--json", str(report),
+        "--threshold", "rate>=100000", "--quiet",
+    )  # fmt: skip
     assert code == 1
-    assert "threshold rate>=100000: NOT MET" in out
+    assert "threshold rate>=100000: NOT MET (measured " in out and "acknowledged/s; limit rate >= 100,000.0 acknowledged/s)" in out
     figures = json.loads(report.read_text())
     assert figures["model"] == "open, 400/s"
     assert 500 <= figures["sent"] <= 620  # 1.5 s at 400/s, whatever the endpoint does
-    assert figures["prepared"] == 600 and figures["generated_during_run"] == 0  # all of it ready before the clock
-    assert figures["lost"] == 0
+    assert figures["lost"] == 0 and not figures["findings"]
+    # every second of the run is there, the drain marked as such
+    assert [s["second"] for s in figures["per_second"]] == list(range(len(figures["per_second"])))
+    assert all(s["phase"] == "sending" for s in figures["per_second"][:2])
+    assert all(s["phase"] == "drain" for s in figures["per_second"][2:])
 
 
-@pytest.mark.slow
-def test_a_faulty_endpoint_shows_in_the_figures(capsys) -> None:
+@pytest.fixture
+def endpoint() -> Iterator[EndpointHandle]:
+    loop = LoopThread()
+    handle = EndpointHandle(loop, probe_commands=True, late_ack_delay=0.4)
+    try:
+        yield handle
+    finally:
+        handle.close()
+        loop.stop()
+
+
+def test_a_faulty_endpoint_shows_in_the_figures_and_fails_without_thresholds(capsys, endpoint: EndpointHandle) -> None:
+    endpoint.fault = "no-ack"
+    code, out, _ = run(
+        capsys, "load", "--masters", "2", "--duration", "0.5", "--endpoint", endpoint.url, f"--token={endpoint.token}",
+        "--resend-interval", "0.2", "--ack-timeout", "0.2", "--window", "4", "--quiet",
+    )  # fmt: skip
+    assert code == 1  # lost notifications are a finding: no threshold needed
+    assert "8 lost" in out and "finding ack.every-notification: 8" in out  # two masters, a window of 4 each
+
+
+def test_refused_masters_are_findings_and_thresholds_do_not_hide_them(capsys) -> None:
     loop = LoopThread()
     endpoint = EndpointHandle(loop)
-    endpoint.fault = "no-ack"
     try:
         code, out, _ = run(
-            capsys, "load", "--masters", "2", "--duration", "0.5", "--endpoint", endpoint.url, f"--token={endpoint.token}",
-            "--resend-interval", "0.2", "--ack-timeout", "0.2", "--window", "4", "--threshold", "lost==0", "--quiet",
+            capsys, "load", "--masters", "3", "--duration", "0.5", "--endpoint", endpoint.url, "--token=wrong-token",
+            "--threshold", "lost==0", "--threshold", "findings==0", "--quiet",
         )  # fmt: skip
     finally:
         endpoint.close()
         loop.stop()
+    assert code == 1, out
+    assert "0 sent" in out and "3 of 3 masters refused" in out
+    assert "finding connect.accepts-token: 3" in out
+    assert "threshold findings==0: NOT MET (measured 3 findings" in out
+
+
+def test_no_master_connecting_at_all_is_exit_2(capsys) -> None:
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    code, _, err = run(
+        capsys, "load", "--masters", "2", "--duration", "0.5", "--endpoint", f"ws://127.0.0.1:{port}/nbwss", "--token=t", "--quiet"
+    )
+    assert code == 2
+    assert "no connection: connection refused" in err and "Traceback" not in err
+
+
+def test_late_acknowledgements_are_findings_as_in_run(capsys, endpoint: EndpointHandle) -> None:
+    endpoint.fault = "late-ack"  # each ack 0.4 s after its notification
+    code, out, _ = run(
+        capsys, "load", "--masters", "1", "--duration", "0.3", "--window", "2", "--endpoint", endpoint.url, f"--token={endpoint.token}",
+        "--ack-timeout", "0.1", "--resend-interval", "5", "--quiet",
+    )  # fmt: skip
     assert code == 1
-    assert "threshold lost==0: NOT MET (actual 8.0)" in out  # two masters, a window of 4 each
+    assert "finding ack.within-timeout:" in out and " 0 late" not in out
+
+
+def test_load_answers_the_endpoints_command_requests(capsys, tmp_path: Path, endpoint: EndpointHandle) -> None:
+    """The endpoint logs in and reads the jobs after each CONNECT: load answers from each master's domain."""
+    report = tmp_path / "load.json"
+    code, out, _ = run(
+        capsys, "load", "--masters", "2", "--duration", "1", "--endpoint", endpoint.url, f"--token={endpoint.token}",
+        "--json", str(report), "--quiet",
+    )  # fmt: skip
+    assert code == 0, out
+    figures = json.loads(report.read_text())
+    # login and jobs, per master (the reference endpoint sends its jobs request on the connection it saw last, so
+    # with two masters one may carry the other's login token and be answered 401, as a real master would)
+    assert figures["commands"]["answered"] == 4
+    assert "COMMAND requests answered: 4" in out
 
 
 @pytest.mark.parametrize(
@@ -192,18 +267,16 @@ def interrupt(argv: list[str], when: str) -> tuple[int, str, float]:
 
 
 @pytest.mark.slow
-def test_a_signal_during_preparation_stops_load_at_once(timing: float) -> None:
-    # 400,000 notifications to prepare: seconds of it
-    code, stderr, stopped_in = interrupt(["load", "--masters", "3", "--duration", "60"], "preparing notifications")
-    assert code == 130, stderr
-    assert stopped_in < 1.5 * timing
-    assert "Traceback" not in stderr
+def test_a_long_run_starts_at_once() -> None:
+    """However long the run, the first notification leaves within seconds: nothing is prepared for the whole duration."""
+    with running(["load", "--masters", "3", "--duration", "3600"], "acked") as process:
+        assert process.poll() is None  # the first progress line came: notifications went out
 
 
 @pytest.mark.slow
 def test_a_signal_stops_load_and_still_reports(tmp_path: Path, timing: float) -> None:
     report = tmp_path / "load.json"
-    argv = ["load", "--masters", "3", "--duration", "60", "--prepare", "3000", "--json", str(report)]
+    argv = ["load", "--masters", "3", "--duration", "60", "--json", str(report)]
     code, stderr, stopped_in = interrupt(argv, "acked")  # the first progress line: it is running
     assert code == 130, stderr
     assert stopped_in < 1.5 * timing
@@ -215,16 +288,17 @@ def test_a_signal_stops_load_and_still_reports(tmp_path: Path, timing: float) ->
 @pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="watches the endpoint process through a pidfd (Linux)")
 @pytest.mark.slow
 def test_a_killed_load_leaves_no_endpoint_behind() -> None:
-    argv = ["load", "--masters", "1", "--duration", "60", "--prepare", "500"]
+    argv = ["load", "--masters", "1", "--duration", "60"]
     with running(argv, "acked") as load_:  # running, against its endpoint process
         children = Path(f"/proc/{load_.pid}/task/{load_.pid}/children").read_text().split()
-        (endpoint,) = (int(pid) for pid in children)
-        watch = os.pidfd_open(endpoint)
-        load_.kill()  # no chance to stop its endpoint itself
+        assert len(children) == 2  # the endpoint and the generator (one master: one generator)
+        watches = [os.pidfd_open(int(pid)) for pid in children]
+        load_.kill()  # no chance to stop its children itself
         load_.wait()
-        ended, _, _ = select.select([watch], [], [], 10)  # readable once the process has ended
-        os.close(watch)
-        assert ended, "the endpoint process outlived the load process that started it"
+        for watch in watches:
+            ended, _, _ = select.select([watch], [], [], 10)  # readable once the process has ended
+            os.close(watch)
+            assert ended, "a child process outlived the load process that started it"
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -242,31 +316,33 @@ HEADLESS = [
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (Debian: apt-get install chromium)")
 @pytest.mark.slow
-def test_the_html_report_renders_in_headless_chromium(capsys, tmp_path: Path) -> None:
-    page = tmp_path / "load.html"
+def test_the_html_report_renders_in_headless_chromium_and_plots_the_jsons_series(capsys, tmp_path: Path) -> None:
+    page, report = tmp_path / "load.html", tmp_path / "load.json"
     code, _, _ = run(
-        capsys, "load", "--masters", "3", "--rate", "300", "--duration", "2", "--html", str(page), "--threshold", "lost==0", "--quiet"
-    )
+        capsys, "load", "--masters", "3", "--rate", "300", "--duration", "2", "--html", str(page), "--json", str(report),
+        "--threshold", "lost==0", "--quiet",
+    )  # fmt: skip
     assert code == 0
+    assert "<script src=" not in page.read_text()  # self-contained: the library is inlined, nothing is fetched
     profile = str(tmp_path / "profile")
     dom = subprocess.run(
-        [CHROMIUM, *HEADLESS, f"--user-data-dir={profile}", "--dump-dom", page.as_uri()],
+        [CHROMIUM, *HEADLESS, f"--user-data-dir={profile}", "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     ).stdout
     assert "nbwss-emulator load: datacenter-day, 3 masters" in dom
-    assert dom.count("<svg") == 3 and "<polyline" in dom and "<rect" in dom  # throughput, percentiles, distribution
-    assert "lost==0" in dom
-    picture = tmp_path / "load.png"
-    subprocess.run(
-        [CHROMIUM, *HEADLESS, f"--user-data-dir={profile}", f"--screenshot={picture}", "--window-size=900,1400", page.as_uri()],
-        capture_output=True,
-        timeout=60,
-        check=True,
-    )
-    assert picture.stat().st_size > 20_000  # a page with charts, not a blank one
+    assert "lost==0" in dom and "PASSED" in dom
+    plotted = json.loads(htmllib.unescape(re.search(r'<pre id="plotted">(.*?)</pre>', dom, re.S).group(1)))
+    figures = json.loads(report.read_text())
+    expected = series(figures)
+    for chart, traces in expected.items():  # what the browser drew is what the JSON says, trace by trace
+        assert plotted[chart] == traces, chart
+    xs = plotted["throughput"][0]["x"]
+    assert xs == [s["second"] for s in figures["per_second"]] and xs[:2] == [0, 1] and xs[-1] <= 2  # no "second 6" for a 2 s run
+    assert "generator" in plotted  # the generator's CPU and memory
+    assert dom.count('class="main-svg"') >= 8  # Plotly drew every chart (two layers each)
 
 
 @pytest.mark.slow
@@ -294,3 +370,98 @@ def test_on_a_terminal_progress_is_a_live_table(tmp_path: Path) -> None:
     assert "nbwss-emu load: 2 masters, closed model" in text
     assert "acked/s" in text and "outstanding" in text
     assert "2 masters, closed, window 64" in text  # the summary after the live view
+
+
+def test_every_second_is_in_the_series_idle_ones_as_zeros_and_the_drain_marked() -> None:
+    metrics = LoadMetrics(start=0.0)
+    metrics.on_sent(0.2)
+    metrics.on_ack(0.3, 0.001)
+    metrics.on_sent(3.5)  # seconds 1 and 2: nothing happened
+    metrics.on_ack(5.2, 0.002)  # second 5: the drain of a 5 s run
+    seconds = metrics.as_dict(5.3, duration=5.0)["per_second"]
+    assert [s["second"] for s in seconds] == [0, 1, 2, 3, 4, 5]
+    assert [(s["sent"], s["acknowledged"]) for s in seconds] == [(1, 1), (0, 0), (0, 0), (1, 0), (0, 0), (0, 1)]
+    assert seconds[1]["ack_latency_ms"]["p50"] is None  # no latency in an idle second: a gap, not a zero
+    assert [s["phase"] for s in seconds] == ["sending"] * 5 + ["drain"]
+
+
+def test_the_live_rate_is_counted_over_the_time_that_passed(tmp_path: Path) -> None:
+    """The first look comes 1.5 s in: its rate is what was acknowledged over those 1.5 s, not all of it as one second's."""
+    snapshots: list[dict[str, float]] = []
+
+    def progress(snapshot: dict[str, float]) -> None:
+        snapshots.append({**snapshot, "acknowledged": totals.acknowledged})
+
+    async def go() -> None:
+        config = LoadConfig(scenario("smoke"), masters=2, duration=2.0, rate=400, progress=progress)
+        await run_load(config)
+
+    totals = LoadMetrics(0.0)
+    real_on_ack = LoadMetrics.on_ack
+
+    def counting(self: LoadMetrics, now: float, latency: float) -> None:
+        totals.acknowledged += 1
+        real_on_ack(self, now, latency)
+
+    LoadMetrics.on_ack = counting  # type: ignore[method-assign]
+    try:
+        asyncio.run(go())
+    finally:
+        LoadMetrics.on_ack = real_on_ack  # type: ignore[method-assign]
+    first = snapshots[0]
+    assert first["acked_per_s"] == round(first["acknowledged"] / first["elapsed"])
+    assert first["acked_per_s"] < 480  # 400/s in the open model: not 1.5 times that
+
+
+def test_threshold_lines_say_units_and_what_was_measured() -> None:
+    assert parse("p99<250ms").limit() == "p99 < 250.00 ms"
+    assert parse("p99<250ms").describe(12.3) == "12.30 ms"
+    assert parse("rate>=5000").describe(6000.0) == "6,000.0 acknowledged/s"
+    assert parse("max<10").describe(None) == "not measured: no acknowledgement"
+    assert parse("lost==0").describe(3.0) == "3 lost"
+
+
+def test_open_model_a_late_generator_slides_the_schedule_instead_of_counting_as_latency() -> None:
+    """A notification that came from the generator after it was due is due when it came: the delay is not the endpoint's."""
+
+    class Asks:
+        def ask(self, index: int, count: int) -> None:
+            pass
+
+    async def go() -> list[float]:
+        feed = Feed(0, 4, 4, Asks())  # type: ignore[arg-type]
+        began = time.monotonic()
+        stream = MasterStream(feed, LoadMetrics(began), began=began, stop_at=began + 10, window=64, rate=10.0, masters=1)
+        items = aiter(stream)
+
+        async def late() -> None:
+            await asyncio.sleep(0.3)
+            feed.buffer.extend(Prepared(f"id-{n}", b"{}") for n in range(2))
+            feed.arrived.set()
+
+        arriving = asyncio.ensure_future(late())
+        first = await anext(items)
+        second = await anext(items)
+        await arriving
+        return [first.at, second.at]
+
+    first, second = asyncio.run(go())
+    assert first >= 0.25  # due at 0 but here only after 0.3 s: due when it came
+    assert second == pytest.approx(first + 0.1)  # the rest of the schedule slid with it
+
+
+def test_children_are_forked_only_from_a_process_with_one_thread() -> None:
+    """A fork copies one thread: with others running, the generator and endpoint are new interpreters instead."""
+    import threading  # noqa: PLC0415
+
+    from emulator.load.children import can_fork  # noqa: PLC0415
+
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        assert not can_fork()
+    finally:
+        release.set()
+        other.join()
+    assert can_fork() == (threading.active_count() == 1)

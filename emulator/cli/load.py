@@ -19,12 +19,14 @@ from emulator.exceptions import UsageError
 from emulator.load.html import render as render_html
 from emulator.load.live import LiveProgress
 from emulator.load.runner import LoadConfig, LoadResult, run_load
-from emulator.load.streams import CLOSED_MODEL_RATE, MAX_PREPARED
+from emulator.load.streams import BUFFER
 from emulator.load.thresholds import parse as parse_threshold
 from emulator.scenario import load
 from emulator.wire.master import ConnectError
 
-OK, FINDINGS = 0, 1
+#: The share of the masters' time waiting for notifications from which the summary says the generator may have been the limit.
+STARVED_NOTE = 0.05
+OK, FINDINGS = 0, 1  # no master connecting at all is ConnectError: exit 2
 
 
 def add_parsers(verbs: Any) -> None:
@@ -43,11 +45,11 @@ def add_parsers(verbs: Any) -> None:
     )
     load_.add_argument("--seed", type=non_negative, default=0, help="seed of the first master's domain; the others follow")
     load_.add_argument(
-        "--prepare",
-        type=non_negative,
+        "--buffer",
+        type=positive,
         metavar="N",
-        help="notifications generated before the clock starts, all masters (default: what --rate needs for --duration, "
-        f"or {CLOSED_MODEL_RATE:,}/s for --duration; at most {MAX_PREPARED:,}); the rest are generated during the run",
+        help=f"notifications generated ahead of the senders at most, all masters (default {BUFFER:,}); "
+        "they come from a generator process as the run goes",
     )
     load_.add_argument("--endpoint", metavar="URL", help="the endpoint under test (default: the reference endpoint in a separate process)")
     load_.add_argument("--token", help="the endpoint's token (default: $NBWSS_TOKEN)")
@@ -84,14 +86,14 @@ def _load(args: argparse.Namespace) -> int:
         settings=settings,
         tls=options.tls,
         seed=args.seed,
-        prepare=args.prepare,
+        buffer=args.buffer,
+        profile=args.nbu_version,
         progress=None if args.quiet else _progress_line,
-        on_prepare=None if args.quiet else _preparing_line,
     )
     live = None
     if not args.quiet and sys.stderr.isatty():
         live = LiveProgress(Console(stderr=True), args.masters, config.rate)
-        config.progress, config.on_prepare = live.update, live.preparing
+        config.progress = live.update
     interrupt = Interrupt()
 
     async def main() -> LoadResult:
@@ -111,32 +113,18 @@ def _load(args: argparse.Namespace) -> int:
     except ConnectError as error:
         raise UsageError(f"no connection: {error}") from None
     figures = result.figures()
-    figures["thresholds"] = [{"threshold": t.text, "actual": t.actual(figures), "met": t.holds(figures)} for t in thresholds]
-    latency = figures["ack_latency_ms"]
-    print(
-        f"{figures['masters']} masters, {figures['model']}, {figures['elapsed_s']:.1f} s: {figures['sent']} sent, "
-        f"{figures['acknowledged']} acknowledged ({figures['rate']:.0f}/s), {figures['retried']} retried, {figures['lost']} lost, "
-        f"{sum(figures['findings'].values())} findings, {figures['connections_dropped']} connections dropped"
-    )
-    if latency["p50"] is not None:
-        print("ack latency: " + ", ".join(f"{name} {value:.2f} ms" for name, value in latency.items()))
-    memory = figures["generator_memory"]
-    resident = (
-        f", {memory['rss_peak_mib']} MiB resident (+{memory['per_master_connection_kib']} KiB per master connection)" if memory else ""
-    )
-    print(f"load generator: {figures['generator_cpu']:.2f} of a CPU{resident}")
-    if figures["generator_cpu"] >= 0.9:
-        print(
-            f"note: this load generator used {figures['generator_cpu']:.2f} of a CPU: it may have been the limit, not the endpoint "
-            "(fewer masters per process, or Locust workers, spread it)"
-        )
-    print(f"prepared {figures['prepared']} notifications in {figures['prepare_s']:.1f} s before the clock started", end="")
-    if figures["generated_during_run"]:
-        print(f"; the run outlasted them: {figures['generated_during_run']} more were generated while it ran (--prepare N for more)")
-    else:
-        print()
-    for entry in figures["thresholds"]:
-        print(f"threshold {entry['threshold']}: {'met' if entry['met'] else 'NOT MET'} (actual {entry['actual']})")
+    figures["thresholds"] = [
+        {
+            "threshold": t.text,
+            "limit": t.limit(),
+            "actual": t.actual(figures),
+            "measured": t.describe(t.actual(figures)),
+            "met": t.holds(figures),
+        }
+        for t in thresholds
+    ]
+    for line in summary(figures):
+        print(line)
     try:
         if args.json:
             Path(args.json).write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
@@ -147,7 +135,63 @@ def _load(args: argparse.Namespace) -> int:
     code = interrupt.exit_code()
     if code is not None:
         return code
-    return OK if all(entry["met"] for entry in figures["thresholds"]) else FINDINGS
+    return verdict(figures)
+
+
+def verdict(figures: dict[str, Any]) -> int:
+    """The exit code: 1 on any finding or lost notification or unmet threshold (thresholds never hide findings), else 0."""
+    clean = not figures["findings"] and figures["lost"] == 0
+    return OK if clean and all(entry["met"] for entry in figures["thresholds"]) else FINDINGS
+
+
+def summary(figures: dict[str, Any]) -> list[str]:
+    """The lines printed after a load run."""
+    lines = [
+        f"{figures['masters']} masters, {figures['model']}, {figures['elapsed_s']:.1f} s: {figures['sent']} sent, "
+        f"{figures['acknowledged']} acknowledged ({figures['rate']:.0f}/s), {figures['retried']} retried, {figures['lost']} lost, "
+        f"{figures['late']} late, {sum(figures['findings'].values())} findings, {figures['connections_dropped']} connections dropped"
+    ]
+    if figures["masters_refused"]:
+        lines.append(f"{figures['masters_refused']} of {figures['masters']} masters refused (CONNECT answered valid: false)")
+    commands = figures["commands"]
+    if commands["answered"]:
+        lines.append(f"COMMAND requests answered: {commands['answered']} ({commands['failed']} with an error status)")
+    latency = figures["ack_latency_ms"]
+    if latency["p50"] is not None:
+        lines.append("ack latency: " + ", ".join(f"{name} {value:.2f} ms" for name, value in latency.items()))
+    memory = figures["generator_memory"]
+    resident = ""
+    if memory:
+        resident = f", {memory['rss_peak_mib']} MiB resident"
+        if memory["per_master_connection_kib"] is not None:
+            resident += f" (+{memory['per_master_connection_kib']} KiB per master connection)"
+    lines.append(f"load generator: {figures['generator_cpu']:.2f} of a CPU{resident}")
+    if figures["generator_cpu"] >= 0.9:
+        lines.append(
+            f"note: this load generator used {figures['generator_cpu']:.2f} of a CPU: it may have been the limit, not the endpoint "
+            "(fewer masters per process, or Locust workers, spread it)"
+        )
+    generation = figures["generation"]
+    first = (
+        f"first notification {generation['first_sent_s']:.2f} s after start" if generation["first_sent_s"] is not None else "nothing sent"
+    )
+    rss = f", {generation['rss_peak_mib']} MiB" if generation["rss_peak_mib"] else ""
+    where = "a separate process" if generation["processes"] == 1 else f"{generation['processes']} separate processes"
+    lines.append(f"notifications generated in {where} ({generation['cpu']:.2f} of a CPU{rss}); {first}")
+    if generation["all_started_s"] >= 1.0 + figures.get("ramp_up_s", 0.0):
+        lines.append(f"note: the last master started {generation['all_started_s']:.1f} s in: their domains took that long to build")
+    if generation["starved_share"] >= STARVED_NOTE:
+        lines.append(
+            f"note: masters spent {generation['starved_share']:.0%} of their time waiting for the generator: it may have limited the rate "
+            "(--buffer N for more ahead)"
+        )
+    for rule, count in sorted(figures["findings"].items()):
+        lines.append(f"finding {rule}: {count}")
+    for entry in figures["thresholds"]:
+        lines.append(
+            f"threshold {entry['threshold']}: {'met' if entry['met'] else 'NOT MET'} (measured {entry['measured']}; limit {entry['limit']})"
+        )
+    return lines
 
 
 def _progress_line(snapshot: dict[str, Any]) -> None:
@@ -160,7 +204,3 @@ def _progress_line(snapshot: dict[str, Any]) -> None:
         file=sys.stderr,
         flush=True,
     )
-
-
-def _preparing_line(done: int, total: int) -> None:
-    print(f"nbwss-emu: preparing notifications, {done} of {total}", file=sys.stderr, flush=True)

@@ -8,7 +8,6 @@ from typing import Any
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
-from rich.text import Text
 
 
 class LiveProgress:
@@ -16,7 +15,9 @@ class LiveProgress:
 
     def __init__(self, console: Console, masters: int, rate: float | None) -> None:
         self._title = f"nbwss-emu load: {masters} masters, " + (f"open model, {rate:g}/s" if rate else "closed model")
-        self._live = Live(self._table(None), console=console, refresh_per_second=4, transient=False)
+        # Refreshed on each update (once a second), not by a thread of its own: a load run forks its generator and
+        # endpoint only from a process with one thread (see emulator.load.children).
+        self._live = Live(self._table(None), console=console, auto_refresh=False, transient=False)
 
     def _table(self, snapshot: dict[str, Any] | None) -> Table:
         table = Table(title=self._title, title_justify="left")
@@ -36,11 +37,7 @@ class LiveProgress:
         return table
 
     def update(self, snapshot: dict[str, Any]) -> None:
-        self._live.update(self._table(snapshot))
-
-    def preparing(self, done: int, total: int) -> None:
-        """Before the clock starts: how far the preparation of notifications is."""
-        self._live.update(Text(f"{self._title}: preparing notifications, {done:,} of {total:,}"))
+        self._live.update(self._table(snapshot), refresh=True)
 
     def __enter__(self) -> LiveProgress:
         self._live.__enter__()

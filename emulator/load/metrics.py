@@ -68,6 +68,17 @@ class LoadMetrics:
         self.sent += 1
         self._second(now).sent += 1
 
+    def not_sent(self, count: int) -> None:
+        """``count`` notifications counted as sent never left (a refused master, an interrupted run): the latest counted go."""
+        self.sent -= count
+        for index in sorted(self.seconds, reverse=True):
+            if count <= 0:
+                break
+            second = self.seconds[index]
+            taken = min(second.sent, count)
+            second.sent -= taken
+            count -= taken
+
     def on_ack(self, now: float, latency: float) -> None:
         micros = int(latency * MICROS)
         if micros < 1:
@@ -137,18 +148,51 @@ class LoadMetrics:
         values["max"] = histogram.get_max_value() / 1000
         return values
 
-    def distribution_ms(self) -> list[dict[str, float]]:
-        """Acknowledgements per latency bucket (doubling widths from 0.1 ms), for a histogram chart."""
-        buckets: dict[float, int] = {}
-        for step in self.latency.get_recorded_iterator():
-            upper = 0.1
-            while upper < step.value_iterated_to / 1000:
-                upper *= 2
-            buckets[upper] = buckets.get(upper, 0) + step.count_added_in_this_iter_step
-        return [{"le": round(upper, 3), "count": count} for upper, count in sorted(buckets.items())]
+    def percentile_distribution_ms(self) -> list[dict[str, float]]:
+        """Latency at percentiles spaced as an HDR percentile plot reads them (ever closer to 100%), in milliseconds.
 
-    def as_dict(self, elapsed: float) -> dict[str, Any]:
+        Each point has ``percentile`` and ``ms``; ``ticks`` is ``1 / (1 - percentile/100)``, the
+        log-scaled x of such a plot (2 at 50%, 10 at 90%, 100 at 99%), the last point the maximum
+        at one over the count.
+        """
+        histogram = self.latency
+        count = histogram.get_total_count()
+        if count == 0:
+            return []
+        points = []
+        for nines in range(0, 7):
+            for step in (1.0, 2.0, 5.0) if nines else (2.0, 5.0):
+                ticks = step * 10**nines
+                if ticks >= count:
+                    break
+                percentile = 100.0 * (1 - 1 / ticks)
+                points.append(
+                    {"percentile": round(percentile, 6), "ticks": ticks, "ms": histogram.get_value_at_percentile(percentile) / 1000}
+                )
+        points.append({"percentile": 100.0, "ticks": float(count), "ms": histogram.get_max_value() / 1000})
+        return points
+
+    def as_dict(self, elapsed: float, duration: float | None = None) -> dict[str, Any]:
+        """The figures; ``per_second`` has every second from the first to the last, zeros included.
+
+        Seconds from ``duration`` on are the drain (``"phase": "drain"``): only the
+        acknowledgements of what was sent before, no new notifications.
+        """
         self._fold()
+        last = max(max(self.seconds, default=-1), 0, int(elapsed - 1e-9))
+        empty = Second()
+        per_second = []
+        for index in range(last + 1):
+            second = self.seconds.get(index, empty)
+            per_second.append(
+                {
+                    "second": index,
+                    "phase": "drain" if duration is not None and index >= duration else "sending",
+                    "sent": second.sent,
+                    "acknowledged": second.acknowledged,
+                    "ack_latency_ms": self.percentiles_ms(second.latency),
+                }
+            )
         return {
             "elapsed_s": round(elapsed, 3),
             "sent": self.sent,
@@ -160,9 +204,6 @@ class LoadMetrics:
             "connections_dropped": self.connections_dropped,
             "findings": dict(self.findings),
             "ack_latency_ms": self.percentiles_ms(),
-            "latency_distribution_ms": self.distribution_ms(),
-            "per_second": [
-                {"second": index, "sent": s.sent, "acknowledged": s.acknowledged, "ack_latency_ms": self.percentiles_ms(s.latency)}
-                for index, s in sorted(self.seconds.items())
-            ],
+            "latency_percentiles_ms": self.percentile_distribution_ms(),
+            "per_second": per_second,
         }

@@ -6,31 +6,48 @@ endpoint shows as latency and backlog, not as a quietly lower rate (coordinated
 omission accounted for). Closed (no rate): each connection keeps ``window``
 notifications outstanding and sends the next as soon as one is acknowledged.
 Without a target the reference endpoint runs in a separate process, so that the
-figures include what serving costs. Notifications are prepared before the clock
-starts (:mod:`emulator.load.streams`), so that the run measures the endpoint.
+figures include what serving costs. Notifications come from a generator process
+(:mod:`emulator.load.generator`) a bounded buffer ahead of the senders, so the
+run starts at once, its memory does not grow with its duration, and the senders
+never pay for generating.
+
+Refused masters, lost notifications, late acknowledgements and the endpoint's
+protocol violations are findings; COMMAND requests are answered from each
+master's domain, as ``run`` does, and counted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import gc
 import itertools
 import os
 import random
 import secrets
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
+from emulator.load import children
+from emulator.load.children import Child
+from emulator.load.generator import Generators, processes_for
 from emulator.load.metrics import LoadMetrics
-from emulator.load.streams import MasterStream, auto_count, prepare
+from emulator.load.streams import MasterStream, feed_sizes
 from emulator.protocol.session import Acknowledged
+from emulator.responders import DEFAULT_PROFILE, CommandExchange, CommandResponder
+from emulator.scenario import Timeline
 from emulator.scenario.model import Scenario
-from emulator.wire.master import CloseTogether, ConnectError, EmulatedMaster, Paced, Report, Settings, Target
+from emulator.wire.master import CloseTogether, ConnectError, EmulatedMaster, Report, Settings, Target
 from emulator.wire.tls import TlsOptions
+
+#: Masters below which the per-master memory figure is not shown: a few masters' growth is lost in
+#: the allocator's and the buffers' noise (it swung from 89 KiB to 40 MB on runs of 5-20 masters).
+PER_MASTER_MEMORY_FROM = 200
+#: A COMMAND's answer comes from the master's domain replayed to where its notifications are; at most this far.
+MAX_REPLAY = 5_000
 
 
 @dataclass(slots=True)
@@ -46,9 +63,10 @@ class LoadConfig:
     settings: Settings = field(default_factory=Settings)
     tls: TlsOptions = field(default_factory=TlsOptions)
     seed: int = 0
-    prepare: int | None = None  # notifications prepared before the clock starts, all masters; None: auto_count()
+    buffer: int | None = None  # notifications generated ahead of the senders at most, all masters; None: streams.BUFFER
+    profile: str = DEFAULT_PROFILE  # the NetBackup version COMMAND answers speak for
+    generators: int | None = None  # generator processes; None: one per core (at most one per master)
     progress: Callable[[dict[str, Any]], None] | None = None  # called about once a second
-    on_prepare: Callable[[int, int], None] | None = None  # (prepared so far, to prepare), about once a second
     stop: asyncio.Event | None = None
 
 
@@ -62,72 +80,104 @@ class LoadResult:
     elapsed: float
     endpoint: str
     interrupted: bool = False
-    prepared: int = 0
-    generated_live: int = 0  # notifications the run outlasted the prepared ones by, generated while it ran
-    prepare_seconds: float = 0.0
-    cpu_seconds: float = 0.0  # CPU time of this process while the clock ran: near elapsed, the generator was the limit
-    rss_at_start: int | None = None  # bytes resident when the clock started (domains and prepared frames in); None: unknown here
+    first_sent_s: float | None = None  # from the start of run_load to the first notification handed to a master
+    first_sent_at: float | None = None  # time.monotonic() when the first notification was handed to a master
+    setup_s: float = 0.0  # from the start of run_load to the clock's start (endpoint and generator processes started)
+    generation_cpu_s: float = 0.0  # CPU time of the generator processes
+    generation_processes: int = 1
+    generation_rss_peak: int | None = None  # its peak resident bytes
+    starved: int = 0  # times a master waited for the generator
+    starved_share: float = 0.0  # the share of the masters' time spent so (0 to 1)
+    all_started_s: float = 0.0  # when the last master started sending, seconds after the clock started
+    generated: int = 0  # notifications that came from the generator (sent, or still in the buffers at the end)
+    cpu_seconds: float = 0.0  # CPU time of the senders' process while the clock ran: near elapsed, it was the limit
+    rss_at_start: int | None = None  # bytes resident when the clock started; None: unknown here
     rss_peak: int | None = None  # the most seen while it ran (sampled each second and at the end)
 
     def figures(self) -> dict[str, Any]:
-        figures = self.metrics.as_dict(self.elapsed)
+        figures = self.metrics.as_dict(self.elapsed, self.config.duration)
+        commands = [exchange for report in self.reports for exchange in report.commands]
         figures.update(
             {
                 "scenario": self.config.scenario.name,
                 "masters": self.config.masters,
+                "duration_s": self.config.duration,
+                "ramp_up_s": self.config.ramp_up,
                 "model": f"open, {self.config.rate:g}/s" if self.config.rate else f"closed, window {self.config.settings.window}",
                 "endpoint": self.endpoint,
                 "interrupted": self.interrupted,
-                "prepared": self.prepared,
-                "generated_during_run": self.generated_live,
-                "prepare_s": round(self.prepare_seconds, 3),
+                "masters_connected": sum(1 for r in self.reports if r.established),
+                "masters_refused": sum(1 for r in self.reports if r.refused),
+                "commands": {"answered": len(commands), "failed": sum(1 for c in commands if c.status >= 400)},
+                "late": sum(len(r.late_acks) for r in self.reports),
+                "generation": {
+                    "first_sent_s": round(self.first_sent_s, 3) if self.first_sent_s is not None else None,
+                    "first_sent_at": self.first_sent_at,  # time.monotonic() then: the system's clock, comparable across processes
+                    "setup_s": round(self.setup_s, 3),
+                    "processes": self.generation_processes,
+                    "cpu": round(self.generation_cpu_s / self.elapsed, 2) if self.elapsed > 0 else 0.0,
+                    "rss_peak_mib": round(self.generation_rss_peak / 2**20, 1) if self.generation_rss_peak else None,
+                    "starved": self.starved,
+                    "starved_share": round(self.starved_share, 4),
+                    "all_started_s": round(self.all_started_s, 3),
+                    "generated": self.generated,
+                },
+                "prepare_s": round(self.setup_s, 3),  # before the clock started: the endpoint and generator processes starting
                 "generator_cpu": round(self.cpu_seconds / self.elapsed, 2) if self.elapsed > 0 else 0.0,
                 "generator_memory": self._memory(),
             }
         )
         return figures
 
-    def _memory(self) -> dict[str, float] | None:
+    def _memory(self) -> dict[str, float | None] | None:
         if self.rss_at_start is None or self.rss_peak is None:
             return None
         grown = max(0, self.rss_peak - self.rss_at_start)
+        per_master = round(grown / 1024 / self.config.masters, 1) if self.config.masters >= PER_MASTER_MEMORY_FROM else None
         return {
             "rss_at_start_mib": round(self.rss_at_start / 2**20, 1),
             "rss_peak_mib": round(self.rss_peak / 2**20, 1),
-            "per_master_connection_kib": round(grown / 1024 / self.config.masters, 1),  # what connecting and running added
+            "per_master_connection_kib": per_master,  # what connecting and running added; None: too few masters to tell
         }
 
 
 async def run_load(config: LoadConfig) -> LoadResult:
     """Run the load and return its figures; ConnectError when no master could connect at all."""
-    server = None
+    began = time.monotonic()
+    server = generator = None
     targets = config.targets
-    if not targets:
-        server, targets = await _start_endpoint(config.masters)
     try:
-        began = time.monotonic()
-        total = auto_count(config.duration, config.rate) if config.prepare is None else config.prepare
+        window = config.settings.window
+        sizes = feed_sizes(config.masters, window, config.rate, config.buffer)
         seeds = [config.seed + index for index in range(config.masters)]
+        scenario_start = float(int(time.time()))
         try:
-            streams = await prepare(config.scenario, seeds, total, on_progress=config.on_prepare)
+            processes = config.generators if config.generators is not None else processes_for(config.masters)
+            starting = [Generators.start(config.scenario, seeds, scenario_start, [sizes] * config.masters, processes)]
+            if not targets:
+                endpoint_started = asyncio.ensure_future(_start_endpoint(config.masters))
+                generator = await starting[0]
+                server, targets = await endpoint_started
+            else:
+                generator = await starting[0]
+            await generator.ready.wait()  # the clock starts with notifications to send: a short run is not spent waiting
         except asyncio.CancelledError:  # interrupted before the clock started: nothing was sent
-            return LoadResult(config, LoadMetrics(time.monotonic()), [], 0.0, targets[0].url, interrupted=True)
-        prepared, prepare_seconds = sum(len(s.prepared) for s in streams), time.monotonic() - began
-        # The prepared frames and the masters' domains are large, long-lived object graphs:
-        # out of the collector's sight, so that a full collection is no pause in the figures.
-        gc.collect()
-        gc.freeze()
+            return LoadResult(config, LoadMetrics(time.monotonic()), [], 0.0, targets[0].url if targets else "", interrupted=True)
         memory = ResidentMemory.now()
         start, cpu_start = time.monotonic(), time.process_time()
         metrics = LoadMetrics(start)
         stop_at = start + config.duration
-        close_together = CloseTogether(config.masters)
-        masters = [_master(config, index, targets, metrics, close_together) for index in range(config.masters)]
-        progress = asyncio.ensure_future(_every_second(config, metrics, masters, start, memory))
-        freezer = asyncio.ensure_future(_freeze_while_connecting(start + config.ramp_up + CONNECTING_GRACE))
-        runs = [
-            asyncio.ensure_future(_run_one(config, index, master, streams[index], metrics, stop_at)) for index, master in enumerate(masters)
+        streams = [
+            MasterStream(feed, metrics, began=start, stop_at=stop_at, window=window, rate=config.rate, masters=config.masters)
+            for feed in generator.feeds
         ]
+        close_together = CloseTogether(config.masters)
+        masters = [
+            _master(config, index, targets, metrics, close_together, streams[index], scenario_start) for index in range(config.masters)
+        ]
+        progress = asyncio.ensure_future(_every_second(config, metrics, masters, start, memory, generator))
+        freezer = asyncio.ensure_future(_freeze_while_connecting(start + config.ramp_up + CONNECTING_GRACE))
+        runs = [asyncio.ensure_future(_run_one(config, index, master, streams[index])) for index, master in enumerate(masters)]
         interrupted = False
         try:
             results = await asyncio.gather(*runs, return_exceptions=True)
@@ -138,36 +188,56 @@ async def run_load(config: LoadConfig) -> LoadResult:
             progress.cancel()
             freezer.cancel()
         memory.sample()
+        elapsed, cpu = time.monotonic() - start, time.process_time() - cpu_start
+        generator.sample()
         reports = [r for r in results if isinstance(r, Report)]
         errors = [r for r in results if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)]
         if not reports and errors:
             raise ConnectError(str(errors[0]))
         interrupted = interrupted or any(r.interrupted for r in reports)
-        for report in reports:
-            metrics.lost += len(report.lost)
-            metrics.retried += report.resent
-            metrics.connections_opened += report.established
-            metrics.connections_dropped += report.drops
-        # what the endpoint broke, and what the preparation found in the masters' own frames
-        for violation in itertools.chain(*(r.violations for r in reports), *(s.violations for s in streams)):
-            metrics.findings[violation.rule] = metrics.findings.get(violation.rule, 0) + 1
-        if errors:
-            metrics.findings["connect"] = len(errors)
-        generated_live = sum(s.generated_live for s in streams)
-        elapsed, cpu = time.monotonic() - start, time.process_time() - cpu_start
+        _count(metrics, reports, errors, generator)
+        first = generator.first_at
         return LoadResult(
-            config, metrics, reports, elapsed, targets[0].url, interrupted, prepared, generated_live, prepare_seconds, cpu,
-            memory.start, memory.peak,
+            config, metrics, reports, elapsed, targets[0].url, interrupted,
+            first_sent_s=max(first, start) - began if first is not None and metrics.sent else None,
+            first_sent_at=max(first, start) if first is not None and metrics.sent else None,
+            setup_s=start - began, generation_cpu_s=generator.cpu_seconds, generation_processes=len(generator.parts), generation_rss_peak=generator.rss_peak,
+            all_started_s=max((s.began for s in streams), default=start) - start, starved=sum(s.starved for s in streams), starved_share=sum(s.starved_s for s in streams) / max(1e-9, elapsed * len(streams)), generated=sum(f.taken + len(f.buffer) for f in generator.feeds), cpu_seconds=cpu, rss_at_start=memory.start, rss_peak=memory.peak,
         )  # fmt: skip
     finally:
         gc.unfreeze()
-        if server is not None:
-            server.terminate()
-            try:  # its connections are already closed: half a second is plenty, then it goes
-                await asyncio.wait_for(server.wait(), 0.5)
-            except TimeoutError:
-                server.kill()
-                await server.wait()
+        await asyncio.gather(*([generator.close()] if generator is not None else []), *([_stop(server)] if server is not None else []))
+
+
+async def _stop(server: Child) -> None:
+    """End the endpoint process: its connections are already closed, so a fifth of a second is plenty, then it goes."""
+    server.terminate()
+    await server.wait(0.2)
+
+
+def _count(metrics: LoadMetrics, reports: list[Report], errors: list[BaseException], generator: Generators) -> None:
+    """Fold the masters' reports into the figures: what was lost, refused, late or broken is a finding."""
+    findings = metrics.findings
+
+    def add(rule: str, count: int) -> None:
+        if count:
+            findings[rule] = findings.get(rule, 0) + count
+
+    left = sum(report.sent for report in reports)
+    if metrics.sent > left:  # handed to masters that never sent them: refused, or stopped first
+        metrics.not_sent(metrics.sent - left)
+    for report in reports:
+        metrics.lost += len(report.lost)
+        metrics.retried += report.resent
+        metrics.connections_opened += report.established
+        metrics.connections_dropped += report.drops
+        add("connect.accepts-token", 1 if report.refused else 0)  # a refused master sent nothing: never a pass
+        add("ack.every-notification", len(report.lost))
+        add("ack.within-timeout", len(report.late_acks))  # late as run counts it: beyond notification.sendTimeout
+    # what the endpoint broke, and what the generator found in the masters' own frames
+    for violation in itertools.chain(*(r.violations for r in reports), *(f.violations for f in generator.feeds)):
+        add(violation.rule, 1)
+    add("connect.answered", len(errors))  # masters that could not connect while others could
 
 
 #: How often, while masters connect, what they built is frozen (seconds); and how long after the
@@ -190,46 +260,67 @@ async def _freeze_while_connecting(until: float) -> None:
         gc.freeze()
 
 
-def _master(config: LoadConfig, index: int, targets: list[Target], metrics: LoadMetrics, close_together: CloseTogether) -> EmulatedMaster:
+class DomainResponder:
+    """A master's COMMAND answers, from its own domain, built when the first COMMAND comes.
+
+    The notifications come from the generator process, so this process has no domain
+    until it needs one: then the master's domain (same scenario, seed and start) is
+    replayed to where its notifications are (at most MAX_REPLAY of them), and answers
+    as ``run``'s responder does.
+    """
+
+    def __init__(self, scenario: Scenario, seed: int, start: float, profile: str, stream: MasterStream) -> None:
+        self._scenario, self._seed, self._start, self._profile, self._stream = scenario, seed, start, profile, stream
+        self._responder: CommandResponder | None = None
+        self._replayed = 0
+        self._domain: Any = None
+        self.exchanges: list[CommandExchange] = []
+
+    def answer(self, message: dict[str, Any]) -> dict[str, Any]:
+        if self._responder is None:
+            timeline = Timeline(self._scenario, seed=self._seed, start=self._start)
+            self._domain = timeline.notifications(repeat=True)
+            master = timeline.masters[self._scenario.masters[0].key]
+            self._responder = CommandResponder(master, profile=self._profile, rng=random.Random(self._seed))
+            self._responder.exchanges = self.exchanges
+        behind = min(self._stream.handed - self._replayed, MAX_REPLAY)
+        for _ in itertools.islice(self._domain, max(0, behind)):
+            pass
+        self._replayed = self._stream.handed
+        return self._responder.answer(message)
+
+
+def _master(
+    config: LoadConfig, index: int, targets: list[Target], metrics: LoadMetrics, close_together: CloseTogether, stream: MasterStream,
+    scenario_start: float,
+) -> EmulatedMaster:  # fmt: skip
+    on_ack, freed = metrics.on_ack, stream.acknowledged
+
     def acknowledged(event: Acknowledged) -> None:
         # since it was due: in the open model, a notification that left late waited too
-        metrics.on_ack(event.received_at, event.since_due)  # in the second it was read
+        on_ack(event.received_at, event.since_due)  # in the second it was read
+        freed()
 
     settings = dataclasses.replace(config.settings, record_acks=False)  # the metrics keep histograms
+    responder = DomainResponder(config.scenario, config.seed + index, scenario_start, config.profile, stream)
     return EmulatedMaster(
         targets, settings, tls=config.tls, rng=random.Random(config.seed + index), on_ack=acknowledged, stop=config.stop,
-        close_together=close_together,
+        close_together=close_together, responder=cast(CommandResponder, responder),
     )  # fmt: skip
 
 
-async def _run_one(
-    config: LoadConfig, index: int, master: EmulatedMaster, stream: MasterStream, metrics: LoadMetrics, stop_at: float
-) -> Report:
+async def _run_one(config: LoadConfig, index: int, master: EmulatedMaster, stream: MasterStream) -> Report:
     delay = config.ramp_up * index / config.masters if config.masters > 1 else 0.0
     if delay:
         await asyncio.sleep(delay)
-    return await master.run(_notifications(config, stream, metrics, time.monotonic(), stop_at))
-
-
-def _notifications(config: LoadConfig, stream: MasterStream, metrics: LoadMetrics, began: float, stop_at: float) -> Iterator[Any]:
-    """One master's notifications until the duration is over; in the open model, each at its slot."""
-    if config.rate:
-        interval = config.masters / config.rate  # each master takes its share of the total rate
-        for count in itertools.count():
-            at = count * interval
-            message = stream.next() if began + at < stop_at else None
-            if message is None:
-                return
-            metrics.on_sent(began + at)
-            yield Paced(at, message)
-    else:
-        while True:
-            now = time.monotonic()
-            message = stream.next() if now < stop_at else None
-            if message is None:
-                return
-            metrics.on_sent(now)
-            yield message
+    feed = stream.feed
+    if not feed.buffer and not feed.ended:
+        # Its domain is still being built (10-20 ms each, in turn): the master starts when it has something to send,
+        # so that the generator's pace shows as a later start, not as the endpoint's latency in the open model.
+        feed.arrived.clear()
+        await feed.arrived.wait()
+    stream.began = time.monotonic()  # the open model's slots count from this master's start
+    return await master.run(stream)
 
 
 def resident_bytes() -> int | None:
@@ -260,56 +351,68 @@ class ResidentMemory:
 
 
 async def _every_second(
-    config: LoadConfig, metrics: LoadMetrics, masters: list[EmulatedMaster], start: float, memory: ResidentMemory
+    config: LoadConfig, metrics: LoadMetrics, masters: list[EmulatedMaster], start: float, memory: ResidentMemory, generator: Generators
 ) -> None:
     """Sample memory, and tell the progress callback how the last second went.
 
     It looks half-way into each second: the second before is complete by then, and
-    its latencies folded into its histogram by the acknowledgements since.
+    its latencies folded into its histogram by the acknowledgements since. Rates are
+    counted over the time that actually passed since the last look (the first look
+    comes 1.5 s in: a rate per look would overstate it by half).
     """
     last_sent = last_acked = 0
+    last_at = start
     for tick in itertools.count(1):
         await asyncio.sleep(max(0.0, start + tick + 0.5 - time.monotonic()))
         memory.sample()
         if config.progress is None:
             continue
         now = time.monotonic()
-        outstanding = sum(len(m._session.pending) for m in masters if m._session is not None)
+        span = max(now - last_at, 1e-3)
         second = metrics.seconds.get(int(now - start) - 1)
         config.progress(
             {
                 "elapsed": now - start,
-                "sent_per_s": metrics.sent - last_sent,
-                "acked_per_s": metrics.acknowledged - last_acked,
-                "outstanding": outstanding,
+                "sent_per_s": round((metrics.sent - last_sent) / span),
+                "acked_per_s": round((metrics.acknowledged - last_acked) / span),
+                "outstanding": metrics.sent - metrics.acknowledged,
                 "latency_ms": metrics.percentiles_ms(second.latency) if second is not None else metrics.percentiles_ms(),
-                "errors": sum(len(m.report.violations) for m in masters) + sum(m.report.drops for m in masters),
+                "errors": sum(len(m.report.violations) + m.report.drops + len(m.report.late_acks) + m.report.refused for m in masters),
             }
         )
-        last_sent, last_acked = metrics.sent, metrics.acknowledged
+        last_sent, last_acked, last_at = metrics.sent, metrics.acknowledged, now
 
 
-async def _start_endpoint(masters: int) -> tuple[asyncio.subprocess.Process, list[Target]]:
-    """The reference endpoint in a process of its own, on a free loopback port."""
+async def _start_endpoint(masters: int) -> tuple[Child, list[Target]]:
+    """The reference endpoint in a process of its own (forked where that is safe), on a free loopback port."""
     token = secrets.token_urlsafe(24)
-    command = [
-        sys.executable,
-        "-m",
-        "emulator",
-        "serve",
-        "--port",
-        "0",
-        f"--token={token}",
-        "--max-connections",
-        str(masters + 16),
-        "--keep",
-        "0",
-        "--stop-on-stdin-eof",  # this process's end, however it comes, ends the endpoint's too
-    ]  # = : a token may start with "-"
-    process = await asyncio.create_subprocess_exec(*command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
-    assert process.stdout is not None
+    connections = masters + 16
+    module = ["emulator", "serve", "--port", "0", f"--token={token}", "--max-connections", str(connections), "--keep", "0"]
+    module.append("--stop-on-stdin-eof")  # this process's end, however it comes, ends the endpoint's too
+    process = await children.start(functools.partial(_serve_endpoint, token, connections), module)  # = : a token may start with "-"
     line = (await process.stdout.readline()).decode()
     if "listening on" not in line:
-        process.kill()
+        process.terminate()
         raise ConnectError(f"the reference endpoint did not start: {line.strip() or 'no output'}")
     return process, [Target(line.split()[-1], token)]
+
+
+def _serve_endpoint(token: str, connections: int, stdin: int, stdout: int) -> None:
+    """The forked endpoint process: serve on a free loopback port, say where, stop at stdin's end."""
+    from emulator.endpoint.server import ReferenceEndpoint  # noqa: PLC0415 - the endpoint process's, not the senders'
+
+    async def serve() -> None:
+        endpoint = ReferenceEndpoint(token=token, max_connections=connections, keep=0)
+        await endpoint.start()
+        os.write(stdout, f"reference endpoint listening on {endpoint.url}\n".encode())
+        ended = asyncio.Event()
+
+        def readable() -> None:
+            if not os.read(stdin, 65536):
+                ended.set()
+
+        asyncio.get_running_loop().add_reader(stdin, readable)
+        await ended.wait()
+        await endpoint.stop()
+
+    asyncio.run(serve())

@@ -1,13 +1,11 @@
-"""Each master's notifications in a load run, generated, encoded and checked before the clock starts.
+"""Each master's notifications in a load run: what its feed brings, paced by the model, a bounded way ahead.
 
-A notification costs a step of the domain simulation (some 30 µs) and a schema
-check (some 8 µs); an endpoint that acknowledges 40,000 a second would otherwise
-be measured against the generator rather than itself. So a load run first
-prepares each master's notifications (its own domain, seed + index): generated,
-encoded, and checked against the schemas, a violation kept as a finding. Then
-the clock starts and the very frames that were checked go out. A run that
-outlasts what was prepared carries on with the same domain, generating (and
-checking) on the fly, and says how many it had to.
+The master takes notifications from an asynchronous iterable (one of these), so
+that its connection stays open while the generator catches up. The stream hands
+out no more than the master can use soon: in the closed model, as many as
+``ahead`` beyond what was acknowledged; in the open model, those due within
+``LEAD`` seconds. So memory stays bounded, a notification is counted as sent
+about when it leaves, and a run ends on time.
 """
 
 from __future__ import annotations
@@ -15,83 +13,110 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections import deque
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import Any
 
-from emulator.protocol.codec import encode
-from emulator.protocol.session import Violation, excerpt
-from emulator.scenario import Timeline
-from emulator.scenario.model import Scenario
-from emulator.schemas import default_schemas, fast_is_valid
-from emulator.wire.master import Prepared
+from emulator.load.generator import Feed
+from emulator.load.metrics import LoadMetrics
+from emulator.wire.master import Paced
 
-#: Closed model: the run's duration at this rate is prepared (above what one load process sends on 2 cores).
-CLOSED_MODEL_RATE = 60_000
-#: At most this many notifications prepared in all (~550 bytes each): beyond, they are generated during the run.
-MAX_PREPARED = 400_000
+#: Notifications buffered ahead of the senders at most, all masters together (~600 bytes each).
+BUFFER = 50_000
+#: Open model: notifications are handed to the master this long before they are due (seconds): the master holds
+#: them until then, and a hiccup of the generator shorter than this costs nothing.
+LEAD = 1.0
 
 
-def auto_count(duration: float, rate: float | None) -> int:
-    """How many notifications a run prepares by default, all masters together."""
-    return min(MAX_PREPARED, math.ceil((rate or CLOSED_MODEL_RATE) * duration))
+def feed_sizes(masters: int, window: int, rate: float | None, buffer: int | None = None) -> tuple[int, int]:
+    """A feed's (low-water mark, chunk): half of two seconds of its share at ``rate`` or of 4,096; within ``buffer``."""
+    budget = max(8, (buffer if buffer is not None else BUFFER) // max(masters, 1))
+    # two seconds of its share of the rate, or (a closed model's rate is unknown) plenty
+    wanted = max(32, math.ceil(2 * rate / masters)) if rate else max(8 * window, 4096)
+    low = max(4, min(wanted, budget) // 2)
+    return low, low
 
 
-@dataclass(slots=True)
 class MasterStream:
-    """One master's notifications: frames prepared beforehand, then its domain going on."""
+    """One master's notifications for the duration; the master's on_ack calls :meth:`acknowledged`."""
 
-    prepared: deque[Prepared]
-    live: Iterator[dict[str, Any]]
-    violations: list[Violation]  # found in the prepared frames
-    generated_live: int = 0
+    def __init__(
+        self, feed: Feed, metrics: LoadMetrics, *, began: float, stop_at: float, window: int, rate: float | None, masters: int
+    ) -> None:
+        self.feed = feed
+        self.metrics = metrics
+        self.began = began
+        self.stop_at = stop_at
+        self.ahead = 2 * window  # closed model: handed out and not yet acknowledged, at most
+        self.reopen = self.ahead - max(1, window // 2)  # and handed out again from here (the master still has half a window)
+        self.interval = masters / rate if rate else None  # open model: this master's share of the rate
+        self.handed = 0
+        self.outstanding = 0
+        self._room = asyncio.Event()
+        self.starved = 0  # times the master had to wait for the generator
+        self.starved_s = 0.0  # and for how long in all (seconds)
+        self.slid = 0.0  # open model: how far its schedule slid for want of notifications (seconds)
 
-    def next(self) -> Prepared | dict[str, Any] | None:
-        """The next notification: a prepared frame while there are any, then a new message; None at the end."""
-        if self.prepared:
-            return self.prepared.popleft()  # popped, so that memory is given back as the run goes
-        message = next(self.live, None)
-        if message is not None:
-            self.generated_live += 1
-        return message
+    def acknowledged(self) -> None:
+        self.outstanding -= 1
+        if self.outstanding == self.reopen:  # once per half window of acks, not per ack: one wake-up for many
+            self._room.set()
 
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._items()
 
-async def prepare(
-    scenario: Scenario,
-    seeds: list[int],
-    total: int,
-    *,
-    on_progress: Callable[[int, int], None] | None = None,
-) -> list[MasterStream]:
-    """Streams for masters with these seeds, ``total`` notifications prepared among them.
+    async def _items(self) -> AsyncIterator[Any]:
+        feed, metrics, interval = self.feed, self.metrics, self.interval
+        while True:
+            if interval is not None:
+                at = self.handed * interval + self.slid
+                due = self.began + at
+                if due >= self.stop_at:
+                    return
+                lead = due - LEAD - time.monotonic()
+                if lead > 0:
+                    await asyncio.sleep(lead)
+            else:
+                if time.monotonic() >= self.stop_at:
+                    return
+                while self.outstanding >= self.ahead:
+                    self._room.clear()
+                    if not await self._wait(self._room):
+                        return
+            item = feed.take()
+            while item is None:
+                if feed.ended or (interval is None and time.monotonic() >= self.stop_at):
+                    return
+                self.starved += 1
+                feed.arrived.clear()
+                waited = time.monotonic()
+                going_on = await self._wait(feed.arrived)
+                self.starved_s += time.monotonic() - waited
+                if not going_on:
+                    return
+                item = feed.take()
+                if interval is not None and time.monotonic() > due:
+                    # Late for want of a notification: the generator's delay, not the endpoint's. This master's
+                    # schedule slides by it, so its latency stays the endpoint's (its rate shows the loss).
+                    late = time.monotonic() - due
+                    self.slid += late
+                    at, due = at + late, due + late
+            self.handed += 1
+            if interval is not None:
+                metrics.on_sent(due)
+                yield Paced(at, item)
+            else:
+                self.outstanding += 1
+                metrics.on_sent(time.monotonic())
+                yield item
 
-    The event loop runs between chunks, so a signal stops a long preparation.
-    """
-    schemas = default_schemas()
-    checker = schemas.fast_validator("notification-request.json")
-    streams = []
-    share, extra = divmod(total, len(seeds)) if seeds else (0, 0)
-    done = 0
-    last_report = time.monotonic()
-    for index, seed in enumerate(seeds):
-        live = Timeline(scenario, seed=seed, start=float(int(time.time()))).notifications(repeat=True)
-        prepared: deque[Prepared] = deque()
-        violations: list[Violation] = []
-        for _ in range(share + (1 if index < extra else 0)):
-            message = next(live, None)
-            if message is None:
-                break
-            frame = encode(message)
-            if not fast_is_valid(checker, message):
-                text = excerpt(frame.decode())
-                violations.extend(Violation("frames.schema.sent", finding, text) for finding in schemas.validate(message))
-            prepared.append(Prepared(message["id"], frame))
-            done += 1
-            if done % 1024 == 0:
-                await asyncio.sleep(0)
-                if on_progress is not None and time.monotonic() - last_report >= 1.0:
-                    last_report = time.monotonic()
-                    on_progress(done, total)
-        streams.append(MasterStream(prepared, live, violations))
-    return streams
+    async def _wait(self, event: asyncio.Event) -> bool:
+        """Wait for ``event``, in the closed model no longer than the run lasts; whether the run goes on."""
+        if self.interval is not None:
+            await event.wait()
+            return True
+        timer = asyncio.get_running_loop().call_at(self.stop_at, event.set)  # a timer, not a task per wait
+        try:
+            await event.wait()
+        finally:
+            timer.cancel()
+        return time.monotonic() < self.stop_at

@@ -6,7 +6,7 @@ import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le,
@@ -30,12 +30,28 @@ class Threshold:
 
     def actual(self, figures: dict[str, Any]) -> float | None:
         if self.metric in LATENCIES:
-            return cast("float | None", figures["ack_latency_ms"][self.metric])
+            value = figures["ack_latency_ms"][self.metric]
+            return None if value is None else float(value)
         if self.metric == "findings":
             return float(sum(figures["findings"].values()))
         if self.metric == "dropped":
             return float(figures["connections_dropped"])
         return float(figures[self.metric])
+
+    def describe(self, value: float | None) -> str:
+        """A measured value of this metric with its unit: ``12.30 ms``, ``5,210/s``, ``3 lost``."""
+        if value is None:
+            return "not measured: no acknowledgement" if self.metric in LATENCIES else "not measured"
+        if self.metric in LATENCIES:
+            return f"{value:,.2f} ms"
+        if self.metric == "rate":
+            return f"{value:,.1f} acknowledged/s"
+        noun = {"dropped": "connections dropped", "findings": "findings"}.get(self.metric, self.metric)
+        return f"{value:,.0f} {noun}"
+
+    def limit(self) -> str:
+        """The threshold with its unit: ``p99 < 250 ms``, ``rate >= 5,000 acknowledged/s``."""
+        return f"{self.metric} {self.op} {self.describe(self.value)}"
 
     def holds(self, figures: dict[str, Any]) -> bool:
         actual = self.actual(figures)
