@@ -135,8 +135,8 @@ class SyncMaster:
     def run(self, messages: Iterable[dict[str, Any]]) -> Report:
         """Send every message, wait for the acknowledgements (reconnecting as needed), close; the report.
 
-        Raises :class:`ConnectError` when the first connection cannot be made and
-        :class:`TokenRefused` when the token is refused; a run that loses its
+        Raises :class:`ConnectError` when the first connection cannot be made (no
+        retry: that is what prevents testing) and :class:`TokenRefused` when the token is refused; a run that loses its
         connection for good ends with what was pending reported lost.
         """
         source = iter(messages)
@@ -252,8 +252,9 @@ class SyncMaster:
                     return
                 errors.append(outcome)
             why = "; ".join(errors)
-            if not first:
-                self.report.reconnect_failures.extend(errors)
+            if first:
+                raise ConnectError(why)  # as run: what prevents testing is said at once, not retried
+            self.report.reconnect_failures.extend(errors)
             pause = self.backoff.failed()
             if pause is None:
                 self._lose(list(self.session.pending), f"no connection in {self.backoff.attempts} attempts: {why}")
@@ -334,7 +335,7 @@ class SyncMaster:
             raise ConnectError(f"not a WebSocket URL (ws:// or wss://): {url}")
         host = parts.hostname
         try:
-            return connect(
+            ws = connect(
                 url,
                 ssl=client_context(self.tls) if parts.scheme == "wss" else None,
                 open_timeout=settings.connect_timeout,
@@ -362,6 +363,9 @@ class SyncMaster:
             raise ConnectError(f"no WebSocket handshake with {url} within {settings.connect_timeout:g}s") from None
         except (OSError, WebSocketException) as error:
             raise ConnectError(f"cannot connect to {url}: {error}") from None
+        # Entered as `with` would (websockets 17.1 warns about a connection that is not); the master
+        # ends it itself (close()), where its life does not fit one block.
+        return ws.__enter__()
 
     # -- sending ------------------------------------------------------------------------------
 
@@ -431,7 +435,9 @@ class SyncMaster:
         report = self.report
         latency = event.since_due  # from the first send: a resend does not make a slow endpoint look fast
         error = None
-        if is_late(latency, event.overdue, self._ack_limit):
+        # Late as run judges it: resent for want of an ack, or slow since the last send (a resend after a
+        # reconnect restarts the clock: the time without a connection is not the endpoint's to answer for).
+        if is_late(event.latency, event.overdue, self._ack_limit):
             report.late_acks.append((event.message_id, latency))
             error = (
                 f"[ack.within-timeout] acknowledged {latency * 1000:.0f} ms after the first send "
