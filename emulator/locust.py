@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import gevent
 from locust import User, constant, events, task
 from locust.exception import StopUser
 
@@ -114,6 +115,9 @@ _run = _Run()
 def _check_options(environment: Any, **_: Any) -> None:
     # The process that takes the command line (headless, master, local) says what is wrong once and exits,
     # rather than every user failing with a traceback. Workers get their options from the master.
+    # gevent's loop keeps the time of its last turn, from before the seconds of importing the locustfile:
+    # Locust's --run-time timer, armed next, would count from then and end a short run at once.
+    gevent.get_hub().loop.update_now()
     options = environment.parsed_options
     if options is None or getattr(options, "worker", False):
         return
