@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import gevent
+import gevent  # type: ignore[import-untyped]  # gevent ships no type hints
 from locust import User, constant, events, task
 from locust.exception import StopUser
 
@@ -40,7 +40,7 @@ from emulator.protocol.properties import NbwssProperties
 from emulator.responders import CommandResponder
 from emulator.scenario import Timeline, load
 from emulator.scenario.model import Scenario
-from emulator.sync import GaveUp, Sample, SyncMaster, TokenRefused
+from emulator.sync import GaveUp, Notification, Sample, SyncMaster, TokenRefused, prepare
 from emulator.wire.master import Settings, Target
 from emulator.wire.tls import TlsOptions
 
@@ -59,6 +59,12 @@ def _arguments(parser: Any) -> None:
     group.add_argument("--nbwss-cafile", default="", help="a CA to trust for wss://")
     group.add_argument("--nbwss-ack-timeout", type=float, default=0.0, help="seconds an acknowledgement may take (default: sendTimeout)")
     group.add_argument("--nbwss-properties", default="", help="an nbwss.properties file (resend interval, timeouts, back-off period)")
+    group.add_argument(
+        "--nbwss-prepare",
+        type=int,
+        default=0,
+        help="notifications each user generates, encodes and checks before it connects (as load prepares)",
+    )
     group.add_argument("--nbwss-reconnect-attempts", type=int, default=8, help="failed connection rounds in a row before a user gives up")
 
 
@@ -71,6 +77,7 @@ class Config:
     settings: Settings
     tls: TlsOptions
     seed: int
+    prepare: int
 
 
 def configure(options: Any) -> Config:
@@ -90,7 +97,10 @@ def configure(options: Any) -> Config:
     settings = Settings(properties=properties, window=window, ack_timeout=ack_timeout, reconnect_attempts=attempts, record_acks=False)
     scenario = load(getattr(options, "nbwss_scenario", "datacenter-day"))
     tls = TlsOptions(cafile=getattr(options, "nbwss_cafile", "") or None)
-    return Config(scenario, token, settings, tls, getattr(options, "nbwss_seed", 0))
+    prepared = getattr(options, "nbwss_prepare", 0)
+    if prepared < 0:
+        raise NbwssError(f"--nbwss-prepare must be 0 or more, not {prepared}")
+    return Config(scenario, token, settings, tls, getattr(options, "nbwss_seed", 0), prepared)
 
 
 class _Run:
@@ -163,7 +173,9 @@ class NbwssUser(User):
         seed = config.seed * 100_000 + os.getpid() % 1000 * 1000 + next(_SEEDS)
         timeline = Timeline(config.scenario, seed=seed, start=float(int(time.time())))
         primary = config.scenario.masters[0].key
-        self._messages: Iterator[dict[str, Any]] = timeline.notifications(repeat=True)
+        live = timeline.notifications(repeat=True)
+        prepared, problems = prepare(live, config.prepare)
+        self._messages: Iterator[Notification] = itertools.chain(prepared, live)
         self.master = SyncMaster(
             [Target(self.host or "", config.token)],
             config.settings,
@@ -172,6 +184,7 @@ class NbwssUser(User):
             rng=random.Random(seed),
             on_sample=self._sample,
         )
+        self.master.record(problems)
 
     @task
     def notify(self) -> None:

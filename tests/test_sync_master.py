@@ -22,7 +22,7 @@ from emulator.harness import LoopThread
 from emulator.protocol.properties import NbwssProperties
 from emulator.responders import CommandResponder
 from emulator.scenario import Timeline, load
-from emulator.sync import Backoff, ConnectError, GaveUp, Sample, SyncMaster, TokenRefused
+from emulator.sync import Backoff, ConnectError, GaveUp, Sample, SyncMaster, TokenRefused, prepare
 from emulator.sync.policy import give_up_after, is_late
 from emulator.wire.master import Settings, Target
 
@@ -260,3 +260,20 @@ def test_works_under_gevent_monkey_patching(endpoint: ReferenceEndpoint, tmp_pat
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == str([(1, 0, 200)] * 5)
     assert len(set(ids(endpoint))) == 1000
+
+
+def test_prepared_notifications_go_as_they_were_checked_and_a_bad_one_is_a_finding_on_the_master(
+    endpoint: ReferenceEndpoint,
+) -> None:
+    messages = notifications(6)
+    assert isinstance(messages, list)
+    prepared, problems = prepare(iter(messages[:5]), 5)
+    assert not problems and [p.message_id for p in prepared] == [m["id"] for m in messages[:5]]
+    samples: list[Sample] = []
+    sync = master(endpoint, samples)
+    report = sync.run(itertools.chain(prepared, [messages[5]]))  # prepared, then generated: one stream
+    assert not report.lost and ids(endpoint) == [m["id"] for m in messages]
+    assert [s.name for s in samples if s.kind == "NBWSS"][:5] == [p.name for p in prepared]
+    _, problems = prepare(iter([{**messages[0], "version": 2}]), 1)
+    sync.record(problems)
+    assert set(sync.findings()) == {"master.frames-valid"}

@@ -21,6 +21,7 @@ finding not tied to a notification becomes a :class:`Sample`.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import random
 import socket
 import ssl
@@ -36,7 +37,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from emulator.contract.rules import FAILED, RunFacts, evaluate
 from emulator.exceptions import ConnectionFailed, NbwssError
-from emulator.protocol.codec import DecodeError, decode
+from emulator.protocol.codec import DecodeError, decode, encode
 from emulator.protocol.session import (
     Acknowledged,
     CloseRequested,
@@ -46,8 +47,10 @@ from emulator.protocol.session import (
     Refused,
     State,
     Violation,
+    excerpt,
 )
 from emulator.responders import CommandResponder
+from emulator.schemas import default_schemas, fast_is_valid
 from emulator.sync.policy import Backoff, give_up_after, is_late
 from emulator.wire.master import Report, Settings, Target
 from emulator.wire.tls import TlsOptions, client_context
@@ -71,6 +74,44 @@ class Sample:
     elapsed: float
     length: int
     error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedNotification:
+    """A notification encoded and checked beforehand (see :func:`prepare`): sent as it is, named for its sample."""
+
+    message_id: str
+    frame: bytes
+    name: str
+
+
+#: What a master sends: a NOTIFICATION REQUEST, as a message or prepared.
+Notification = dict[str, Any] | PreparedNotification
+
+
+def sample_name(message: dict[str, Any]) -> str:
+    """A notification's sample name: ``NOTIFICATION`` and its object kinds, e.g. ``NOTIFICATION JOB+IMAGE``."""
+    return "NOTIFICATION " + "+".join(group["object"] for group in message["payload"])
+
+
+def prepare(messages: Iterator[dict[str, Any]], count: int) -> tuple[list[PreparedNotification], list[Violation]]:
+    """The next ``count`` of ``messages`` encoded and checked against the schemas, as a load run prepares them.
+
+    Sending them then costs neither generation, encoding nor checking; a message
+    the schemas reject is a ``frames.schema.sent`` violation (the master's own
+    frames are checked, as ever).
+    """
+    schemas = default_schemas()
+    checker = schemas.fast_validator("notification-request.json")
+    prepared: list[PreparedNotification] = []
+    violations: list[Violation] = []
+    for message in itertools.islice(messages, count):
+        frame = encode(message)
+        if not fast_is_valid(checker, message):
+            text = excerpt(frame.decode())
+            violations.extend(Violation("frames.schema.sent", finding, text) for finding in schemas.validate(message))
+        prepared.append(PreparedNotification(message["id"], frame, sample_name(message)))
+    return prepared, violations
 
 
 class ConnectError(ConnectionFailed):
@@ -132,7 +173,7 @@ class SyncMaster:
 
     # -- driving it ---------------------------------------------------------------------------
 
-    def run(self, messages: Iterable[dict[str, Any]]) -> Report:
+    def run(self, messages: Iterable[Notification]) -> Report:
         """Send every message, wait for the acknowledgements (reconnecting as needed), close; the report.
 
         Raises :class:`ConnectError` when the first connection cannot be made (no
@@ -150,7 +191,7 @@ class SyncMaster:
             self.close()
         return self.report
 
-    def step(self, source: Iterator[dict[str, Any]]) -> bool:
+    def step(self, source: Iterator[Notification]) -> bool:
         """One turn: connect if need be, fill the window from ``source``, then read one frame or resend what is due.
 
         Returns False once ``source`` is exhausted and nothing is pending. Raises
@@ -222,6 +263,11 @@ class SyncMaster:
         report.violations.extend(self.session.outgoing_violations)
         self.session.outgoing_violations.clear()
         report.elapsed = self.clock() - self._started
+
+    def record(self, violations: Iterable[Violation]) -> None:
+        """Findings made outside the connection (e.g. in :func:`prepare`): in the report, judged with the rest."""
+        for violation in violations:
+            self._violation(violation)
 
     def findings(self) -> dict[str, int]:
         """Failed rules of the run so far and how often each failed: what ``run`` would report, by rule id."""
@@ -369,16 +415,21 @@ class SyncMaster:
 
     # -- sending ------------------------------------------------------------------------------
 
-    def _fill(self, ws: ClientConnection, source: Iterator[dict[str, Any]]) -> None:
+    def _fill(self, ws: ClientConnection, source: Iterator[Notification]) -> None:
         """Send notifications while the window has room."""
         session, window, names = self.session, self.settings.window, self._names
         while len(session.pending) < window and session.state is State.OPEN:
-            message = next(source, None)
-            if message is None:
+            item = next(source, None)
+            if item is None:
                 self._exhausted = True
                 return
-            frame = session.send(message)
-            names[message["id"]] = "NOTIFICATION " + "+".join(group["object"] for group in message["payload"])
+            if type(item) is PreparedNotification:
+                frame = session.send_prepared(item.message_id, item.frame)
+                names[item.message_id] = item.name
+            else:
+                assert isinstance(item, dict)
+                frame = session.send(item)
+                names[item["id"]] = sample_name(item)
             if not self._send(frame):
                 return
 
@@ -395,14 +446,9 @@ class SyncMaster:
         return True
 
     def _deadline(self) -> float:
-        """When the next thing falls due on its own: a resend, or a notification given up as lost."""
-        session = self.session
-        resend = session.next_resend()
-        if not session.pending:
-            return self.clock() + self.settings.properties.resend_interval
-        oldest = next(iter(session.pending.values()))
-        give_up = max(oldest.first_sent, self._connected_at) + self._give_up_after
-        return min(give_up, resend) if resend is not None else give_up
+        """When the next thing falls due on its own: a resend (losses are looked for then too: they come later)."""
+        resend = self.session.next_resend()
+        return resend if resend is not None else self.clock() + self.settings.properties.resend_interval
 
     def _overdue(self, ws: ClientConnection) -> None:
         """Nothing came in time: resend what is due, and report lost what waited too long on open connections."""
