@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from common import HERE, ack_endpoint, frames
 
@@ -41,7 +42,7 @@ ROOT = HERE.parent
 LOCUSTFILE = ROOT / "emulator" / "locustfile.py"
 
 #: The plain user: what Locust and websockets' sync client cost with no emulator in between.
-PLAIN_USER = '''
+PLAIN_USER = """
 import itertools, json, os, time
 from collections import deque
 
@@ -62,6 +63,8 @@ class Plain(User):
         self.ws.send('{"version":"1.0","id":"8E909940-AD50-4543-8AEA-B52003818925","type":"CONNECT",'
                      '"subType":"REQUEST","timeStamp":0,"payload":{"token":"t"}}')
         self.ws.recv()
+        self.environment.events.request.fire(request_type="CONNECT", name="CONNECT", response_time=0, response_length=0,
+                                             response=None, context={}, exception=None)
         self.frames = itertools.cycle(FRAMES)
         self.sent = deque()
 
@@ -81,7 +84,7 @@ class Plain(User):
 
 
 gevent.get_hub().loop.update_now()  # --run-time counts from now, not from before the imports
-'''
+"""
 
 
 def _free_port() -> int:
@@ -121,21 +124,36 @@ def locust_rate(locustfile: Path, options: list[str], url: str, masters: int, se
         )  # fmt: skip
     finally:
         worker.wait(timeout=30)
-    entries = [e for e in json.loads(prefix.with_suffix(".json").read_text()) if e["method"] == "NBWSS"]
+    return steady_rate(json.loads(prefix.with_suffix(".json").read_text()))
+
+
+def steady_rate(stats: list[dict[str, Any]]) -> float:
+    """Acknowledgements per second over the whole seconds after the last user connected, from Locust's stats.
+
+    Users connect one after another while each builds its domain (and prepares, if
+    asked): counting from the first request would measure the ramp, not the users.
+    """
+    entries = [e for e in stats if e["method"] == "NBWSS"]
     assert entries and all(e["num_failures"] == 0 for e in entries), entries
-    count = sum(e["num_requests"] for e in entries)
-    span = max(e["last_request_timestamp"] for e in entries) - min(e["start_time"] for e in entries)
-    return float(count / span)
+    connected = max(e["last_request_timestamp"] for e in stats if e["method"] == "CONNECT")
+    per_second: dict[int, int] = {}
+    for entry in entries:
+        for second, count in entry["num_reqs_per_sec"].items():
+            per_second[int(second)] = per_second.get(int(second), 0) + count
+    seconds = [s for s in per_second if int(connected) < s < max(per_second)]  # whole seconds, the last one partial
+    assert len(seconds) >= 3, f"only {len(seconds)} s after the last user connected: run longer (--seconds)"
+    return sum(per_second[s] for s in seconds) / len(seconds)
 
 
 @dataclass
 class Rates:
     load: list[float] = field(default_factory=list)
-    emulator: list[float] = field(default_factory=list)
+    emulator: list[float] = field(default_factory=list)  # generating as it goes
+    prepared: list[float] = field(default_factory=list)  # --nbwss-prepare: generated before connecting, as load does
     plain: list[float] = field(default_factory=list)
 
 
-def measure(url: str, token: str, masters: int, window: int, seconds: float, rounds: int, directory: str) -> Rates:
+def measure(url: str, token: str, masters: int, window: int, seconds: float, rounds: int, prepare: int, directory: str) -> Rates:
     frames_file = Path(directory, "frames.hex")
     frames_file.write_text("\n".join(frame.hex() for frame in frames(2000)))
     plain = Path(directory, "plain_locustfile.py")
@@ -144,14 +162,18 @@ def measure(url: str, token: str, masters: int, window: int, seconds: float, rou
 
     os.environ["PLAIN_FRAMES"], os.environ["PLAIN_WINDOW"] = str(frames_file), str(window)
     emulator = ["--nbwss-token", token, "--nbwss-window", str(window)]
+    prepared = [*emulator, "--nbwss-prepare", str(prepare)]
     rates = Rates()
     clients: list[tuple[list[float], Callable[[], float]]] = [
         (rates.emulator, lambda: locust_rate(LOCUSTFILE, emulator, url, masters, seconds, directory)),
         (rates.load, lambda: load_rate(url, token, masters, window, seconds, directory)),
         (rates.plain, lambda: locust_rate(plain, [], url, masters, seconds, directory)),
     ]
+    if prepare:
+        clients.append((rates.prepared, lambda: locust_rate(LOCUSTFILE, prepared, url, masters, seconds, directory)))
     for round_ in range(rounds):
-        for figures, run in clients[round_ % 3 :] + clients[: round_ % 3]:  # alternate who goes first
+        turn = round_ % len(clients)
+        for figures, run in clients[turn:] + clients[:turn]:  # alternate who goes first
             figures.append(run())
     return rates
 
@@ -166,32 +188,47 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--masters", type=int, default=50)
     parser.add_argument("--windows", default="1,16", help="comma-separated windows to measure")
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--seconds", type=float, default=20.0, help="each run's length (users take seconds to build their domains)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--prepare", type=int, default=0, help="also run Locust users with this --nbwss-prepare (0: not)")
     parser.add_argument("--page", type=Path, default=ROOT / "docs" / "benchmarks" / "locust.md")
     args = parser.parse_args()
     windows = [int(w) for w in args.windows.split(",")]
     results: dict[int, Rates] = {}
     with ack_endpoint() as (url, token, _), tempfile.TemporaryDirectory() as directory:
         for window in windows:
-            results[window] = measure(url, token, args.masters, window, args.seconds, args.rounds, directory)
+            results[window] = measure(url, token, args.masters, window, args.seconds, args.rounds, args.prepare, directory)
     lines = [
         f"{args.masters} masters, {args.seconds:g} s, {args.rounds} alternating rounds per window, "
         f"against the bare acknowledging endpoint (benchmarks/ack_endpoint.py)",
         "",
-        "| window | load acks/s (median) | Locust, emulator acks/s | Locust, plain acks/s | Locust/load (min–max) | Locust/plain (min–max) |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| window | load | Locust, emulator | Locust, plain | emulator/load (min–max) | emulator/plain (min–max) |"
+        + (" Locust, prepared | prepared/load | prepared/plain |" if args.prepare else ""),
+        "|---:|---:|---:|---:|---:|---:|" + ("---:|---:|---:|" if args.prepare else ""),
     ]
     median = statistics.median
+
+    def spread(numerators: list[float], denominators: list[float]) -> str:
+        middle, low, high = ratio(numerators, denominators)
+        return f"{middle:.2f} ({low:.2f}–{high:.2f})"
+
     for window, rates in results.items():
-        to_load, to_plain = ratio(rates.emulator, rates.load), ratio(rates.emulator, rates.plain)
-        lines.append(
+        row = (
             f"| {window} | {median(rates.load):,.0f} | {median(rates.emulator):,.0f} | {median(rates.plain):,.0f} "
-            f"| {to_load[0]:.2f} ({to_load[1]:.2f}–{to_load[2]:.2f}) | {to_plain[0]:.2f} ({to_plain[1]:.2f}–{to_plain[2]:.2f}) |"
+            f"| {spread(rates.emulator, rates.load)} | {spread(rates.emulator, rates.plain)} |"
         )
+        if args.prepare:
+            row += f" {median(rates.prepared):,.0f} | {spread(rates.prepared, rates.load)} | {spread(rates.prepared, rates.plain)} |"
+        lines.append(row)
     lines += ["", "Rounds (acks/s, in the order run):", ""]
     for window, rates in results.items():
-        for name, figures in (("load", rates.load), ("Locust, emulator", rates.emulator), ("Locust, plain", rates.plain)):
+        named = (
+            ("load", rates.load),
+            ("Locust, emulator", rates.emulator),
+            ("Locust, plain", rates.plain),
+            ("Locust, emulator prepared", rates.prepared),
+        )
+        for name, figures in named[: 4 if args.prepare else 3]:
             lines.append(f"- window {window}, {name}: {', '.join(f'{r:,.0f}' for r in figures)}")
     print("\n".join(lines))
     page = [
@@ -202,9 +239,20 @@ def main() -> None:
         "Targets: Locust/load at least 0.6, Locust/plain at least 0.8, with the same masters and window.",
         "",
         "- *load*: `nbwss-emu load --masters N --window W` (one process).",
-        "- *Locust, emulator*: the ready locustfile (`emulator.locust`), Locust master and one worker process.",
+        "- *Locust, emulator*: the ready locustfile (`emulator.locust`), Locust master and one worker process; "
+        "each user builds its domain and generates its notifications as it goes.",
+        *(
+            [
+                f"- *Locust, prepared*: the same with `--nbwss-prepare {args.prepare}`: each user generates, encodes and "
+                "checks that many before it connects, as `load` prepares before its clock starts."
+            ]
+            if args.prepare
+            else []
+        ),
         "- *Locust, plain*: a Locust user sending pre-built frames over websockets' sync client with the same window, "
         "nothing checked, one sample per acknowledgement; master and one worker process.",
+        "Rates are acknowledgements per second: load's over its run, Locust's over the whole seconds after "
+        "the last user connected (users connect one after another as each builds its domain).",
         "",
         *lines,
         "",

@@ -277,3 +277,22 @@ def test_prepared_notifications_go_as_they_were_checked_and_a_bad_one_is_a_findi
     _, problems = prepare(iter([{**messages[0], "version": 2}]), 1)
     sync.record(problems)
     assert set(sync.findings()) == {"master.frames-valid"}
+
+
+def test_drain_waits_for_what_is_in_flight_and_reports_the_rest_lost_without_waiting_on_a_dead_endpoint(
+    loop: LoopThread, endpoint: ReferenceEndpoint
+) -> None:
+    samples: list[Sample] = []
+    sync = master(endpoint, samples, window=4, properties=NbwssProperties(resend_interval=30))
+    source = iter(notifications(100))
+    sync.step(source)
+    endpoint.fault = Fault.NO_ACK
+    while len(sync.session.pending) < 4:
+        sync.step(source)
+    loop.call(endpoint.stop())  # gone, with four pending: a drain must not wait out a reconnection's back-off
+    started = time.monotonic()
+    sync.drain(timeout=20)
+    sync.close()
+    assert time.monotonic() - started < 5
+    lost = [s for s in samples if s.error and "before the master stopped" in s.error]
+    assert len(lost) == 4 == len(sync.report.lost) and sync.findings()["ack.every-notification"] == 4

@@ -228,24 +228,19 @@ class SyncMaster:
         """
         self._exhausted = True
         limit = self.clock() + (self._ack_limit + 2 * self.settings.properties.resend_interval if timeout is None else timeout)
-        try:
-            while self.session.pending and self.clock() < limit:
-                if self._ws is None:
-                    self._establish(first=False)
-                ws = self._ws
-                if ws is None:
-                    continue
-                try:
-                    frame = ws.recv(timeout=max(0.0, min(self._deadline(), limit) - self.clock()))
-                except TimeoutError:
-                    self._overdue(ws)
-                    continue
-                except ConnectionClosed as closed:
-                    self._dropped(closed)
-                    continue
-                self._handle(ws, frame)
-        except (GaveUp, TokenRefused):
-            pass  # what is pending is lost either way
+        while self.session.pending and self.clock() < limit:
+            ws = self._ws
+            if ws is None:
+                break  # not connected: nothing in flight will be answered (and a stop must not wait out a back-off)
+            try:
+                frame = ws.recv(timeout=max(0.0, min(self._deadline(), limit) - self.clock()))
+            except TimeoutError:
+                self._overdue(ws)
+                continue
+            except ConnectionClosed as closed:
+                self._dropped(closed)
+                continue
+            self._handle(ws, frame)
         self._lose(list(self.session.pending), f"no acknowledgement before the master stopped ({len(self.session.pending)} pending)")
 
     def close(self) -> None:
