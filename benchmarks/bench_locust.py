@@ -87,6 +87,10 @@ gevent.get_hub().loop.update_now()  # --run-time counts from now, not from befor
 """
 
 
+#: Failed NBWSS samples of each Locust run, in the order run (late acknowledgements on a starved machine).
+FAILED: list[int] = []
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -117,11 +121,33 @@ def locust_rate(locustfile: Path, options: list[str], url: str, masters: int, se
     prefix = Path(directory, "locust")
     try:
         subprocess.run(
-            [*locust, "--headless", "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
-             "--expect-workers", "1", "-u", str(masters), "-r", str(masters), "-t", f"{seconds:g}s",
-             "--host", url, *options, "--json-file", str(prefix), "--only-summary"],
-            check=True, capture_output=True, timeout=seconds + 120,
-        )  # fmt: skip
+            [
+                *locust,
+                "--headless",
+                "--master",
+                "--master-bind-host",
+                "127.0.0.1",
+                "--master-bind-port",
+                str(port),
+                "--expect-workers",
+                "1",
+                "-u",
+                str(masters),
+                "-r",
+                str(masters),
+                "-t",
+                f"{seconds:g}s",
+                "--host",
+                url,
+                *options,
+                "--json-file",
+                str(prefix),
+                "--only-summary",
+            ],
+            check=False,
+            capture_output=True,
+            timeout=seconds + 120,
+        )  # fmt: skip  (exit 1: some samples failed; counted below)
     finally:
         worker.wait(timeout=30)
     return steady_rate(json.loads(prefix.with_suffix(".json").read_text()))
@@ -134,7 +160,8 @@ def steady_rate(stats: list[dict[str, Any]]) -> float:
     asked): counting from the first request would measure the ramp, not the users.
     """
     entries = [e for e in stats if e["method"] == "NBWSS"]
-    assert entries and all(e["num_failures"] == 0 for e in entries), entries
+    assert entries, "no notification was acknowledged"
+    FAILED.append(sum(e["num_failures"] for e in entries))
     connected = max(e["last_request_timestamp"] for e in stats if e["method"] == "CONNECT")
     per_second: dict[int, int] = {}
     for entry in entries:
@@ -230,6 +257,7 @@ def main() -> None:
         )
         for name, figures in named[: 4 if args.prepare else 3]:
             lines.append(f"- window {window}, {name}: {', '.join(f'{r:,.0f}' for r in figures)}")
+    lines.append(f"- failed NBWSS samples per Locust run (late or lost): {', '.join(str(n) for n in FAILED)}")
     print("\n".join(lines))
     page = [
         "# Benchmark: Locust users",

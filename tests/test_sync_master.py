@@ -283,12 +283,12 @@ def test_drain_waits_for_what_is_in_flight_and_reports_the_rest_lost_without_wai
     loop: LoopThread, endpoint: ReferenceEndpoint
 ) -> None:
     samples: list[Sample] = []
-    sync = master(endpoint, samples, window=4, properties=NbwssProperties(resend_interval=30))
+    sync = master(endpoint, samples, window=4, ack_timeout=10, properties=NbwssProperties(resend_interval=0.2))
     source = iter(notifications(100))
     sync.step(source)
     endpoint.fault = Fault.NO_ACK
     while len(sync.session.pending) < 4:
-        sync.step(source)
+        sync.step(source)  # each waits for a frame until the next resend is due
     loop.call(endpoint.stop())  # gone, with four pending: a drain must not wait out a reconnection's back-off
     started = time.monotonic()
     sync.drain(timeout=20)
