@@ -355,8 +355,8 @@ class SyncMaster:
                         return f"[frames.json] the master closed the connection: {event.reason}"
                 if answer_problems:
                     # A CONNECT RESPONSE that is wrong is the answer: waiting for the time-out would only hide it.
-                    problem = session.violation("connect.answered", "", "the CONNECT RESPONSE is not a usable answer", frame)
-                    self._violation(problem)
+                    if not any(problem.startswith("[connect.answered]") for problem in answer_problems):
+                        self._violation(session.violation("connect.answered", "", "the CONNECT RESPONSE is not a usable answer", frame))
                     return "; ".join(answer_problems)
         except TimeoutError:
             why = f"no CONNECT RESPONSE within {self.settings.connect_timeout:g}s"
