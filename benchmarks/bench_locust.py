@@ -279,6 +279,7 @@ def main() -> None:
         ),
         "- *Locust, plain*: a Locust user sending pre-built frames over websockets' sync client with the same window, "
         "nothing checked, one sample per acknowledgement; master and one worker process.",
+        "",
         "Rates are acknowledgements per second: load's over its run, Locust's over the whole seconds after "
         "the last user connected (users connect one after another as each builds its domain).",
         "",
