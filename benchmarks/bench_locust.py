@@ -1,29 +1,94 @@
-"""The same notifications through Locust users (one worker) and through nbwss-emu load: the ratio of their rates.
+"""Locust users (one worker) against nbwss-emu load and against a plain Locust user: ratios of their rates.
 
-Run: python benchmarks/bench_locust.py [--masters N] [--seconds S] [--rounds R]
+Run: python benchmarks/bench_locust.py [--masters N] [--windows 1,16] [--seconds S] [--rounds R] [--page PATH]
 
-A Locust user sends one notification and waits for its acknowledgement (one
-sample per pair), so load runs with a window of 1 to do the same work: N masters
-of the same scenario, each its own domain and connection, for S seconds, against
-the bare acknowledging endpoint in another process. Locust runs as a master and
-one worker (its distributed mode, one worker wide); both sides generate their
-notifications the way they do by default (Locust users on the fly, load before
-its clock starts). Rounds alternate; the figure is the median of per-round ratios.
+The same N masters, each its own connection with the same window of outstanding
+notifications, for S seconds, against the bare acknowledging endpoint in a
+process of its own, three ways:
+
+* ``nbwss-emu load --masters N --window W``;
+* the emulator's Locust users (``emulator.locust``: a domain per user, every
+  frame checked, one sample per notification and its acknowledgement), run as
+  Locust's master and one worker process;
+* a plain Locust user in the same setup: pre-built frames sent over websockets'
+  sync client within the same window, one sample per acknowledgement, nothing
+  checked: what Locust and websockets cost without the emulator.
+
+Rates count acknowledgements from the first to the last (load: its report's
+elapsed time; Locust: its stats' first and last request). Rounds alternate the
+three; each ratio is the median of per-round ratios, with its spread. The page
+``docs/benchmarks/locust.md`` is written from the figures of the run.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
+import platform
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from common import ack_endpoint
+from common import HERE, ack_endpoint, frames
+
+ROOT = HERE.parent
+LOCUSTFILE = ROOT / "emulator" / "locustfile.py"
+
+#: The plain user: what Locust and websockets' sync client cost with no emulator in between.
+PLAIN_USER = """
+import itertools, json, os, time
+from collections import deque
+
+import gevent
+from locust import User, constant, events, task
+from websockets.sync.client import connect
+
+FRAMES = [bytes.fromhex(line) for line in open(os.environ["PLAIN_FRAMES"])]
+WINDOW = int(os.environ["PLAIN_WINDOW"])
+STEPS = 32  # acknowledgements per task, as the emulator's user does
+
+
+class Plain(User):
+    wait_time = constant(0)
+
+    def on_start(self):
+        self.ws = connect(self.host, compression=None, proxy=None).__enter__()
+        self.ws.send('{"version":"1.0","id":"8E909940-AD50-4543-8AEA-B52003818925","type":"CONNECT",'
+                     '"subType":"REQUEST","timeStamp":0,"payload":{"token":"t"}}')
+        self.ws.recv()
+        self.environment.events.request.fire(request_type="CONNECT", name="CONNECT", response_time=0, response_length=0,
+                                             response=None, context={}, exception=None)
+        self.frames = itertools.cycle(FRAMES)
+        self.sent = deque()
+
+    @task
+    def notify(self):
+        ws, sent, fire = self.ws, self.sent, self.environment.events.request.fire
+        for _ in range(STEPS):
+            while len(sent) < WINDOW:
+                sent.append(time.perf_counter())
+                ws.send(next(self.frames), text=True)
+            ws.recv()
+            fire(request_type="NBWSS", name="NOTIFICATION", response_time=(time.perf_counter() - sent.popleft()) * 1000,
+                 response_length=0, response=None, context={}, exception=None)
+
+    def on_stop(self):
+        self.ws.close()
+
+
+gevent.get_hub().loop.update_now()  # --run-time counts from now, not from before the imports
+"""
+
+
+#: Failed NBWSS samples of each Locust run, in the order run (late acknowledgements on a starved machine).
+FAILED: list[int] = []
 
 
 def _free_port() -> int:
@@ -32,60 +97,198 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def load_rate(url: str, token: str, masters: int, seconds: float, directory: str) -> float:
+def load_rate(url: str, token: str, masters: int, window: int, seconds: float, directory: str) -> float:
     report = Path(directory, "load.json")
     subprocess.run(
-        [sys.executable, "-m", "emulator", "load", "--masters", str(masters), "--window", "1", "--duration", f"{seconds:g}s",
-         "--endpoint", url, f"--token={token}", "--json", str(report), "--quiet"],
+        [sys.executable, "-m", "emulator", "load", "--masters", str(masters), "--window", str(window),
+         "--duration", f"{seconds:g}s", "--endpoint", url, f"--token={token}", "--json", str(report), "--quiet"],
         check=True, capture_output=True,
     )  # fmt: skip
     figures = json.loads(report.read_text())
     assert figures["lost"] == 0 and not figures["findings"], figures
-    return figures["acknowledged"] / figures["elapsed_s"]
+    return float(figures["acknowledged"] / figures["elapsed_s"])
 
 
-def locust_rate(url: str, token: str, masters: int, seconds: float, directory: str) -> float:
-    locustfile = subprocess.run([sys.executable, "-m", "emulator", "locustfile"], capture_output=True, text=True, check=True).stdout.strip()
+def locust_rate(locustfile: Path, options: list[str], url: str, masters: int, seconds: float, directory: str) -> float:
+    """Acknowledgements per second of Locust users: master and one worker process, from the master's final stats."""
     port = _free_port()
-    locust = [sys.executable, "-m", "locust", "-f", locustfile]
+    locust = [sys.executable, "-m", "locust", "-f", str(locustfile)]
     worker = subprocess.Popen(
         [*locust, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    prefix = str(Path(directory, "locust"))
+    prefix = Path(directory, "locust")
     try:
         subprocess.run(
-            [*locust, "--headless", "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
-             "--expect-workers", "1", "-u", str(masters), "-r", str(masters), "-t", f"{seconds:g}s",
-             "--host", url, "--nbwss-token", token, "--csv", prefix, "--only-summary"],
-            check=True, capture_output=True, timeout=seconds + 120,
-        )  # fmt: skip
+            [
+                *locust,
+                "--headless",
+                "--master",
+                "--master-bind-host",
+                "127.0.0.1",
+                "--master-bind-port",
+                str(port),
+                "--expect-workers",
+                "1",
+                "-u",
+                str(masters),
+                "-r",
+                str(masters),
+                "-t",
+                f"{seconds:g}s",
+                "--host",
+                url,
+                *options,
+                "--json-file",
+                str(prefix),
+                "--only-summary",
+            ],
+            check=False,
+            capture_output=True,
+            timeout=seconds + 120,
+        )  # fmt: skip  (exit 1: some samples failed; counted below)
     finally:
         worker.wait(timeout=30)
-    with open(f"{prefix}_stats.csv", encoding="utf-8") as stats:
-        rows = [row for row in csv.DictReader(stats) if row["Type"] == "NBWSS"]
-    assert rows and all(row["Failure Count"] == "0" for row in rows), rows
-    return sum(int(row["Request Count"]) for row in rows) / seconds
+    return steady_rate(json.loads(prefix.with_suffix(".json").read_text()))
+
+
+def steady_rate(stats: list[dict[str, Any]]) -> float:
+    """Acknowledgements per second over the whole seconds after the last user connected, from Locust's stats.
+
+    Users connect one after another while each builds its domain (and prepares, if
+    asked): counting from the first request would measure the ramp, not the users.
+    """
+    entries = [e for e in stats if e["method"] == "NBWSS"]
+    assert entries, "no notification was acknowledged"
+    FAILED.append(sum(e["num_failures"] for e in entries))
+    connected = max(e["last_request_timestamp"] for e in stats if e["method"] == "CONNECT")
+    per_second: dict[int, int] = {}
+    for entry in entries:
+        for second, count in entry["num_reqs_per_sec"].items():
+            per_second[int(second)] = per_second.get(int(second), 0) + count
+    seconds = [s for s in per_second if int(connected) < s < max(per_second)]  # whole seconds, the last one partial
+    assert len(seconds) >= 3, f"only {len(seconds)} s after the last user connected: run longer (--seconds)"
+    return sum(per_second[s] for s in seconds) / len(seconds)
+
+
+@dataclass
+class Rates:
+    load: list[float] = field(default_factory=list)
+    emulator: list[float] = field(default_factory=list)  # generating as it goes
+    prepared: list[float] = field(default_factory=list)  # --nbwss-prepare: generated before connecting, as load does
+    plain: list[float] = field(default_factory=list)
+
+
+def measure(url: str, token: str, masters: int, window: int, seconds: float, rounds: int, prepare: int, directory: str) -> Rates:
+    frames_file = Path(directory, "frames.hex")
+    frames_file.write_text("\n".join(frame.hex() for frame in frames(2000)))
+    plain = Path(directory, "plain_locustfile.py")
+    plain.write_text(PLAIN_USER)
+    import os  # noqa: PLC0415 - the plain user reads its frames and window from the environment
+
+    os.environ["PLAIN_FRAMES"], os.environ["PLAIN_WINDOW"] = str(frames_file), str(window)
+    emulator = ["--nbwss-token", token, "--nbwss-window", str(window)]
+    prepared = [*emulator, "--nbwss-prepare", str(prepare)]
+    rates = Rates()
+    clients: list[tuple[list[float], Callable[[], float]]] = [
+        (rates.emulator, lambda: locust_rate(LOCUSTFILE, emulator, url, masters, seconds, directory)),
+        (rates.load, lambda: load_rate(url, token, masters, window, seconds, directory)),
+        (rates.plain, lambda: locust_rate(plain, [], url, masters, seconds, directory)),
+    ]
+    if prepare:
+        clients.append((rates.prepared, lambda: locust_rate(LOCUSTFILE, prepared, url, masters, seconds, directory)))
+    for round_ in range(rounds):
+        turn = round_ % len(clients)
+        for figures, run in clients[turn:] + clients[:turn]:  # alternate who goes first
+            figures.append(run())
+    return rates
+
+
+def ratio(numerators: list[float], denominators: list[float]) -> tuple[float, float, float]:
+    """(median, lowest, highest) of the per-round ratios."""
+    ratios = [a / b for a, b in zip(numerators, denominators, strict=True)]
+    return statistics.median(ratios), min(ratios), max(ratios)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--masters", type=int, default=50)
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--windows", default="1,16", help="comma-separated windows to measure")
+    parser.add_argument("--seconds", type=float, default=20.0, help="each run's length (users take seconds to build their domains)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--prepare", type=int, default=0, help="also run Locust users with this --nbwss-prepare (0: not)")
+    parser.add_argument("--page", type=Path, default=ROOT / "docs" / "benchmarks" / "locust.md")
     args = parser.parse_args()
-    loads, locusts = [], []
+    windows = [int(w) for w in args.windows.split(",")]
+    results: dict[int, Rates] = {}
     with ack_endpoint() as (url, token, _), tempfile.TemporaryDirectory() as directory:
-        for _ in range(args.rounds):
-            locusts.append(locust_rate(url, token, args.masters, args.seconds, directory))
-            loads.append(load_rate(url, token, args.masters, args.seconds, directory))
+        for window in windows:
+            results[window] = measure(url, token, args.masters, window, args.seconds, args.rounds, args.prepare, directory)
+    lines = [
+        f"{args.masters} masters, {args.seconds:g} s, {args.rounds} alternating rounds per window, "
+        f"against the bare acknowledging endpoint (benchmarks/ack_endpoint.py)",
+        "",
+        "| window | load | Locust, emulator | Locust, plain | emulator/load (min–max) | emulator/plain (min–max) |"
+        + (" Locust, prepared | prepared/load | prepared/plain |" if args.prepare else ""),
+        "|---:|---:|---:|---:|---:|---:|" + ("---:|---:|---:|" if args.prepare else ""),
+    ]
     median = statistics.median
-    print(f"{args.masters} masters, one notification outstanding each, {args.seconds:g} s, {args.rounds} alternating rounds")
-    print(f"  {'client':<46}{'median acks/s':>14}{'rounds':>28}")
-    for name, rates in (("nbwss-emu load --window 1", loads), ("Locust, master + 1 worker (emulator.locust)", locusts)):
-        print(f"  {name:<46}{median(rates):>14,.0f}{', '.join(f'{r:,.0f}' for r in rates):>28}")
-    print(f"  Locust/load: {median(c / m for c, m in zip(locusts, loads, strict=True)):.2f}")
+
+    def spread(numerators: list[float], denominators: list[float]) -> str:
+        middle, low, high = ratio(numerators, denominators)
+        return f"{middle:.2f} ({low:.2f}–{high:.2f})"
+
+    for window, rates in results.items():
+        row = (
+            f"| {window} | {median(rates.load):,.0f} | {median(rates.emulator):,.0f} | {median(rates.plain):,.0f} "
+            f"| {spread(rates.emulator, rates.load)} | {spread(rates.emulator, rates.plain)} |"
+        )
+        if args.prepare:
+            row += f" {median(rates.prepared):,.0f} | {spread(rates.prepared, rates.load)} | {spread(rates.prepared, rates.plain)} |"
+        lines.append(row)
+    lines += ["", "Rounds (acks/s, in the order run):", ""]
+    for window, rates in results.items():
+        named = (
+            ("load", rates.load),
+            ("Locust, emulator", rates.emulator),
+            ("Locust, plain", rates.plain),
+            ("Locust, emulator prepared", rates.prepared),
+        )
+        for name, figures in named[: 4 if args.prepare else 3]:
+            lines.append(f"- window {window}, {name}: {', '.join(f'{r:,.0f}' for r in figures)}")
+    lines.append(f"- failed NBWSS samples per Locust run (late or lost): {', '.join(str(n) for n in FAILED)}")
+    print("\n".join(lines))
+    page = [
+        "# Benchmark: Locust users",
+        "",
+        "Written by `python benchmarks/bench_locust.py` "
+        f"({time.strftime('%Y-%m-%d', time.gmtime())}, Python {platform.python_version()}, {platform.machine()}). "
+        "Targets: Locust/load at least 0.6, Locust/plain at least 0.8, with the same masters and window.",
+        "",
+        "- *load*: `nbwss-emu load --masters N --window W` (one process).",
+        "- *Locust, emulator*: the ready locustfile (`emulator.locust`), Locust master and one worker process; "
+        "each user builds its domain and generates its notifications as it goes.",
+        *(
+            [
+                f"- *Locust, prepared*: the same with `--nbwss-prepare {args.prepare}`: each user generates, encodes and "
+                "checks that many before it connects, as `load` prepares before its clock starts."
+            ]
+            if args.prepare
+            else []
+        ),
+        "- *Locust, plain*: a Locust user sending pre-built frames over websockets' sync client with the same window, "
+        "nothing checked, one sample per acknowledgement; master and one worker process.",
+        "",
+        "Rates are acknowledgements per second: load's over its run, Locust's over the whole seconds after "
+        "the last user connected (users connect one after another as each builds its domain).",
+        "",
+        *lines,
+        "",
+    ]
+    args.page.parent.mkdir(parents=True, exist_ok=True)
+    args.page.write_text("\n".join(page), encoding="utf-8")
+    print(f"\nwrote {args.page}")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,18 @@
 """The emulated master as Locust users, for load beyond one machine.
 
 Each Locust user is one NetBackup master: its own domain (a timeline of the
-scenario with its own seed), its own NBWSS connection. Each task sends the next
-notification and waits for its acknowledgement; Locust gets one sample per
-request/acknowledgement pair (``request_type`` NBWSS, ``name`` the notification's
-object kinds), with the latency from the last send. Locust runs on gevent, so the
-connection is websockets' synchronous client (threads become greenlets under
-Locust's monkey patching) driving the same sans-I/O :class:`MasterSession` as
-the asyncio master: no second implementation of the protocol.
+scenario with its own seed) and its own NBWSS connection, driven by
+:class:`emulator.sync.SyncMaster` on the same sans-I/O session core as ``run``
+and ``load``. It keeps a window of notifications outstanding, resends what is
+not acknowledged, reconnects with back-off when the endpoint goes away (and
+resends what was pending), and answers the endpoint's COMMAND requests.
+
+Locust gets one sample per notification and its acknowledgement (request type
+``NBWSS``, name ``NOTIFICATION <object kinds>``, response time from the first
+send), one per connection attempt (``CONNECT``), and a failed sample whose error
+names the rule for every finding: a late or lost notification, or a frame that
+breaks a rule (``FINDING <rule>``). Locust runs on gevent: websockets' sync
+client's reading thread and locks become greenlets under its monkey patching.
 
 Use the ready locustfile: ``locust -f "$(nbwss-emu locustfile)" --host wss://... --nbwss-token ...``,
 distributed with Locust's own ``--master``/``--worker``.
@@ -16,105 +21,143 @@ distributed with Locust's own ``--master``/``--worker``.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import random
+import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
+import gevent  # type: ignore[import-untyped]  # gevent ships no type hints
 from locust import User, constant, events, task
-from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import ClientConnection, connect
+from locust.exception import StopUser
 
-from emulator.exceptions import UsageError
+from emulator.exceptions import NbwssError
 from emulator.protocol.properties import NbwssProperties
-from emulator.protocol.session import Acknowledged, CommandRequested, Established, MasterSession, Refused, State, Violation
 from emulator.responders import CommandResponder
 from emulator.scenario import Timeline, load
-from emulator.wire.tls import TlsOptions, client_context
+from emulator.scenario.model import Scenario
+from emulator.sync import GaveUp, Notification, Sample, SyncMaster, TokenRefused, prepare
+from emulator.wire.master import Settings, Target
+from emulator.wire.tls import TlsOptions
 
 _SEEDS = itertools.count()
+_log = logging.getLogger("nbwss-emulator")
+#: Steps of the master per Locust task: a task per acknowledgement would cost Locust's scheduling per sample.
+STEPS_PER_TASK = 32
 
 
-@events.init_command_line_parser.add_listener  # type: ignore[untyped-decorator]  # locust's event hooks are not annotated
 def _arguments(parser: Any) -> None:
     group = parser.add_argument_group("nbwss-emulator")
-    group.add_argument("--nbwss-token", env_var="NBWSS_TOKEN", default="", help="the endpoint's token")
+    group.add_argument("--nbwss-token", env_var="NBWSS_TOKEN", default="", help="the endpoint's token (required)")
     group.add_argument("--nbwss-scenario", default="datacenter-day", help="bundled scenario or YAML file each user runs")
     group.add_argument("--nbwss-seed", type=int, default=0, help="seed of the first user's domain")
+    group.add_argument("--nbwss-window", type=int, default=64, help="notifications outstanding per user (as load's --window)")
     group.add_argument("--nbwss-cafile", default="", help="a CA to trust for wss://")
-    group.add_argument("--nbwss-ack-timeout", type=float, default=2.0, help="seconds to wait for an acknowledgement")
+    group.add_argument("--nbwss-ack-timeout", type=float, default=0.0, help="seconds an acknowledgement may take (default: sendTimeout)")
+    group.add_argument("--nbwss-properties", default="", help="an nbwss.properties file (resend interval, timeouts, back-off period)")
+    group.add_argument(
+        "--nbwss-prepare",
+        type=int,
+        default=0,
+        help="notifications each user generates, encodes and checks before it connects (as load prepares)",
+    )
+    group.add_argument("--nbwss-reconnect-attempts", type=int, default=8, help="failed connection rounds in a row before a user gives up")
 
 
-class NbwssConnection:
-    """One master's NBWSS connection, synchronous: CONNECT, then one notification at a time."""
+@dataclass(frozen=True, slots=True)
+class Config:
+    """What every user of a run shares, checked once per process."""
 
-    def __init__(
-        self, url: str, token: str, *, tls: TlsOptions, properties: NbwssProperties, responder: CommandResponder | None, environment: Any
-    ) -> None:
-        self.environment = environment
-        self.responder = responder
-        self.session = MasterSession(token, clock=time.monotonic, resend_interval=properties.resend_interval)
-        self.ack_timeout = properties.send_timeout
-        context = client_context(tls) if url.startswith("wss://") else None
-        self.ws: ClientConnection = connect(
-            url, ssl=context, compression=None, proxy=None, open_timeout=10, ping_interval=properties.keepalive_interval
-        )
-        started = time.perf_counter()
-        self.ws.send(self.session.connect(), text=True)
-        outcome: BaseException | None = None
-        while self.session.state is State.CONNECTING:
-            for event in self.session.receive(self.ws.recv(timeout=10)):
-                if isinstance(event, Refused):
-                    outcome = ConnectionRefusedError("CONNECT answered valid: false")
-                elif isinstance(event, Established):
-                    outcome = None
-        self._fire("CONNECT", "CONNECT", started, 0, outcome)
-        if outcome is not None:
-            raise outcome
+    scenario: Scenario
+    token: str
+    settings: Settings
+    tls: TlsOptions
+    seed: int
+    prepare: int
 
-    def notify(self, message: dict[str, Any]) -> None:
-        """Send one notification and wait for its acknowledgement (resending as NBWSS does): one Locust sample."""
-        frame = self.session.send(message)
-        name = "NOTIFICATION " + "+".join(group["object"] for group in message["payload"])
-        started = time.perf_counter()
-        self.ws.send(frame, text=True)
-        deadline = time.monotonic() + self.ack_timeout + 2 * self.session.resend_interval
-        problem: BaseException | None = None
-        while message["id"] in self.session.pending:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                problem = TimeoutError(f"no acknowledgement within {self.ack_timeout + 2 * self.session.resend_interval:g}s")
-                self.session.pending.pop(message["id"], None)
-                break
-            try:
-                data = self.ws.recv(timeout=min(remaining, self.session.resend_interval))
-            except TimeoutError:
-                for again in self.session.resend_due():
-                    self.ws.send(again, text=True)
-                continue
-            for event in self.session.receive(data):
-                if isinstance(event, Acknowledged) and event.message_id != message["id"]:
-                    continue  # a late acknowledgement of an earlier notification
-                if isinstance(event, Violation):
-                    problem = problem or AssertionError(f"[{event.rule}] {event.finding.message}")
-                elif isinstance(event, CommandRequested) and self.responder is not None:
-                    self.ws.send(self.session.send_frame(self.responder.answer(event.message)), text=True)
-        self._fire("NBWSS", name, started, len(frame), problem)
 
-    def close(self) -> None:
-        self.ws.close()
+def configure(options: Any) -> Config:
+    """The run's configuration from Locust's parsed options; :class:`NbwssError` with one line saying what is wrong."""
+    token = getattr(options, "nbwss_token", "") or os.environ.get("NBWSS_TOKEN", "")
+    if not token:
+        raise NbwssError("no token: pass --nbwss-token (or set NBWSS_TOKEN) with the token the endpoint accepts")
+    window = getattr(options, "nbwss_window", 64)
+    if window < 1:
+        raise NbwssError(f"--nbwss-window must be at least 1, not {window}")
+    attempts = getattr(options, "nbwss_reconnect_attempts", 8)
+    if attempts < 1:
+        raise NbwssError(f"--nbwss-reconnect-attempts must be at least 1, not {attempts}")
+    path = getattr(options, "nbwss_properties", "")
+    properties = NbwssProperties.from_file(path) if path else NbwssProperties()
+    ack_timeout = getattr(options, "nbwss_ack_timeout", 0.0) or None
+    settings = Settings(properties=properties, window=window, ack_timeout=ack_timeout, reconnect_attempts=attempts, record_acks=False)
+    scenario = load(getattr(options, "nbwss_scenario", "datacenter-day"))
+    tls = TlsOptions(cafile=getattr(options, "nbwss_cafile", "") or None)
+    prepared = getattr(options, "nbwss_prepare", 0)
+    if prepared < 0:
+        raise NbwssError(f"--nbwss-prepare must be 0 or more, not {prepared}")
+    return Config(scenario, token, settings, tls, getattr(options, "nbwss_seed", 0), prepared)
 
-    def _fire(self, kind: str, name: str, started: float, length: int, exception: BaseException | None) -> None:
-        self.environment.events.request.fire(
-            request_type=kind,
-            name=name,
-            response_time=(time.perf_counter() - started) * 1000,
-            response_length=length,
-            response=None,
-            context={},
-            exception=exception,
-        )
+
+class _Run:
+    """This process's configuration (or why there is none) and the findings of its users."""
+
+    def __init__(self) -> None:
+        self.config: Config | None = None
+        self.error: str | None = None
+        self.findings: Counter[str] = Counter()
+
+    def check(self, environment: Any) -> None:
+        self.config, self.error = None, None
+        try:
+            self.config = configure(environment.parsed_options)
+        except NbwssError as error:
+            self.error = str(error)
+
+
+_run = _Run()
+
+
+def _check_options(environment: Any, **_: Any) -> None:
+    # The process that takes the command line (headless, master, local) says what is wrong once and exits,
+    # rather than every user failing with a traceback. Workers get their options from the master.
+    # gevent's loop keeps the time of its last turn, from before the seconds of importing the locustfile:
+    # Locust's --run-time timer, armed next, would count from then and end a short run at once.
+    gevent.get_hub().loop.update_now()
+    options = environment.parsed_options
+    if options is None or getattr(options, "worker", False):
+        return
+    _run.check(environment)
+    host = environment.host or ""
+    if _run.error is None and options.headless and not host.startswith(("ws://", "wss://")):
+        _run.error = f"--host must be the endpoint's ws:// or wss:// URL, not {host!r}"
+    if _run.error is not None:
+        sys.exit(f"nbwss-emulator: {_run.error}")
+
+
+def _start(environment: Any, **_: Any) -> None:
+    _run.check(environment)
+    _run.findings.clear()
+    if _run.error is not None:
+        _log.error("nbwss-emulator: %s", _run.error)  # once per process; the users stop without a word
+
+
+def _summary(environment: Any, **_: Any) -> None:
+    if _run.findings:
+        found = ", ".join(f"{rule} ×{count}" for rule, count in sorted(_run.findings.items()))
+        _log.warning("nbwss-emulator: findings by rule: %s", found)
+
+
+# Registered here rather than with decorators: Locust's hooks are untyped.
+_hooks: Any = events
+_hooks.init_command_line_parser.add_listener(_arguments)
+_hooks.init.add_listener(_check_options)
+_hooks.test_start.add_listener(_start)
+_hooks.test_stop.add_listener(_summary)
 
 
 class NbwssUser(User):
@@ -124,31 +167,57 @@ class NbwssUser(User):
     wait_time = constant(0)
 
     def on_start(self) -> None:
-        options = self.environment.parsed_options
-        scenario = load(getattr(options, "nbwss_scenario", "datacenter-day"))
-        seed = getattr(options, "nbwss_seed", 0) * 100_000 + os.getpid() % 1000 * 1000 + next(_SEEDS)
-        timeline = Timeline(scenario, seed=seed, start=float(int(time.time())))
-        primary = scenario.masters[0].key
-        self._messages: Iterator[dict[str, Any]] = timeline.notifications(repeat=True)
-        token = getattr(options, "nbwss_token", "") or os.environ.get("NBWSS_TOKEN", "")
-        tls = TlsOptions(cafile=getattr(options, "nbwss_cafile", "") or None)
-        properties = NbwssProperties(send_timeout=getattr(options, "nbwss_ack_timeout", 2.0))
-        responder = CommandResponder(timeline.masters[primary], rng=random.Random(seed))
-        if not self.host:
-            raise UsageError("an NbwssUser needs --host: the endpoint's wss:// URL")
-        self.connection = NbwssConnection(
-            self.host, token, tls=tls, properties=properties, responder=responder, environment=self.environment
+        config = _run.config
+        if config is None:
+            raise StopUser  # the configuration error was said once, at test start
+        seed = config.seed * 100_000 + os.getpid() % 1000 * 1000 + next(_SEEDS)
+        timeline = Timeline(config.scenario, seed=seed, start=float(int(time.time())))
+        primary = config.scenario.masters[0].key
+        live = timeline.notifications(repeat=True)
+        prepared, problems = prepare(live, config.prepare)
+        self._messages: Iterator[Notification] = itertools.chain(prepared, live)
+        self.master = SyncMaster(
+            [Target(self.host or "", config.token)],
+            config.settings,
+            tls=config.tls,
+            responder=CommandResponder(timeline.masters[primary], rng=random.Random(seed)),
+            rng=random.Random(seed),
+            on_sample=self._sample,
         )
+        self.master.record(problems)
 
     @task
     def notify(self) -> None:
+        """Run the master a few steps: connect when not connected, keep the window full, read acknowledgements."""
+        master, messages = self.master, self._messages
         try:
-            self.connection.notify(next(self._messages))
-        except ConnectionClosed as closed:
-            self.connection._fire("NBWSS", "connection", time.perf_counter(), 0, closed)
-            self.stop(force=True)  # a dropped master stops; the sample says why
+            for _ in range(STEPS_PER_TASK):
+                master.step(messages)
+        except TokenRefused:
+            raise StopUser from None  # refused: the master stops, as NetBackup does; the CONNECT sample says why
+        except GaveUp:
+            raise StopUser from None  # the endpoint stayed away: its pending notifications are failed samples
 
     def on_stop(self) -> None:
-        connection = getattr(self, "connection", None)
-        if connection is not None:
-            connection.close()
+        master = getattr(self, "master", None)
+        if master is None:
+            return
+        # Wait for what is in flight (briefly: Locust waits for its users), and report the rest lost.
+        master.drain(timeout=master.settings.ack_limit())
+        master.close()
+        _run.findings.update(master.findings())
+
+    def _sample(self, sample: Sample) -> None:
+        self.environment.events.request.fire(
+            request_type=sample.kind,
+            name=sample.name,
+            response_time=sample.elapsed * 1000,
+            response_length=sample.length,
+            response=None,
+            context={},
+            exception=None if sample.error is None else NbwssFinding(sample.error),
+        )
+
+
+class NbwssFinding(Exception):
+    """The reason a sample failed (a broken rule, a lost notification, a failed CONNECT), as Locust shows it."""

@@ -1,22 +1,31 @@
-"""The same scenarios as Locust users, distributed: one Locust master and two workers on loopback."""
+"""The same scenarios as Locust users: distributed, through an endpoint restart, and with bad options."""
 
 from __future__ import annotations
 
 import csv
 import importlib.util
+import json
+import os
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from emulator.endpoint.server import Fault, ReferenceEndpoint
 from emulator.harness import EndpointHandle, LoopThread
 
 # Only subprocesses run Locust: importing it here would let gevent monkey-patch this
 # process and break every asyncio test after it.
 if importlib.util.find_spec("locust") is None:
     pytest.skip("locust is not installed", allow_module_level=True)
+
+LOCUSTFILE = str(Path(__file__).resolve().parent.parent / "emulator" / "locustfile.py")
+LOCUST = [sys.executable, "-m", "locust", "-f", LOCUSTFILE]
 
 
 def free_port() -> int:
@@ -25,23 +34,41 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Poll ``condition`` (the endpoint's state, changed by another process) until it holds."""
+    limit = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < limit, "timed out"
+        time.sleep(0.02)
+
+
+def stats(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """Locust's final figures (--json-file), by (request type, name)."""
+    return {(entry["method"], entry["name"]): entry for entry in json.loads(path.read_text())}
+
+
 @pytest.fixture
-def endpoint():
-    loop = LoopThread()
+def loop() -> Iterator[LoopThread]:
+    thread = LoopThread()
+    yield thread
+    thread.stop()
+
+
+@pytest.fixture
+def endpoint(loop: LoopThread) -> Iterator[EndpointHandle]:
     handle = EndpointHandle(loop, keep=None)
     yield handle
     handle.close()
-    loop.stop()
 
 
 @pytest.mark.slow
 def test_headless_locust_master_with_two_workers(endpoint: EndpointHandle, tmp_path: Path, timing: float) -> None:
     locustfile = subprocess.run([sys.executable, "-m", "emulator", "locustfile"], capture_output=True, text=True, check=True).stdout.strip()
+    assert locustfile == LOCUSTFILE
     port = free_port()
-    locust = [sys.executable, "-m", "locust", "-f", locustfile]
     workers = [
         subprocess.Popen(
-            [*locust, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)],
+            [*LOCUST, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -50,9 +77,9 @@ def test_headless_locust_master_with_two_workers(endpoint: EndpointHandle, tmp_p
     ]
     try:
         master = subprocess.run(
-            [*locust, "--headless", "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
+            [*LOCUST, "--headless", "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
              "--expect-workers", "2", "--expect-workers-max-wait", "30", "-u", "4", "-r", "4", "-t", f"{round(2 * timing)}s",
-             "--host", endpoint.url, "--nbwss-token", endpoint.token, "--nbwss-scenario", "restore",
+             "--host", endpoint.url, "--nbwss-token", endpoint.token, "--nbwss-scenario", "restore", "--nbwss-window", "8",
              "--csv", str(tmp_path / "run"), "--only-summary"],
             capture_output=True, text=True, timeout=90, check=False,
         )  # fmt: skip
@@ -64,11 +91,88 @@ def test_headless_locust_master_with_two_workers(endpoint: EndpointHandle, tmp_p
                 worker.kill()
                 worker.communicate()
     assert master.returncode == 0, master.stderr[-2000:]
-    with (tmp_path / "run_stats.csv").open() as stats:
-        rows = {(row["Type"], row["Name"]): row for row in csv.DictReader(stats)}
+    with (tmp_path / "run_stats.csv").open() as rows_file:
+        rows = {(row["Type"], row["Name"]): row for row in csv.DictReader(rows_file)}
     assert int(rows[("CONNECT", "CONNECT")]["Request Count"]) == 4  # one per user: each user is a master
     notifications = {name: row for (kind, name), row in rows.items() if kind == "NBWSS"}
-    assert notifications and all(name.startswith("NOTIFICATION ") for name in notifications)
+    assert notifications and all(name.startswith("NOTIFICATION ") for name in notifications), rows
     total = sum(int(row["Request Count"]) for row in notifications.values())
-    assert total > 50 and all(row["Failure Count"] == "0" for row in notifications.values())
+    assert total > 50 and all(row["Failure Count"] == "0" for row in notifications.values()), rows
     assert len(endpoint.received) >= total  # one sample per notification and its acknowledgement
+
+
+def test_users_reconnect_and_resend_with_the_endpoint_restarted_under_them_nothing_lost(loop: LoopThread, tmp_path: Path) -> None:
+    endpoint = ReferenceEndpoint(keep=None)
+    loop.call(endpoint.start(), timeout=10)
+    properties = tmp_path / "nbwss.properties"
+    # No resend for want of an ack during the test (every resend below is a reconnect's), a short back-off.
+    properties.write_text("notification.scheduledRate=60\nconnectionInfo.period=0.5\nnotification.sendTimeout=30000\n")
+    users, window = 3, 4
+    locust = subprocess.Popen(
+        [*LOCUST, "--headless", "-u", str(users), "-r", str(users), "-t", "6s", "--host", endpoint.url,
+         "--nbwss-token", endpoint.token, "--nbwss-scenario", "restore", "--nbwss-window", str(window),
+         "--nbwss-properties", str(properties), "--json-file", str(tmp_path / "run"), "--only-summary"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+    def received() -> list[str]:
+        return [message["id"] for message in endpoint.notifications]
+
+    try:
+        wait_for(lambda: endpoint.connects == users and len(received()) > 100)
+        endpoint.fault = Fault.NO_ACK  # every user's window fills and stays pending
+        connections = list(endpoint.connections)
+        before = [len(c.session.notifications) for c in connections]
+        wait_for(lambda: all(len(c.session.notifications) >= n + window for c, n in zip(connections, before, strict=True)))
+        loop.call(endpoint.stop(), timeout=10)  # the endpoint goes away with the windows pending
+        pending = [m["id"] for c, n in zip(connections, before, strict=True) for m in list(c.session.notifications)[n:]]
+        endpoint.fault = None
+        loop.call(endpoint.start(), timeout=10)  # the same port
+        wait_for(lambda: endpoint.connects == 2 * users)
+        _, err = locust.communicate(timeout=60)
+    finally:
+        if locust.poll() is None:
+            locust.kill()
+            locust.communicate()
+        loop.call(endpoint.stop(), timeout=10)
+    assert locust.returncode in (0, 1), err[-2000:]  # 1: CONNECT attempts failed while the endpoint was down
+    assert "Traceback" not in err
+    ids = received()
+    assert all(ids.count(message_id) >= 2 for message_id in pending), [ids.count(m) for m in pending]  # resent after the new CONNECT
+    figures = stats(tmp_path / "run.json")
+    samples = [entry for (kind, _), entry in figures.items() if kind == "NBWSS"]
+    assert sum(entry["num_failures"] for entry in samples) == 0, figures  # nothing lost, nothing late
+    assert sum(entry["num_requests"] for entry in samples) == len(set(ids))  # each notification acknowledged, once
+    assert figures[("CONNECT", "CONNECT")]["num_requests"] - figures[("CONNECT", "CONNECT")]["num_failures"] == 2 * users
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--nbwss-token", "t", "--nbwss-scenario", "no-such-scenario"], "no-such-scenario"),
+        (["--nbwss-scenario", "restore"], "no token: pass --nbwss-token"),
+        (["--nbwss-token", "t", "--nbwss-window", "0"], "--nbwss-window must be at least 1"),
+    ],
+)
+def test_bad_options_are_one_clear_error_not_a_traceback_per_user(options: list[str], message: str) -> None:
+    done = subprocess.run(
+        [*LOCUST, "--headless", "-u", "5", "-r", "5", "-t", "2s", "--host", "ws://127.0.0.1:9/nbwss", *options],
+        capture_output=True, text=True, timeout=60, check=False, env={k: v for k, v in os.environ.items() if k != "NBWSS_TOKEN"},
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("nbwss-emulator: ")]
+    assert len(errors) == 1 and message in errors[0], done.stderr[-2000:]
+
+
+def test_a_refused_token_is_a_failed_connect_sample_with_the_reason(endpoint: EndpointHandle, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [*LOCUST, "--headless", "-u", "3", "-r", "3", "-t", "2s", "--host", endpoint.url, "--nbwss-token", "wrong",
+         "--nbwss-scenario", "restore", "--only-summary"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.returncode == 1  # Locust's exit code for failed samples
+    errors = [line.split() for line in (done.stdout + done.stderr).splitlines() if "NbwssFinding" in line]
+    assert errors == [["3", "CONNECT", "CONNECT:", "NbwssFinding('[connect.accepts-token]", "CONNECT", "answered", "valid:", "false')"]]
+    assert not endpoint.received

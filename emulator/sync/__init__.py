@@ -1,0 +1,27 @@
+"""The emulated master over websockets' synchronous client (threads, or greenlets under gevent as in Locust)."""
+
+from emulator.sync.master import (
+    ConnectError,
+    GaveUp,
+    Notification,
+    PreparedNotification,
+    Sample,
+    SyncMaster,
+    TokenRefused,
+    prepare,
+    sample_name,
+)
+from emulator.sync.policy import Backoff
+
+__all__ = [
+    "Backoff",
+    "ConnectError",
+    "GaveUp",
+    "Notification",
+    "PreparedNotification",
+    "Sample",
+    "SyncMaster",
+    "TokenRefused",
+    "prepare",
+    "sample_name",
+]
