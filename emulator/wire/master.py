@@ -30,6 +30,7 @@ from websockets.protocol import State as WsState
 from emulator.exceptions import ConnectionFailed
 from emulator.protocol.codec import decode
 from emulator.protocol.properties import NbwssProperties
+from emulator.protocol.sender import Reconnection, SendPolicy
 from emulator.protocol.session import (
     Acknowledged,
     CloseRequested,
@@ -65,7 +66,7 @@ class MasterConnection(ClientConnection):
     ``received_at`` is when the bytes being parsed were read (``time.monotonic``).
     """
 
-    take_text: Callable[[bytes], bool] | None
+    take_text: Callable[[bytes | bytearray | memoryview], bool] | None
     received_at: float
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -191,13 +192,15 @@ class Report:
     drops: int = 0  # connections lost without the master closing them
     deliberate_drops: int = 0
     connect_latencies: list[float] = field(default_factory=list)
-    acks: list[tuple[str, float, int]] = field(default_factory=list)  # (id, latency, attempts)
-    late_acks: list[tuple[str, float]] = field(default_factory=list)
+    acks: list[tuple[str, float, int]] = field(default_factory=list)  # (id, latency since the first send, attempts)
+    late_acks: list[tuple[str, float]] = field(default_factory=list)  # (id, latency since the first send)
     lost: list[str] = field(default_factory=list)
     sent: int = 0
     resent: int = 0
     duplicates_sent: list[str] = field(default_factory=list)
-    duplicate_acks: int = 0
+    duplicate_acks: int = 0  # acknowledgements beyond one per copy sent
+    copy_acks: int = 0  # acknowledgements of resent copies after the first (allowed: one per copy)
+    ack_limit: float = 0.0  # notification.sendTimeout, seconds: an acknowledgement later than this is late
     violations: list[Violation] = field(default_factory=list)
     commands: list[CommandExchange] = field(default_factory=list)
     close_codes: list[int] = field(default_factory=list)
@@ -249,12 +252,8 @@ class EmulatedMaster:
         self._pacer: asyncio.TimerHandle | None = None  # sends the next paced notification when due (see _pace)
         self._source: _Source | None = None
         self._start = 0.0
-        self._exhausted = False
-        self._drain_deadline: float | None = None
-        self._next_slot = 0.0
-        self._last_progress = 0.0
-        self._ack_limit = self.settings.ack_limit()  # these two are looked at for every acknowledgement
-        self._record_acks = self.settings.record_acks
+        self.policy = self._policy()  # when notifications leave, when the run ends: decided without I/O
+        self._record_acks = self.settings.record_acks  # looked at for every acknowledgement
 
     # -- one-off CONNECT (the wrong-token probe) ------------------------------------------
 
@@ -305,8 +304,8 @@ class EmulatedMaster:
         )
         self._session = session
         self._source = _Source(messages, self._wake)
-        self._exhausted, self._drain_deadline, self._next_slot = False, None, self._start
-        self._last_progress = self._start  # the last acknowledgement (or the start): a run that stalls ends
+        self.policy = policy = self._policy()
+        policy.start(self._start)  # the stall clock runs from the start: a run that never gets an ack ends
         try:
             return await self._connections(session)
         except asyncio.CancelledError:
@@ -330,7 +329,7 @@ class EmulatedMaster:
 
     async def _connections(self, session: MasterSession) -> Report:
         """Connect, stream, and reconnect until the messages are all acknowledged or the run gives up."""
-        settings = self.settings
+        policy = self.policy
         while True:
             if self.stop is not None and self.stop.is_set():
                 raise asyncio.CancelledError
@@ -351,21 +350,22 @@ class EmulatedMaster:
                     if self._duplicates_wanted and self._acked_frames and session.state is State.OPEN:
                         self._duplicates_wanted -= 1
                         await self._send_duplicate(ws, session)
-                    if self._exhausted and not session.pending and not (self._duplicates_wanted and self._acked_frames):
-                        return self._finish(session)
                     now = time.monotonic()
-                    if self._exhausted and self._drain_deadline is not None and now >= self._drain_deadline:
-                        return self._finish(session)
-                    if session.pending and now >= self._last_progress + self._stall_timeout():
-                        self.report.error = f"no acknowledgement for {self._stall_timeout():g}s; gave up"
+                    pending = len(session.pending)
+                    if policy.drained(now, pending):
+                        duplicate_waits = pending == 0 and self._duplicates_wanted and self._acked_frames
+                        if not duplicate_waits or policy.drained(now, 1):  # drained(now, 1): the drain time is up
+                            return self._finish(session)
+                    if policy.stalled(now, pending):
+                        self.report.error = f"no acknowledgement for {policy.stall_timeout:g}s; gave up"
                         return self._finish(session)
                     for frame in session.resend_due():
                         await self._send(ws, session, frame)
-                    paced = (settings.rate is not None or self._held is not None) and not self._exhausted
+                    paced = (policy.paced or self._held is not None) and not policy.exhausted
                     if paced and isinstance(ws, MasterConnection):
                         paced = not self._arm_pacer(ws, session)  # the pacer sends at the slot: no wake-up for it
-                    stall = self._last_progress + self._stall_timeout() if session.pending else None
-                    await self._sleep(session, self._next_slot if paced else None, self._drain_deadline, stall)
+                    wake = policy.wake_at(policy.next_slot if paced else None, policy.stall_deadline(len(session.pending)))
+                    await self._sleep(session, wake)
             finally:
                 if isinstance(ws, MasterConnection):
                     ws.take_text = None  # what arrives while the connection closes is no longer counted
@@ -379,8 +379,8 @@ class EmulatedMaster:
             if session.state is State.REFUSED:
                 break
             session.connection_lost()
-            if session.pending and time.monotonic() >= self._last_progress + self._stall_timeout():
-                self.report.error = f"no acknowledgement for {self._stall_timeout():g}s across reconnections; gave up"
+            if policy.stalled(time.monotonic(), len(session.pending)):
+                self.report.error = f"no acknowledgement for {policy.stall_timeout:g}s across reconnections; gave up"
                 break
         return self._finish(session)
 
@@ -428,10 +428,10 @@ class EmulatedMaster:
         when it is not a notification: the end (None) or a step for :meth:`_fill`. It
         never waits, so that the pacer can call it too (see :meth:`_pace`).
         """
-        settings = self.settings
+        policy = self.policy
         transport = ws.transport
         self._not_due = False
-        while not self._exhausted and len(session.pending) < settings.window and session.state is State.OPEN:
+        while policy.window_open(len(session.pending)) and session.state is State.OPEN:
             if len(burst) >= MAX_BURST:
                 self._flush(ws, session, burst)
             if transport.get_write_buffer_size() > BACKLOG_LIMIT:
@@ -439,13 +439,10 @@ class EmulatedMaster:
                 return _STOP  # wait for the endpoint to read (or for the keep-alive to give up on it)
             if ws.state is not WsState.OPEN:
                 return _STOP  # closing: a send would wait for the closing handshake; what is pending stays
-            if settings.rate is not None:
-                now = time.monotonic()
-                if now < self._next_slot:
-                    self._not_due = True
-                    return _STOP
-                self._next_slot = max(self._next_slot + 1 / settings.rate, now - 1.0)  # at most a second of catch-up
-            item = self._held if self._held is not None else self._source.next()
+            if policy.interval is not None and not policy.take_slot(time.monotonic()):
+                self._not_due = True
+                return _STOP
+            item = self._held if self._held is not None else self._source.next()  # type: ignore[union-attr]  # set by run()
             self._held = None
             kind = type(item)
             if kind is Prepared or kind is dict:  # the common cases first
@@ -454,7 +451,8 @@ class EmulatedMaster:
             if kind is Paced:
                 due = self._start + item.at
                 if due > time.monotonic():
-                    self._held, self._next_slot, self._not_due = item, due, True  # scenario time: not yet
+                    self._held, self._not_due = item, True  # scenario time: not yet
+                    policy.hold_until(due)
                     return _STOP
                 burst.append(_register(session, item.message, due))
                 continue
@@ -466,11 +464,10 @@ class EmulatedMaster:
     async def _establish(self, session: MasterSession, *, first: bool) -> ClientConnection | None:
         """Open a connection (fail-over by priority, back-off between rounds) and complete CONNECT."""
         props = self.settings.properties
-        failures = 0
-        delay = min(0.05, props.connection_period)
+        rounds = Reconnection(self.targets, attempts=self.settings.reconnect_attempts, period=props.connection_period, rng=self.rng)
         while True:
             errors = []
-            for target in self.targets:
+            for target in rounds.order():
                 try:
                     ws = await self._open(target)
                 except ConnectError as error:
@@ -489,12 +486,11 @@ class EmulatedMaster:
                 await self._close()
             if first:
                 raise ConnectError(errors[0] if len(errors) == 1 else "; ".join(errors))
-            failures += 1
             self.report.reconnect_failures.extend(errors)
-            if failures >= self.settings.reconnect_attempts:
+            delay = rounds.failed_round()
+            if delay is None:
                 return None
-            await asyncio.sleep(delay * (0.5 + self.rng.random()))  # jittered exponential back-off
-            delay = min(delay * 2, props.connection_period)
+            await asyncio.sleep(delay)
 
     async def _handshake(self, ws: ClientConnection, session: MasterSession) -> str:
         """Send CONNECT and wait for its answer: "open", "refused", or why the connection is useless."""
@@ -530,7 +526,6 @@ class EmulatedMaster:
 
     async def _receive(self, ws: ClientConnection, session: MasterSession) -> None:
         """Read frames until the connection ends; wake the sender when it has something to do."""
-        window = self.settings.window
         try:
             async for frame in ws:
                 if self.transcript is not None:
@@ -548,7 +543,7 @@ class EmulatedMaster:
                     elif isinstance(event, CloseRequested):
                         self._closing = True
                         await ws.close(event.code, event.reason)
-                if not acks_only or self._sender_waits_for_acks(session, window):
+                if not acks_only or self._sender_waits_for_acks(session):
                     self._wake.set()
         except ConnectionClosed as closed:
             self._closed(closed)
@@ -557,7 +552,7 @@ class EmulatedMaster:
         finally:
             self._wake.set()
 
-    def _ack_taker(self, ws: MasterConnection, session: MasterSession) -> Callable[[bytes], bool]:
+    def _ack_taker(self, ws: MasterConnection, session: MasterSession) -> Callable[[bytes | bytearray | memoryview], bool]:
         """What takes acknowledgements off a :class:`MasterConnection` as they are parsed.
 
         Each is timed from when the bytes carrying it were read: acknowledgements read
@@ -568,14 +563,13 @@ class EmulatedMaster:
         acks behind it in the same read, and cost more CPU at 15,000/s than one timer per
         notification.)
         """
-        window = self.settings.window
 
-        def take(data: bytes) -> bool:
+        def take(data: bytes | bytearray | memoryview) -> bool:
             event = session.take_ack(data, ws.received_at)
             if event is None:
                 return False  # anything else: the receiver task's
             self._acked(event)
-            if self._sender_waits_for_acks(session, window):
+            if self._sender_waits_for_acks(session):
                 self._wake.set()
             return True
 
@@ -606,18 +600,17 @@ class EmulatedMaster:
     def _arm_pacer(self, ws: MasterConnection, session: MasterSession) -> bool:
         """Have :meth:`_pace` called at the next slot, if the last look found it not due yet; whether it will be."""
         if self._pacer is None and self._not_due and ws.take_text is not None:
-            self._pacer = asyncio.get_running_loop().call_at(self._next_slot, self._pace, ws, session)
+            self._pacer = asyncio.get_running_loop().call_at(self.policy.next_slot, self._pace, ws, session)
         return self._pacer is not None
 
     def _source_ended(self) -> None:
-        self._exhausted = True
-        self._drain_deadline = time.monotonic() + self._drain_timeout()
+        self.policy.source_ended(time.monotonic())
 
-    def _sender_waits_for_acks(self, session: MasterSession, window: int) -> bool:
+    def _sender_waits_for_acks(self, session: MasterSession) -> bool:
         # An acknowledgement wakes the sender only when it may be waiting for it: the window
         # was full, the run is draining, a duplicate waits for a first ack. (In the open model,
         # a wake-up per ack would cost as much as the send itself.)
-        return len(session.pending) >= window - 1 or self._exhausted or bool(self._duplicates_wanted)
+        return self.policy.wants_ack_wakeup(len(session.pending)) or bool(self._duplicates_wanted)
 
     def _closed(self, closed: ConnectionClosed | None) -> None:
         code = _close_code(closed) if closed is not None else (self._ws.close_code if self._ws is not None else None)
@@ -631,10 +624,11 @@ class EmulatedMaster:
             self.report.drops += 1  # the endpoint or the network ended it, not the master
 
     def _acked(self, event: Acknowledged) -> None:
-        self._last_progress = event.received_at  # the read's time: no second look at the clock per ack
+        policy = self.policy
+        policy.acknowledged(event.received_at)  # the read's time: no second look at the clock per ack
         if self._record_acks:
             self.report.acks.append((event.message_id, event.latency, event.attempts))
-        if event.overdue or event.latency > self._ack_limit:
+        if policy.is_late(event.latency, event.overdue):
             # An acknowledgement that came only after a resend was late, whenever the resend's came.
             self.report.late_acks.append((event.message_id, event.latency))
         if len(self._acked_frames) < 16:
@@ -713,17 +707,16 @@ class EmulatedMaster:
             if timer is not None:
                 timer.cancel()
 
-    def _stall_timeout(self) -> float:
+    def _policy(self) -> SendPolicy:
         settings = self.settings
-        if settings.stall_timeout is not None:
-            return settings.stall_timeout
-        return settings.ack_limit() + 3 * settings.properties.resend_interval
-
-    def _drain_timeout(self) -> float:
-        settings = self.settings
-        if settings.drain_timeout is not None:
-            return settings.drain_timeout
-        return settings.ack_limit() + 2 * settings.properties.resend_interval
+        return SendPolicy(
+            window=settings.window,
+            rate=settings.rate,
+            ack_limit=settings.ack_limit(),
+            resend_interval=settings.properties.resend_interval,
+            stall_timeout=settings.stall_timeout,
+            drain_timeout=settings.drain_timeout,
+        )
 
     def _finish(self, session: MasterSession) -> Report:
         report = self.report
@@ -731,6 +724,8 @@ class EmulatedMaster:
         report.sent = session.counters.sent
         report.resent = session.counters.resent
         report.duplicate_acks = session.counters.duplicate_acks
+        report.copy_acks = session.counters.copy_acks
+        report.ack_limit = self.policy.ack_limit
         report.violations.extend(session.outgoing_violations)
         session.outgoing_violations.clear()
         report.elapsed = time.monotonic() - self._start
