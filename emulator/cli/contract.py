@@ -115,6 +115,8 @@ def contract_options(args: argparse.Namespace) -> tuple[ContractOptions, list[li
         )
     except PropertiesError as error:
         raise UsageError(str(error)) from None
+    for warning in properties.warnings():
+        print(f"nbwss-emu: warning: {warning}", file=sys.stderr)
     settings = Settings(properties=properties, window=args.window, rate=args.rate, connect_timeout=args.connect_timeout)
     if args.insecure:
         print("nbwss-emu: warning: --insecure: the endpoint's certificate is not verified", file=sys.stderr)

@@ -123,10 +123,7 @@ def _judge(rule: Rule, facts: RunFacts, by_rule: dict[str, list[str]]) -> RuleRe
             return RuleResult(rule, PASSED, total, summary=f"{total} acknowledged, {report.resent} resent")
         case "ack.within-timeout":
             if report.late_acks:
-                evidence = [
-                    f"notification {i} acknowledged late (after a resend, or {latency * 1000:.0f} ms after its send)"
-                    for i, latency in report.late_acks[:EVIDENCE]
-                ]
+                evidence = [report.late_text(i, latency) for i, latency in report.late_acks[:EVIDENCE]]
                 return RuleResult(rule, FAILED, len(report.acks), len(report.late_acks), f"{len(report.late_acks)} late", evidence)
             return RuleResult(rule, PASSED, len(report.acks))
         case "ack.once":

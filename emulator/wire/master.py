@@ -210,6 +210,13 @@ class Report:
     interrupted: bool = False  # stopped by a signal before the end
     elapsed: float = 0.0
 
+    def late_text(self, message_id: str, latency: float) -> str:
+        """A late acknowledgement in words, with the limit and its unit (evidence of ack.within-timeout)."""
+        limit = f"notification.sendTimeout is {self.ack_limit * 1000:g} ms"
+        if latency <= self.ack_limit:  # within the limit, but only after a resend (a resend interval shorter than it)
+            return f"notification {message_id} acknowledged only after a resend, {latency * 1000:.0f} ms after its first send ({limit})"
+        return f"notification {message_id} acknowledged {latency * 1000:.0f} ms after its first send ({limit})"
+
 
 class EmulatedMaster:
     """One NetBackup master's NBWSS client for one endpoint group."""
