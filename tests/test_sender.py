@@ -57,7 +57,7 @@ def test_stall_counts_from_the_last_acknowledgement() -> None:
 
 
 def test_the_drain_ends_with_the_last_ack_or_its_deadline() -> None:
-    sender = policy(ack_limit=2.0, resend_interval=5.0)  # drain: 2 + 2 x 5 = 12 s
+    sender = policy(ack_limit=2.0, resend_interval=5.0, command_grace=0)  # drain: 2 + 2 x 5 = 12 s; no COMMAND flow
     assert not sender.drained(100.0, 0)  # the source has not ended
     sender.source_ended(100.0)
     assert sender.drained(100.0, 0)
@@ -110,5 +110,25 @@ def test_a_connection_resets_the_count_and_the_backoff() -> None:
 
 
 def test_reconnection_needs_an_endpoint() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="no endpoint"):
         Reconnection([], attempts=1, period=1.0)
+
+
+def test_the_endpoints_command_flow_gets_a_grace_after_the_last_ack() -> None:
+    sender = policy(command_grace=0.5, command_grace_cap=2.0)
+    sender.source_ended(100.0)
+    assert not sender.drained(100.0, 0)  # everything acknowledged: the grace starts
+    assert sender.wake_at() == 100.5
+    sender.command_seen(100.4)  # the endpoint logs in
+    assert not sender.drained(100.6, 0) and sender.drained(100.9, 0)
+
+
+def test_the_grace_is_capped_for_an_endpoint_that_never_stops_asking() -> None:
+    sender = policy(command_grace=0.5, command_grace_cap=2.0)
+    sender.source_ended(100.0)
+    sender.drained(100.0, 0)
+    now = 100.0
+    while not sender.drained(now, 0):
+        sender.command_seen(now)
+        now += 0.1
+    assert now == pytest.approx(102.0, abs=0.11)  # the cap, within a step of the loop

@@ -38,12 +38,17 @@ class SendPolicy:
 
     __slots__ = (
         "ack_limit",
+        "command_grace",
+        "command_grace_cap",
         "drain_deadline",
         "drain_timeout",
+        "ended_at",
         "exhausted",
         "interval",
+        "last_command",
         "last_progress",
         "next_slot",
+        "settled_at",
         "stall_timeout",
         "window",
     )
@@ -57,6 +62,8 @@ class SendPolicy:
         resend_interval: float,
         stall_timeout: float | None = None,
         drain_timeout: float | None = None,
+        command_grace: float = 0.5,
+        command_grace_cap: float = 5.0,
     ) -> None:
         if window < 1:
             raise ValueError("the window must hold at least one notification")
@@ -66,6 +73,14 @@ class SendPolicy:
         # Defaults: an ack may take ack_limit, and each resend cycle gives it another chance.
         self.stall_timeout = stall_timeout if stall_timeout is not None else ack_limit + 3 * resend_interval
         self.drain_timeout = drain_timeout if drain_timeout is not None else ack_limit + 2 * resend_interval
+        # The endpoint's own flow (log in, then read jobs) is not cut off: once everything is
+        # acknowledged the run ends when no COMMAND came for command_grace, command_grace_cap at most.
+        # (Its first COMMAND may well come after the last acknowledgement: the grace is always given.)
+        self.command_grace = command_grace
+        self.command_grace_cap = command_grace_cap
+        self.last_command: float | None = None
+        self.settled_at: float | None = None  # when the notifications were done with, waiting for the COMMAND flow
+        self.ended_at = 0.0
         self.next_slot = 0.0
         self.last_progress = 0.0
         self.drain_deadline: float | None = None
@@ -82,6 +97,8 @@ class SendPolicy:
         self.last_progress = now
         self.drain_deadline = None
         self.exhausted = False
+        self.last_command = None
+        self.settled_at = None
 
     # -- per frame -------------------------------------------------------------------------
 
@@ -125,7 +142,20 @@ class SendPolicy:
     def source_ended(self, now: float) -> None:
         """Nothing more will be sent: the last acknowledgements have ``drain_timeout`` to come."""
         self.exhausted = True
+        self.ended_at = now
         self.drain_deadline = now + self.drain_timeout
+
+    def command_seen(self, now: float) -> None:
+        """The endpoint sent a COMMAND REQUEST: its flow may go on, the run's end waits for it to be quiet."""
+        self.last_command = now
+
+    def commands_quiet_at(self) -> float | None:
+        """When the endpoint's COMMAND flow counts as over (quiet for the grace, or out of it); None before the end."""
+        settled = self.settled_at
+        if settled is None:
+            return None
+        last = self.last_command if self.last_command is not None and self.last_command > settled else settled
+        return min(last + self.command_grace, settled + self.command_grace_cap)
 
     def stall_deadline(self, pending: int) -> float | None:
         """When the run gives up for want of any acknowledgement, if anything is pending."""
@@ -135,14 +165,29 @@ class SendPolicy:
         return pending > 0 and now >= self.last_progress + self.stall_timeout
 
     def drained(self, now: float, pending: int) -> bool:
-        """Whether the run is over: the source ended and everything was acknowledged, or the drain time is up."""
+        """Whether the run is over.
+
+        The source ended; everything was acknowledged, or the drain time is up; and then
+        the endpoint sent no COMMAND for ``command_grace`` (``command_grace_cap`` at most).
+        The first call that finds the notifications done starts the grace.
+        """
         if not self.exhausted:
             return False
-        return not pending or (self.drain_deadline is not None and now >= self.drain_deadline)
+        if pending and (self.drain_deadline is None or now < self.drain_deadline):
+            return False
+        if self.command_grace <= 0:
+            return True
+        if self.settled_at is None:
+            self.settled_at = now
+        quiet = self.commands_quiet_at()
+        return quiet is not None and now >= quiet
 
     def wake_at(self, *deadlines: float | None) -> float | None:
         """The earliest of ``deadlines`` and the run's own (stall is the caller's, with its pending count)."""
         earliest = self.drain_deadline
+        quiet = self.commands_quiet_at()
+        if quiet is not None and (earliest is None or quiet < earliest):
+            earliest = quiet
         for deadline in deadlines:
             if deadline is not None and (earliest is None or deadline < earliest):
                 earliest = deadline

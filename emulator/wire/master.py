@@ -173,6 +173,8 @@ class Settings:
     connect_timeout: float = 10.0  # for the WebSocket opening handshake and for the CONNECT answer
     drain_timeout: float | None = None  # wait for the last acks; default ack timeout + 2 resend cycles
     stall_timeout: float | None = None  # give up when nothing is acknowledged for this long; default ack timeout + 3 cycles
+    command_grace: float = 0.5  # at the end, wait until the endpoint sent no COMMAND for this long (with a responder) ...
+    command_grace_cap: float = 5.0  # ... but no longer than this after the last acknowledgement
     reconnect_attempts: int = 8  # consecutive failed attempts before the run gives up
     max_size: int = 1024 * 1024
     validate: bool = True
@@ -202,7 +204,8 @@ class Report:
     copy_acks: int = 0  # acknowledgements of resent copies after the first (allowed: one per copy)
     ack_limit: float = 0.0  # notification.sendTimeout, seconds: an acknowledgement later than this is late
     violations: list[Violation] = field(default_factory=list)
-    commands: list[CommandExchange] = field(default_factory=list)
+    commands: list[CommandExchange] = field(default_factory=list)  # COMMAND requests answered (the answer was sent)
+    unanswered: list[dict[str, Any]] = field(default_factory=list)  # COMMAND requests received, no answer sent (closing)
     close_codes: list[int] = field(default_factory=list)
     backpressure: int = 0  # sends held back because the endpoint was not reading
     reconnect_failures: list[str] = field(default_factory=list)
@@ -258,6 +261,8 @@ class EmulatedMaster:
         self._not_due = False  # the last look found the next notification not due yet (see _take_ready)
         self._pacer: asyncio.TimerHandle | None = None  # sends the next paced notification when due (see _pace)
         self._source: _Source | None = None
+        self._finished = False  # the run is over (its report made); the connection may still be closing
+        self._receiver: asyncio.Future[None] | None = None  # the last connection's reader, kept until it closes
         self._start = 0.0
         self.policy = self._policy()  # when notifications leave, when the run ends: decided without I/O
         self._record_acks = self.settings.record_acks  # looked at for every acknowledgement
@@ -362,9 +367,11 @@ class EmulatedMaster:
                     if policy.drained(now, pending):
                         duplicate_waits = pending == 0 and self._duplicates_wanted and self._acked_frames
                         if not duplicate_waits or policy.drained(now, 1):  # drained(now, 1): the drain time is up
+                            self._finished = True
                             return self._finish(session)
                     if policy.stalled(now, pending):
                         self.report.error = f"no acknowledgement for {policy.stall_timeout:g}s; gave up"
+                        self._finished = True
                         return self._finish(session)
                     for frame in session.resend_due():
                         await self._send(ws, session, frame)
@@ -379,10 +386,13 @@ class EmulatedMaster:
                 if self._pacer is not None:
                     self._pacer.cancel()
                     self._pacer = None
-                if not receiver.done():
-                    receiver.cancel()
-                with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
-                    await receiver
+                if self._finished and not receiver.done():
+                    self._receiver = receiver  # the run is over, the connection not yet: COMMANDs are answered until it closes
+                else:
+                    if not receiver.done():
+                        receiver.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                        await receiver
             if session.state is State.REFUSED:
                 break
             session.connection_lost()
@@ -539,6 +549,8 @@ class EmulatedMaster:
                     self.transcript.record("in", session.connection, frame)
                 acks_only = True
                 for event in session.receive(frame):
+                    if self._finished and not isinstance(event, CommandRequested):
+                        continue  # the report is made: only the endpoint's requests still get an answer
                     if isinstance(event, Acknowledged):
                         self._acked(event)
                         continue
@@ -546,6 +558,7 @@ class EmulatedMaster:
                     if isinstance(event, Violation):
                         self.report.violations.append(event)
                     elif isinstance(event, CommandRequested):
+                        self.policy.command_seen(time.monotonic())
                         await self._answer(ws, session, event.message)
                     elif isinstance(event, CloseRequested):
                         self._closing = True
@@ -553,9 +566,11 @@ class EmulatedMaster:
                 if not acks_only or self._sender_waits_for_acks(session):
                     self._wake.set()
         except ConnectionClosed as closed:
-            self._closed(closed)
+            if not self._finished:  # the master's own close at the end is no news for the report
+                self._closed(closed)
         else:
-            self._closed(None)
+            if not self._finished:
+                self._closed(None)
         finally:
             self._wake.set()
 
@@ -647,8 +662,11 @@ class EmulatedMaster:
         if self.responder is None:
             return
         response = self.responder.answer(message)
-        self.report.commands.append(self.responder.exchanges[-1])
-        await self._send(ws, session, session.send_frame(response))
+        exchange = self.responder.exchanges[-1]
+        if await self._send(ws, session, session.send_frame(response)):
+            self.report.commands.append(exchange)  # only what was sent counts as answered
+        else:
+            self.report.unanswered.append(message)
 
     async def _send_duplicate(self, ws: ClientConnection, session: MasterSession) -> None:
         """Send the first acknowledged notification again, as a master does after a reconnect."""
@@ -657,22 +675,24 @@ class EmulatedMaster:
         self.report.duplicates_sent.append(message_id)
         await self._send(ws, session, session.send(decode(frame)))
 
-    async def _send(self, ws: ClientConnection, session: MasterSession, frame: bytes) -> None:
+    async def _send(self, ws: ClientConnection, session: MasterSession, frame: bytes) -> bool:
+        """Write ``frame`` if it may go; whether it was written."""
         if ws.state is not WsState.OPEN:
-            return  # closing: a send would wait for the closing handshake; the frame stays pending
+            return False  # closing: a send would wait for the closing handshake; the frame stays pending
         if ws.transport.get_write_buffer_size() > BACKLOG_LIMIT:
             self.report.backpressure += 1  # the endpoint is not reading: never block; the frame stays pending
-            return
-        await self._write(ws, session, frame)
+            return False
+        return await self._write(ws, session, frame)
 
-    async def _write(self, ws: ClientConnection, session: MasterSession, frame: bytes) -> None:
-        """Write a frame that may go (the connection open, the endpoint reading)."""
+    async def _write(self, ws: ClientConnection, session: MasterSession, frame: bytes) -> bool:
+        """Write a frame that may go (the connection open, the endpoint reading); whether it was written."""
         if self.transcript is not None:
             self.transcript.record("out", session.connection, frame)
-        try:  # noqa: SIM105 - contextlib.suppress costs a microsecond per frame on the hot path
+        try:
             await ws.send(frame, text=True)
         except ConnectionClosed:
-            pass  # the receiver sees the close and the run reconnects; the frame stays pending
+            return False  # the receiver sees the close and the run reconnects; the frame stays pending
+        return True
 
     def _flush(self, ws: ClientConnection, session: MasterSession, burst: list[bytes]) -> None:
         """Write a burst of notification frames with one system call, and empty it.
@@ -723,6 +743,8 @@ class EmulatedMaster:
             resend_interval=settings.properties.resend_interval,
             stall_timeout=settings.stall_timeout,
             drain_timeout=settings.drain_timeout,
+            command_grace=settings.command_grace if self.responder is not None else 0.0,  # no COMMAND is answered anyway
+            command_grace_cap=settings.command_grace_cap,
         )
 
     def _finish(self, session: MasterSession) -> Report:
@@ -749,6 +771,13 @@ class EmulatedMaster:
         if not done or closing.exception() is not None:  # best effort: a dead peer must not stop the master
             closing.cancel()
             ws.transport.abort()
+        receiver, self._receiver = self._receiver, None
+        if receiver is not None:  # it ends with the connection; what it read meanwhile is in the report
+            if not receiver.done():
+                await asyncio.wait({receiver}, timeout=0.5)
+                receiver.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                await receiver
 
     def _record(self, direction: str, session: MasterSession, frame: str | bytes) -> None:
         if self.transcript is not None:
