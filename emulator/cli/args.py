@@ -56,6 +56,11 @@ def session_arguments(parser: argparse.ArgumentParser) -> None:
         choices=sorted(VERSION_PROFILES),
         help=f"NetBackup version profile (default {DEFAULT_PROFILE})",
     )
+    group.add_argument(
+        "--compression",
+        choices=["deflate"],
+        help="offer permessage-deflate to test the endpoint's compressed path (default: off, as NetBackup documents none)",
+    )
 
 
 def report_arguments(parser: argparse.ArgumentParser) -> None:

@@ -118,6 +118,7 @@ def contract_options(args: argparse.Namespace) -> tuple[ContractOptions, list[li
     for warning in properties.warnings():
         print(f"nbwss-emu: warning: {warning}", file=sys.stderr)
     settings = Settings(properties=properties, window=args.window, rate=args.rate, connect_timeout=args.connect_timeout)
+    settings.compression = getattr(args, "compression", None)
     if args.insecure:
         print("nbwss-emu: warning: --insecure: the endpoint's certificate is not verified", file=sys.stderr)
     tls = TlsOptions(cafile=args.cafile, certfile=args.certfile, keyfile=args.keyfile, insecure=args.insecure)

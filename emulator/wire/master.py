@@ -179,6 +179,9 @@ class Settings:
     max_size: int = 1024 * 1024
     validate: bool = True
     record_acks: bool = True  # each acknowledgement in Report.acks; a long load run keeps histograms instead
+    # "deflate": offer permessage-deflate (RFC 7692). Off by default: NetBackup does not document offering
+    # it, so an endpoint must work without; on, it tests the endpoint's compressed path.
+    compression: str | None = None
 
     def ack_limit(self) -> float:
         return self.ack_timeout if self.ack_timeout is not None else self.properties.send_timeout
@@ -210,6 +213,7 @@ class Report:
     backpressure: int = 0  # sends held back because the endpoint was not reading
     reconnect_failures: list[str] = field(default_factory=list)
     error: str | None = None
+    compression: str | None = None  # the extension the endpoint accepted (permessage-deflate), if offered and accepted
     interrupted: bool = False  # stopped by a signal before the end
     elapsed: float = 0.0
 
@@ -492,6 +496,8 @@ class EmulatedMaster:
                     continue
                 self._current, self._ws, self._closing = target, ws, False
                 self.report.url = target.url
+                extensions = ws.protocol.extensions
+                self.report.compression = extensions[0].name if extensions else None
                 session.token = target.token
                 outcome = await self._handshake(ws, session)
                 if outcome == "open":
@@ -804,7 +810,7 @@ class EmulatedMaster:
                 close_timeout=min(2.0, props.send_timeout),  # a peer that cannot close within sendTimeout is gone
                 max_size=settings.max_size,
                 write_limit=WRITE_LIMIT,  # above BACKLOG_LIMIT, so that a send never waits for the peer to read
-                compression=None,
+                compression=settings.compression,  # None unless asked: see Settings.compression
                 proxy=None,
                 create_connection=MasterConnection,
                 user_agent_header="NetBackup-NBWSS-emulator",
