@@ -31,7 +31,7 @@ def test_a_send_timeout_under_50_ms_is_warned_about_with_its_unit(tmp_path: Path
 def test_a_bad_value_names_the_unit(tmp_path: Path) -> None:
     path = tmp_path / "nbwss.properties"
     path.write_text("notification.sendTimeout=-1\n")
-    with pytest.raises(PropertiesError, match=r"nbwss.properties:1: notification.sendTimeout \(in ms\): must be positive"):
+    with pytest.raises(PropertiesError, match=r"nbwss.properties:1: notification.sendTimeout: must be positive, not -1 \(unit: ms\)"):
         NbwssProperties.from_file(path)
 
 

@@ -52,7 +52,7 @@ class NbwssProperties:
             try:
                 values[name] = convert(value)
             except ValueError as error:
-                raise PropertiesError(f"{path}:{number}: {key} (in {UNITS[key]}): {error}") from None
+                raise PropertiesError(f"{path}:{number}: {key}: {error} (unit: {UNITS[key]})") from None
         return cls(**values)
 
     def with_overrides(self, **overrides: Any) -> NbwssProperties:

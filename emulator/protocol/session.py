@@ -366,7 +366,11 @@ class MasterSession:
             return []
         if copies is not None:
             self.counters.duplicate_acks += 1
-            return [self.violation("ack.once", "/id", f"notification {message_id} acknowledged more times than it was sent", data)]
+            return [
+                self.violation(
+                    "ack.once", "/id", f"notification {message_id} acknowledged again (more acknowledgements than copies sent)", data
+                )
+            ]
         return [self.violation("ack.known-id", "/id", f"acknowledgement of {message_id}, which the master never sent", data)]
 
     def _settle(self, pending: Pending, received_at: float | None = None) -> Acknowledged:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
 from websockets.frames import Frame, Opcode
@@ -49,6 +50,10 @@ from emulator.wire.transcript import FrameRecorder
 #: keeps frames pending) rather than wait: an endpoint that stops reading must not hang a run.
 BACKLOG_LIMIT = 1024 * 1024
 WRITE_LIMIT = 4 * BACKLOG_LIMIT
+#: Late acknowledgements kept as evidence when acknowledgements are counted, not recorded (Settings.record_acks).
+MAX_LATE_KEPT = 100
+#: The highest latency a report's histogram holds, microseconds (an hour); longer ones are counted as this.
+HIGHEST_LATENCY_US = 3_600_000_000
 #: Notifications written to the socket together at most (~0.2 MiB of frames; see EmulatedMaster._flush).
 MAX_BURST = 128
 #: The shortest sleep of the sender, seconds, where it polls: for a connection without the
@@ -178,7 +183,8 @@ class Settings:
     reconnect_attempts: int = 8  # consecutive failed attempts before the run gives up
     max_size: int = 1024 * 1024
     validate: bool = True
-    record_acks: bool = True  # each acknowledgement in Report.acks; a long load run keeps histograms instead
+    record_acks: bool = True  # each acknowledgement in Report.acks; a long run keeps counters and a histogram instead
+    ack_histogram: bool = False  # the latencies in Report.latency (an HDR histogram; a soak run, where acks are not recorded)
     # "deflate": offer permessage-deflate (RFC 7692). Off by default: NetBackup does not document offering
     # it, so an endpoint must work without; on, it tests the endpoint's compressed path.
     compression: str | None = None
@@ -197,12 +203,16 @@ class Report:
     drops: int = 0  # connections lost without the master closing them
     deliberate_drops: int = 0
     connect_latencies: list[float] = field(default_factory=list)
-    acks: list[tuple[str, float, int]] = field(default_factory=list)  # (id, latency since the first send, attempts)
-    late_acks: list[tuple[str, float]] = field(default_factory=list)  # (id, latency since the first send)
+    acks: list[tuple[str, float, int]] = field(default_factory=list)  # (id, latency since the first send, attempts) if recorded
+    acknowledged: int = 0  # notifications acknowledged (counted always, recorded in acks or not)
+    latency: HdrHistogram | None = None  # acknowledgement latencies in microseconds, with Settings.ack_histogram
+    late_acks: list[tuple[str, float]] = field(default_factory=list)  # (id, latency since the first send); MAX_LATE_KEPT if unrecorded
+    late: int = 0  # late acknowledgements, all of them
     lost: list[str] = field(default_factory=list)
     sent: int = 0
     resent: int = 0
     duplicates_sent: list[str] = field(default_factory=list)
+    duplicates_acked: list[str] = field(default_factory=list)  # of duplicates_sent, those acknowledged again
     duplicate_acks: int = 0  # acknowledgements beyond one per copy sent
     copy_acks: int = 0  # acknowledgements of resent copies after the first (allowed: one per copy)
     ack_limit: float = 0.0  # notification.sendTimeout, seconds: an acknowledgement later than this is late
@@ -216,6 +226,22 @@ class Report:
     compression: str | None = None  # the extension the endpoint accepted (permessage-deflate), if offered and accepted
     interrupted: bool = False  # stopped by a signal before the end
     elapsed: float = 0.0
+
+    def latency_ms(self) -> dict[str, float | None]:
+        """p50, p90, p99 and max of the acknowledgement latencies, milliseconds (from the histogram or the records)."""
+        if self.latency is not None:
+            if not self.latency.get_total_count():
+                return {"p50": None, "p90": None, "p99": None, "max": None}
+            values = {f"p{p}": self.latency.get_value_at_percentile(p) / 1000 for p in (50, 90, 99)}
+            return {**values, "max": self.latency.get_max_value() / 1000}
+        latencies = sorted(latency for _, latency, _ in self.acks)
+        if not latencies:
+            return {"p50": None, "p90": None, "p99": None, "max": None}
+
+        def pick(percent: float) -> float:
+            return round(latencies[min(len(latencies) - 1, max(0, round(percent / 100 * len(latencies) + 0.5) - 1))] * 1000, 3)
+
+        return {"p50": pick(50), "p90": pick(90), "p99": pick(99), "max": round(latencies[-1] * 1000, 3)}
 
     def late_text(self, message_id: str, latency: float) -> str:
         """A late acknowledgement in words, with the limit and its unit (evidence of ack.within-timeout)."""
@@ -253,6 +279,9 @@ class EmulatedMaster:
         self.stop = stop  # set (with the task cancelled) to end the run early, reporting what happened
         self.close_together = close_together  # when given, the connection stays open until all its masters are done
         self.report = Report(url=self.targets[0].url)
+        if self.settings.ack_histogram:
+            self.report.latency = HdrHistogram(1, HIGHEST_LATENCY_US, 3)
+        self._duplicate_ids: set[str] = set()  # deliberate duplicates sent, not yet acknowledged again
         self._ws: ClientConnection | None = None
         self._wake = asyncio.Event()
         self._session: MasterSession | None = None
@@ -654,11 +683,20 @@ class EmulatedMaster:
     def _acked(self, event: Acknowledged) -> None:
         policy = self.policy
         policy.acknowledged(event.received_at)  # the read's time: no second look at the clock per ack
+        report = self.report
         if self._record_acks:
-            self.report.acks.append((event.message_id, event.latency, event.attempts))
+            report.acks.append((event.message_id, event.latency, event.attempts))
+        histogram = report.latency
+        if histogram is not None:
+            histogram.record_value(min(HIGHEST_LATENCY_US, max(1, int(event.latency * 1_000_000))))
         if policy.is_late(event.latency, event.overdue):
             # An acknowledgement that came only after a resend was late, whenever the resend's came.
-            self.report.late_acks.append((event.message_id, event.latency))
+            report.late += 1
+            if self._record_acks or len(report.late_acks) < MAX_LATE_KEPT:
+                report.late_acks.append((event.message_id, event.latency))
+        if self._duplicate_ids and event.message_id in self._duplicate_ids:
+            self._duplicate_ids.discard(event.message_id)
+            report.duplicates_acked.append(event.message_id)
         if len(self._acked_frames) < 16:
             self._acked_frames.append((event.message_id, event.frame))
         if self.on_ack is not None:
@@ -679,6 +717,7 @@ class EmulatedMaster:
         message_id, frame = self._acked_frames[0]
         session.forget_ack(message_id)
         self.report.duplicates_sent.append(message_id)
+        self._duplicate_ids.add(message_id)
         await self._send(ws, session, session.send(decode(frame)))
 
     async def _send(self, ws: ClientConnection, session: MasterSession, frame: bytes) -> bool:
@@ -757,6 +796,7 @@ class EmulatedMaster:
         report = self.report
         report.lost = list(session.pending)
         report.sent = session.counters.sent
+        report.acknowledged = session.counters.acknowledged
         report.resent = session.counters.resent
         report.duplicate_acks = session.counters.duplicate_acks
         report.copy_acks = session.counters.copy_acks
