@@ -14,7 +14,16 @@ from typing import Any
 
 from rich.console import Console
 
-from emulator.cli.args import DEFAULT_SCENARIO, non_negative, positive_float, report_arguments, session_arguments, target_arguments
+from emulator.cli.args import (
+    DEFAULT_SCENARIO,
+    duration,
+    non_negative,
+    positive,
+    positive_float,
+    report_arguments,
+    session_arguments,
+    target_arguments,
+)
 from emulator.cli.signals import Interrupt
 from emulator.contract import ContractOptions, ContractResult, replay, run_scenario
 from emulator.contract.probes import PROBE_NAMES
@@ -40,6 +49,8 @@ def add_parsers(verbs: Any) -> None:
     run.add_argument("--fault", help="with the embedded endpoint: switch on one of its faults (see 'serve --help')")
     session_arguments(run)
     run.add_argument("--speed", type=positive_float, help="send in scenario time, this many scenario seconds per second")
+    run.add_argument("--count", type=positive, metavar="N", help="soak: send N notifications, repeating the scenario's steps")
+    run.add_argument("--duration", type=duration, metavar="TIME", help="soak: send for TIME (e.g. 10m), repeating the scenario's steps")
     run.add_argument("--no-probes", action="store_true", help="skip the wrong-token CONNECT, the deliberate reconnect and the duplicate")
     run.add_argument(
         "--probe",
@@ -66,6 +77,11 @@ def _run(args: argparse.Namespace) -> int:
     options, groups = contract_options(args)
     options.seed = args.seed
     options.speed = args.speed
+    options.count, options.duration = args.count, args.duration
+    if options.count is not None or options.duration is not None:
+        if options.speed:
+            raise UsageError("--count and --duration repeat the scenario as fast as acknowledged: give --rate, not --speed")
+        options.settings.record_acks, options.settings.ack_histogram = False, True  # counters and a histogram: flat memory
     options.probes = not args.no_probes
     options.probe_names = _probe_names(args.probe)
     options.fault = parse_fault(args.fault) if args.fault else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -97,7 +96,7 @@ def _violations(rule: Rule, by_rule: dict[str, list[str]], checked: int, *names:
 
 def _judge(rule: Rule, facts: RunFacts, by_rule: dict[str, list[str]]) -> RuleResult:
     report = facts.report
-    frames_in = len(report.acks) + len(report.commands) + report.established
+    frames_in = report.acknowledged + len(report.commands) + report.established
     match rule.id:
         case "connect.answered":
             return _violations(rule, by_rule, len(report.connect_latencies) + len(by_rule.get(rule.id, [])))
@@ -124,17 +123,16 @@ def _judge(rule: Rule, facts: RunFacts, by_rule: dict[str, list[str]]) -> RuleRe
         case "ack.within-timeout":
             if report.late_acks:
                 evidence = [report.late_text(i, latency) for i, latency in report.late_acks[:EVIDENCE]]
-                return RuleResult(rule, FAILED, len(report.acks), len(report.late_acks), f"{len(report.late_acks)} late", evidence)
-            return RuleResult(rule, PASSED, len(report.acks))
+                return RuleResult(rule, FAILED, report.acknowledged, report.late, f"{report.late} late", evidence)
+            return RuleResult(rule, PASSED, report.acknowledged)
         case "ack.once":
-            return _violations(rule, by_rule, len(report.acks))
+            return _violations(rule, by_rule, report.acknowledged)
         case "ack.known-id":
-            return _violations(rule, by_rule, len(report.acks))
+            return _violations(rule, by_rule, report.acknowledged)
         case "ack.duplicate-accepted":
             if not report.duplicates_sent:
                 return RuleResult(rule, SKIPPED, summary="no duplicate was sent")
-            counts = Counter(message_id for message_id, _, _ in report.acks)
-            missing = [i for i in report.duplicates_sent if counts[i] < 2]
+            missing = [i for i in report.duplicates_sent if i not in report.duplicates_acked]
             if missing:
                 return RuleResult(
                     rule,

@@ -17,6 +17,7 @@ from emulator.domain.clock import Scheduler
 from emulator.domain.master import MasterServer
 from emulator.endpoint.server import Fault, ReferenceEndpoint
 from emulator.protocol.session import Acknowledged
+from emulator.protocol.soak import limited, repeated
 from emulator.responders import DEFAULT_PROFILE, CommandResponder
 from emulator.scenario import Timeline
 from emulator.scenario.model import Scenario
@@ -43,6 +44,8 @@ class ContractOptions:
     on_ack: Callable[[Acknowledged], None] | None = None  # progress, e.g. for a live display
     stop: asyncio.Event | None = None  # set it (and cancel the run) to stop early; the run still reports
     probe_names: list[str] = field(default_factory=list)  # robustness probes to run after the scenario
+    count: int | None = None  # soak: this many notifications, the scenario repeated (fresh each pass)
+    duration: float | None = None  # soak: for this many seconds, the scenario repeated
 
 
 @dataclass(slots=True)
@@ -68,10 +71,9 @@ class ContractResult:
 
     def stats(self) -> dict[str, Any]:
         report = self.report
-        latencies = sorted(latency for _, latency, _ in report.acks)
         return {
             "sent": report.sent,
-            "acknowledged": len(report.acks),
+            "acknowledged": report.acknowledged,
             "resent": report.resent,
             "lost": len(report.lost),
             "duplicate_acks": report.duplicate_acks,
@@ -79,20 +81,8 @@ class ContractResult:
             "dropped": report.drops,
             "commands": len(report.commands),
             "elapsed_s": round(report.elapsed, 3),
-            "ack_latency_ms": {
-                "p50": _percentile(latencies, 50),
-                "p90": _percentile(latencies, 90),
-                "p99": _percentile(latencies, 99),
-                "max": round(latencies[-1] * 1000, 3) if latencies else None,
-            },
+            "ack_latency_ms": report.latency_ms(),
         }
-
-
-def _percentile(sorted_values: list[float], percent: float) -> float | None:
-    if not sorted_values:
-        return None
-    index = min(len(sorted_values) - 1, max(0, round(percent / 100 * len(sorted_values) + 0.5) - 1))
-    return round(sorted_values[index] * 1000, 3)
 
 
 async def run_scenario(scenario: Scenario, options: ContractOptions) -> ContractResult:
@@ -103,6 +93,14 @@ async def run_scenario(scenario: Scenario, options: ContractOptions) -> Contract
     messages = (t for t in timeline.messages() if t.master == primary)
     pool: Callable[[], list[dict[str, Any]]] = lambda: _pool(scenario, timeline.seed)  # noqa: E731 - built only if probes run
     start = timeline.scheduler.now()
+    if options.count is not None or options.duration is not None:  # a soak: fresh passes, generated as they are sent
+
+        def cycle(number: int) -> Iterator[dict[str, Any]]:
+            again = timeline if number == 0 else Timeline(scenario, seed=timeline.seed + number, start=float(int(time.time())))
+            return (t.message for t in again.messages() if t.master == primary)
+
+        soak = limited(repeated(cycle), count=options.count, duration=options.duration)
+        return await _run(scenario.name, timeline.seed, soak, responder, options, pool)
     if options.speed:
         source: Iterable[Any] = (Paced((t.at - start) / options.speed, t.message) for t in messages)
     else:
