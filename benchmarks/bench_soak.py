@@ -104,7 +104,9 @@ def main() -> int:
     checkpoint = next(mib for n, _, mib in samples if n == args.checkpoint)
     end = samples[-1][2]
     verdict = "pass" if end <= TARGET * checkpoint else "FAIL"
-    print(f"resident memory: {checkpoint:.1f} MiB at {args.checkpoint:,}, {end:.1f} MiB at {args.count:,}: {end / checkpoint:.3f} ({verdict})")
+    print(
+        f"resident memory: {checkpoint:.1f} MiB at {args.checkpoint:,}, {end:.1f} MiB at {args.count:,}: {end / checkpoint:.3f} ({verdict})"
+    )
     args.page.parent.mkdir(parents=True, exist_ok=True)
     args.page.write_text(page(args, samples, stats, verdict))
     print(f"figures written to {args.page}")

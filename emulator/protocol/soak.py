@@ -35,9 +35,8 @@ def limited(
     """
     if count is not None and count < 1:
         return
-    taken = 0
     deadline = None
-    for item in items:
+    for taken, item in enumerate(items, start=1):
         if duration is not None:
             now = clock()
             if deadline is None:
@@ -45,6 +44,5 @@ def limited(
             elif now >= deadline:
                 return
         yield item
-        taken += 1
         if count is not None and taken >= count:
             return
