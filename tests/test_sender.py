@@ -132,3 +132,26 @@ def test_the_grace_is_capped_for_an_endpoint_that_never_stops_asking() -> None:
         sender.command_seen(now)
         now += 0.1
     assert now == pytest.approx(102.0, abs=0.11)  # the cap, within a step of the loop
+
+
+def test_the_per_frame_questions_keep_nothing() -> None:
+    """Called per frame from the ack fast path and the pacer: 100,000 calls hold no memory afterwards, nor at their peak."""
+    import tracemalloc  # noqa: PLC0415 - only this test traces
+
+    sender = policy(rate=1_000_000.0)
+    now = 100.0
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        for _ in range(100_000):
+            now += 0.000001
+            sender.window_open(3)
+            sender.take_slot(now)
+            sender.acknowledged(now)
+            sender.is_late(0.001, False)
+            sender.wants_ack_wakeup(3)
+        after, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert after - before < 1024 and peak - before < 4096
