@@ -80,9 +80,18 @@ class ContractResult:
             "connections": report.established,
             "dropped": report.drops,
             "commands": len(report.commands),
+            "acks_of_resent_copies": report.copy_acks,  # a copy's ack after the first: allowed, one per copy
+            "unanswered_commands": [_request_line(request) for request in report.unanswered],
             "elapsed_s": round(report.elapsed, 3),
             "ack_latency_ms": report.latency_ms(),
         }
+
+
+def _request_line(request: dict[str, Any]) -> str:
+    payload = request.get("payload")
+    if not isinstance(payload, dict):
+        return str(request.get("id"))
+    return f"{payload.get('method')} {payload.get('uri')} ({request.get('id')})"
 
 
 async def run_scenario(scenario: Scenario, options: ContractOptions) -> ContractResult:
