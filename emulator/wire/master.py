@@ -281,7 +281,7 @@ class EmulatedMaster:
         self.report = Report(url=self.targets[0].url)
         if self.settings.ack_histogram:
             self.report.latency = HdrHistogram(1, HIGHEST_LATENCY_US, 3)
-        self._duplicate_ids: set[str] = set()  # deliberate duplicates sent, not yet acknowledged again
+        self._duplicate_ids: set[str] | None = None  # deliberate duplicates sent, not yet acknowledged again (made at the first)
         self._ws: ClientConnection | None = None
         self._wake = asyncio.Event()
         self._session: MasterSession | None = None
@@ -717,6 +717,8 @@ class EmulatedMaster:
         message_id, frame = self._acked_frames[0]
         session.forget_ack(message_id)
         self.report.duplicates_sent.append(message_id)
+        if self._duplicate_ids is None:
+            self._duplicate_ids = set()
         self._duplicate_ids.add(message_id)
         await self._send(ws, session, session.send(decode(frame)))
 
