@@ -125,3 +125,23 @@ def test_an_endpoint_slower_than_the_resend_interval_gets_no_false_duplicate_fin
     assert report.copy_acks > 0  # acks of the copies came while the run went on: counted, not judged
     assert all(latency >= delay for _, latency, _ in report.acks)  # from the first send, not the resend
     assert all(attempts >= 2 for _, _, attempts in report.acks)
+
+
+def test_acknowledged_ids_are_remembered_for_half_the_memory_at_least(monkeypatch) -> None:
+    import emulator.protocol.session as session_module  # noqa: PLC0415
+
+    monkeypatch.setattr(session_module, "ACKED_MEMORY", 8)
+    clock = Clock()
+    session = opened(clock)
+    ids = []
+    for index in range(20):
+        message = dict(notifications(1)[0], id=f"00000000-0000-4000-8000-{index:012d}")
+        session.send(message)
+        (event,) = session.receive(ack(message["id"]))
+        assert isinstance(event, Acknowledged)
+        ids.append(message["id"])
+    for message_id in ids[-4:]:  # the last half of the memory: a second ack is a duplicate
+        (again,) = session.receive(ack(message_id))
+        assert again.rule == "ack.once"
+    (forgotten,) = session.receive(ack(ids[0]))  # long forgotten: an id the master does not know
+    assert forgotten.rule == "ack.known-id"
