@@ -29,10 +29,14 @@ def target_arguments(parser: argparse.ArgumentParser) -> None:
 
 def session_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("NBWSS behaviour (nbwss.properties keys; flags override the file)")
-    group.add_argument("--properties", metavar="FILE", help="an nbwss.properties file")
+    group.add_argument("--properties", metavar="FILE", help="an nbwss.properties file (seconds, but notification.sendTimeout in ms)")
     group.add_argument("--reconnect-period", type=positive_float, help="connectionInfo.period, seconds (default 60)")
     group.add_argument("--resend-interval", type=positive_float, help="notification.scheduledRate, seconds (default 5)")
-    group.add_argument("--ack-timeout", type=positive_float, help="notification.sendTimeout, seconds: a later ack is a finding (default 2)")
+    group.add_argument(
+        "--ack-timeout",
+        type=positive_float,
+        help="notification.sendTimeout, in seconds here (in ms in a properties file): a later ack is a finding (default 2)",
+    )
     group.add_argument("--keepalive", type=positive_float, help="keepAlive.scheduledRate, seconds (default 30)")
     group.add_argument("--max-pong-miss", type=positive, help="keepAlive.maxPongMissAllowed (default 3)")
     group.add_argument(
@@ -51,6 +55,11 @@ def session_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_PROFILE,
         choices=sorted(VERSION_PROFILES),
         help=f"NetBackup version profile (default {DEFAULT_PROFILE})",
+    )
+    group.add_argument(
+        "--compression",
+        choices=["deflate"],
+        help="offer permessage-deflate to test the endpoint's compressed path (default: off, as NetBackup documents none)",
     )
 
 

@@ -15,7 +15,17 @@ from typing import Any, cast
 from rich.console import Console
 
 from emulator import state
-from emulator.cli.args import DEFAULT_SCENARIO, non_negative, positive_float, report_arguments, session_arguments, target_arguments, utc
+from emulator.cli.args import (
+    DEFAULT_SCENARIO,
+    duration,
+    non_negative,
+    positive,
+    positive_float,
+    report_arguments,
+    session_arguments,
+    target_arguments,
+    utc,
+)
 from emulator.cli.signals import Interrupt
 from emulator.contract import ContractOptions, ContractResult, replay, run_masters
 from emulator.contract.hints import check_tls, check_writable, connection_hint
@@ -42,6 +52,8 @@ def add_parsers(verbs: Any) -> None:
     session_arguments(run)
     run.add_argument("--speed", type=positive_float, help="send in scenario time, this many scenario seconds per second")
     run.add_argument("--start", type=utc, help="scenario start as UTC, as 'generate' has (default: so that the run ends by now)")
+    run.add_argument("--count", type=positive, metavar="N", help="soak: send N notifications, repeating the scenario's steps")
+    run.add_argument("--duration", type=duration, metavar="TIME", help="soak: send for TIME (e.g. 10m), repeating the scenario's steps")
     run.add_argument("--no-probes", action="store_true", help="skip the wrong-token CONNECT, the deliberate reconnect and the duplicate")
     run.add_argument(
         "--probe",
@@ -71,6 +83,11 @@ def _run(args: argparse.Namespace) -> int:
     options.seed = args.seed
     options.speed = args.speed
     options.start = args.start
+    options.count, options.duration = args.count, args.duration
+    if options.count is not None or options.duration is not None:
+        if options.speed:
+            raise UsageError("--count and --duration repeat the scenario as fast as acknowledged: give --rate, not --speed")
+        options.settings.record_acks, options.settings.ack_histogram = False, True  # counters and a histogram: flat memory
     options.probes = not args.no_probes
     options.probe_names = _probe_names(args.probe)
     options.fault = parse_fault(args.fault) if args.fault else None
@@ -125,7 +142,10 @@ def contract_options(args: argparse.Namespace) -> tuple[ContractOptions, list[li
         )
     except PropertiesError as error:
         raise UsageError(str(error)) from None
+    for warning in properties.warnings():
+        print(f"nbwss-emu: warning: {warning}", file=sys.stderr)
     settings = Settings(properties=properties, window=args.window, rate=args.rate, connect_timeout=args.connect_timeout)
+    settings.compression = getattr(args, "compression", None)
     if args.insecure:
         print("nbwss-emu: warning: --insecure: the endpoint's certificate is not verified", file=sys.stderr)
     tls = TlsOptions(cafile=args.cafile, certfile=args.certfile, keyfile=args.keyfile, insecure=args.insecure)

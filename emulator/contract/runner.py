@@ -19,6 +19,7 @@ from emulator.domain.clock import Scheduler
 from emulator.domain.master import MasterServer
 from emulator.endpoint.server import Fault, ReferenceEndpoint
 from emulator.protocol.session import Acknowledged
+from emulator.protocol.soak import limited, repeated
 from emulator.responders import DEFAULT_PROFILE, CommandResponder
 from emulator.scenario import Timeline
 from emulator.scenario.model import Scenario
@@ -49,6 +50,8 @@ class ContractOptions:
     start: float | None = None  # scenario start (epoch seconds); None: so that the run ends by the wall clock's now
     keep_sent: bool = False  # keep the notifications sent, for ContractResult.expected_state()
     token_for: Callable[[str], str] | None = None  # the token of a master's own registration (by host name), if each has one
+    count: int | None = None  # soak: this many notifications, the scenario repeated (fresh each pass)
+    duration: float | None = None  # soak: for this many seconds, the scenario repeated
 
 
 @dataclass(slots=True)
@@ -81,31 +84,27 @@ class ContractResult:
 
     def stats(self) -> dict[str, Any]:
         report = self.report
-        latencies = sorted(latency for _, latency, _ in report.acks)
         return {
             "sent": report.sent,
-            "acknowledged": len(report.acks),
+            "acknowledged": report.acknowledged,
             "resent": report.resent,
             "lost": len(report.lost),
             "duplicate_acks": report.duplicate_acks,
             "connections": report.established,
             "dropped": report.drops,
             "commands": len(report.commands),
+            "acks_of_resent_copies": report.copy_acks,  # a copy's ack after the first: allowed, one per copy
+            "unanswered_commands": [_request_line(request) for request in report.unanswered],
             "elapsed_s": round(max(self.elapsed, report.elapsed), 3),
-            "ack_latency_ms": {
-                "p50": _percentile(latencies, 50),
-                "p90": _percentile(latencies, 90),
-                "p99": _percentile(latencies, 99),
-                "max": round(latencies[-1] * 1000, 3) if latencies else None,
-            },
+            "ack_latency_ms": report.latency_ms(),
         }
 
 
-def _percentile(sorted_values: list[float], percent: float) -> float | None:
-    if not sorted_values:
-        return None
-    index = min(len(sorted_values) - 1, max(0, round(percent / 100 * len(sorted_values) + 0.5) - 1))
-    return round(sorted_values[index] * 1000, 3)
+def _request_line(request: dict[str, Any]) -> str:
+    payload = request.get("payload")
+    if not isinstance(payload, dict):
+        return str(request.get("id"))
+    return f"{payload.get('method')} {payload.get('uri')} ({request.get('id')})"
 
 
 def live_start(scenario: Scenario, seed: int | None, now: float) -> float:
@@ -131,6 +130,8 @@ async def run_masters(scenario: Scenario, options: ContractOptions) -> list[Cont
     runs the probes; each master gets its own result, named after it. Without
     targets, all connect to one embedded reference endpoint.
     """
+    if options.count is not None or options.duration is not None:
+        return [await run_scenario(scenario, options)]  # a soak: the first master's stream, repeated
     started = time.monotonic()  # the verdict's time: building the timeline included
     start = options.start if options.start is not None else live_start(scenario, options.seed, time.time())
     timeline = Timeline(scenario, seed=options.seed, start=start)
@@ -203,6 +204,18 @@ async def run_scenario(scenario: Scenario, options: ContractOptions) -> Contract
     messages = (t for t in timeline.messages() if t.master == primary)
     pool: Callable[[], list[dict[str, Any]]] = lambda: _pool(scenario, timeline.seed)  # noqa: E731 - built only if probes run
     start = timeline.start
+    if options.count is not None or options.duration is not None:  # a soak: fresh passes, generated as they are sent
+
+        def cycle(number: int) -> Iterator[dict[str, Any]]:
+            again = (
+                timeline
+                if number == 0
+                else Timeline(scenario, seed=timeline.seed + number, start=live_start(scenario, timeline.seed + number, time.time()))
+            )
+            return (t.message for t in again.messages() if t.master == primary)
+
+        soak = limited(repeated(cycle), count=options.count, duration=options.duration)
+        return await _run(scenario.name, timeline.seed, soak, responder, options, pool, timeline.masters[primary].hostname, started=started)
     if options.speed:
         source: Iterable[Any] = (Paced((t.at - start) / options.speed, t.message) for t in messages)
     else:

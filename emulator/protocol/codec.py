@@ -23,7 +23,7 @@ def encode(message: Any) -> bytes:
     return orjson.dumps(message)
 
 
-def decode(frame: str | bytes) -> Any:
+def decode(frame: str | bytes | bytearray | memoryview) -> Any:
     """The JSON value of a frame; raises :class:`DecodeError` if it is not JSON."""
     try:
         return orjson.loads(frame)

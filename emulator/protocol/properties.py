@@ -1,4 +1,9 @@
-"""NBWSS tunables: the documented ``nbwss.properties`` keys, their defaults, and our decisions."""
+"""NBWSS tunables: the documented ``nbwss.properties`` keys, their defaults, and our decisions.
+
+Units follow NetBackup's documentation of the file: every key is in seconds except
+``notification.sendTimeout``, which is in **milliseconds** (default ``2000``). In
+Python (:class:`NbwssProperties`) and on the command line everything is in seconds.
+"""
 
 from __future__ import annotations
 
@@ -15,11 +20,11 @@ class PropertiesError(UsageError, ValueError):
 
 @dataclass(frozen=True, slots=True)
 class NbwssProperties:
-    """The master's timing. Seconds throughout; the file's ``sendTimeout`` is in milliseconds, as documented."""
+    """The master's timing, in seconds throughout (the file's ``sendTimeout`` is in milliseconds, as documented)."""
 
     connection_period: float = 60.0  # connectionInfo.period: (re)connect attempts when not connected
     resend_interval: float = 5.0  # notification.scheduledRate: resend an unacknowledged notification
-    send_timeout: float = 2.0  # notification.sendTimeout: how long an acknowledgement may take
+    send_timeout: float = 2.0  # notification.sendTimeout (ms in the file): how long an acknowledgement may take
     keepalive_interval: float = 30.0  # keepAlive.scheduledRate: WebSocket ping period
     max_pong_miss: int = 3  # keepAlive.maxPongMissAllowed: not documented; 3 is our decision
     ignore_decoder: bool = False  # exception.ignoreDecoder: keep the connection on an undecodable frame
@@ -47,7 +52,7 @@ class NbwssProperties:
             try:
                 values[name] = convert(value)
             except ValueError as error:
-                raise PropertiesError(f"{path}:{number}: {key}: {error}") from None
+                raise PropertiesError(f"{path}:{number}: {key}: {error} (unit: {UNITS[key]})") from None
         return cls(**values)
 
     def with_overrides(self, **overrides: Any) -> NbwssProperties:
@@ -57,6 +62,30 @@ class NbwssProperties:
         if unknown:
             raise PropertiesError(f"unknown properties: {', '.join(sorted(unknown))}")
         return replace(self, **changes)
+
+    def warnings(self) -> list[str]:
+        """One line for each value that is valid but almost certainly not meant (a unit mistaken)."""
+        found = []
+        if self.send_timeout < MIN_SEND_TIMEOUT:
+            found.append(
+                f"notification.sendTimeout is {self.send_timeout * 1000:g} ms: under {MIN_SEND_TIMEOUT * 1000:g} ms every "
+                "acknowledgement will be late (in nbwss.properties it is in milliseconds, e.g. 2000; --ack-timeout is in seconds)"
+            )
+        return found
+
+
+#: Below this (seconds) an acknowledgement time-out is a unit mistaken, not a wish: warned about.
+MIN_SEND_TIMEOUT = 0.05
+
+#: The unit of each key in an nbwss.properties file, as NetBackup documents it.
+UNITS = {
+    "connectionInfo.period": "s",
+    "notification.scheduledRate": "s",
+    "notification.sendTimeout": "ms",
+    "keepAlive.scheduledRate": "s",
+    "keepAlive.maxPongMissAllowed": "count",
+    "exception.ignoreDecoder": "true/false",
+}
 
 
 def _seconds(value: str) -> float:

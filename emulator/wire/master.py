@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+from hdrh.histogram import HdrHistogram
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
 from websockets.frames import Frame, Opcode
@@ -32,6 +33,7 @@ from emulator.exceptions import ConnectionFailed
 from emulator.findings import Finding, RuleId
 from emulator.protocol.codec import decode
 from emulator.protocol.properties import NbwssProperties
+from emulator.protocol.sender import Reconnection, SendPolicy
 from emulator.protocol.session import (
     Acknowledged,
     CloseRequested,
@@ -50,6 +52,10 @@ from emulator.wire.transcript import FrameRecorder
 #: keeps frames pending) rather than wait: an endpoint that stops reading must not hang a run.
 BACKLOG_LIMIT = 1024 * 1024
 WRITE_LIMIT = 4 * BACKLOG_LIMIT
+#: Late acknowledgements kept as evidence when acknowledgements are counted, not recorded (Settings.record_acks).
+MAX_LATE_KEPT = 100
+#: The highest latency a report's histogram holds, microseconds (an hour); longer ones are counted as this.
+HIGHEST_LATENCY_US = 3_600_000_000
 #: Notifications written to the socket together at most (~0.2 MiB of frames; see EmulatedMaster._flush).
 MAX_BURST = 128
 #: The shortest sleep of the sender, seconds, where it polls: for a connection without the
@@ -67,7 +73,7 @@ class MasterConnection(ClientConnection):
     ``received_at`` is when the bytes being parsed were read (``time.monotonic``).
     """
 
-    take_text: Callable[[bytes], bool] | None
+    take_text: Callable[[bytes | bytearray | memoryview], bool] | None
     received_at: float
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -176,10 +182,16 @@ class Settings:
     connect_timeout: float = 10.0  # for the WebSocket opening handshake and for the CONNECT answer
     drain_timeout: float | None = None  # wait for the last acks; default ack timeout + 2 resend cycles
     stall_timeout: float | None = None  # give up when nothing is acknowledged for this long; default ack timeout + 3 cycles
+    command_grace: float = 0.5  # at the end, wait until the endpoint sent no COMMAND for this long (with a responder) ...
+    command_grace_cap: float = 5.0  # ... but no longer than this after the last acknowledgement
     reconnect_attempts: int = 8  # consecutive failed attempts before the run gives up
     max_size: int = 1024 * 1024
     validate: bool = True
-    record_acks: bool = True  # each acknowledgement in Report.acks; a long load run keeps histograms instead
+    record_acks: bool = True  # each acknowledgement in Report.acks; a long run keeps counters and a histogram instead
+    ack_histogram: bool = False  # the latencies in Report.latency (an HDR histogram; a soak run, where acks are not recorded)
+    # "deflate": offer permessage-deflate (RFC 7692). Off by default: NetBackup does not document offering
+    # it, so an endpoint must work without; on, it tests the endpoint's compressed path.
+    compression: str | None = None
 
     def ack_limit(self) -> float:
         return self.ack_timeout if self.ack_timeout is not None else self.properties.send_timeout
@@ -195,21 +207,52 @@ class Report:
     drops: int = 0  # connections lost without the master closing them
     deliberate_drops: int = 0
     connect_latencies: list[float] = field(default_factory=list)
-    acks: list[tuple[str, float, int]] = field(default_factory=list)  # (id, latency, attempts)
-    late_acks: list[tuple[str, float]] = field(default_factory=list)
+    acks: list[tuple[str, float, int]] = field(default_factory=list)  # (id, latency since the first send, attempts) if recorded
+    acknowledged: int = 0  # notifications acknowledged (counted always, recorded in acks or not)
+    latency: HdrHistogram | None = None  # acknowledgement latencies in microseconds, with Settings.ack_histogram
+    late_acks: list[tuple[str, float]] = field(default_factory=list)  # (id, latency since the first send); MAX_LATE_KEPT if unrecorded
+    late: int = 0  # late acknowledgements, all of them
     lost: list[str] = field(default_factory=list)
     sent: int = 0
     resent: int = 0
     duplicates_sent: list[str] = field(default_factory=list)
-    duplicate_acks: int = 0
+    duplicates_acked: list[str] = field(default_factory=list)  # of duplicates_sent, those acknowledged again
+    duplicate_acks: int = 0  # acknowledgements beyond one per copy sent
+    copy_acks: int = 0  # acknowledgements of resent copies after the first (allowed: one per copy)
+    ack_limit: float = 0.0  # notification.sendTimeout, seconds: an acknowledgement later than this is late
     violations: list[Violation] = field(default_factory=list)
-    commands: list[CommandExchange] = field(default_factory=list)
+    commands: list[CommandExchange] = field(default_factory=list)  # COMMAND requests answered (the answer was sent)
+    unanswered: list[dict[str, Any]] = field(default_factory=list)  # COMMAND requests received, no answer sent (closing)
     close_codes: list[int] = field(default_factory=list)
     backpressure: int = 0  # sends held back because the endpoint was not reading
     reconnect_failures: list[str] = field(default_factory=list)
     error: str | None = None
+    compression: str | None = None  # the extension the endpoint accepted (permessage-deflate), if offered and accepted
     interrupted: bool = False  # stopped by a signal before the end
     elapsed: float = 0.0
+
+    def latency_ms(self) -> dict[str, float | None]:
+        """p50, p90, p99 and max of the acknowledgement latencies, milliseconds (from the histogram or the records)."""
+        if self.latency is not None:
+            if not self.latency.get_total_count():
+                return {"p50": None, "p90": None, "p99": None, "max": None}
+            values = {f"p{p}": self.latency.get_value_at_percentile(p) / 1000 for p in (50, 90, 99)}
+            return {**values, "max": self.latency.get_max_value() / 1000}
+        latencies = sorted(latency for _, latency, _ in self.acks)
+        if not latencies:
+            return {"p50": None, "p90": None, "p99": None, "max": None}
+
+        def pick(percent: float) -> float:
+            return round(latencies[min(len(latencies) - 1, max(0, round(percent / 100 * len(latencies) + 0.5) - 1))] * 1000, 3)
+
+        return {"p50": pick(50), "p90": pick(90), "p99": pick(99), "max": round(latencies[-1] * 1000, 3)}
+
+    def late_text(self, message_id: str, latency: float) -> str:
+        """A late acknowledgement in words, with the limit and its unit (evidence of ack.within-timeout)."""
+        limit = f"notification.sendTimeout is {self.ack_limit * 1000:g} ms"
+        if latency <= self.ack_limit:  # within the limit, but only after a resend (a resend interval shorter than it)
+            return f"notification {message_id} acknowledged only after a resend, {latency * 1000:.0f} ms after its first send ({limit})"
+        return f"notification {message_id} acknowledged {latency * 1000:.0f} ms after its first send ({limit})"
 
 
 class EmulatedMaster:
@@ -240,6 +283,9 @@ class EmulatedMaster:
         self.stop = stop  # set (with the task cancelled) to end the run early, reporting what happened
         self.close_together = close_together  # when given, the connection stays open until all its masters are done
         self.report = Report(url=self.targets[0].url)
+        if self.settings.ack_histogram:
+            self.report.latency = HdrHistogram(1, HIGHEST_LATENCY_US, 3)
+        self._duplicate_ids: set[str] | None = None  # deliberate duplicates sent, not yet acknowledged again (made at the first)
         self._ws: ClientConnection | None = None
         self._wake = asyncio.Event()
         self._session: MasterSession | None = None
@@ -252,13 +298,11 @@ class EmulatedMaster:
         self._not_due = False  # the last look found the next notification not due yet (see _take_ready)
         self._pacer: asyncio.TimerHandle | None = None  # sends the next paced notification when due (see _pace)
         self._source: _Source | None = None
+        self._finished = False  # the run is over (its report made); the connection may still be closing
+        self._receiver: asyncio.Future[None] | None = None  # the last connection's reader, kept until it closes
         self._start = 0.0
-        self._exhausted = False
-        self._drain_deadline: float | None = None
-        self._next_slot = 0.0
-        self._last_progress = 0.0
-        self._ack_limit = self.settings.ack_limit()  # these two are looked at for every acknowledgement
-        self._record_acks = self.settings.record_acks
+        self.policy = self._policy()  # when notifications leave, when the run ends: decided without I/O
+        self._record_acks = self.settings.record_acks  # looked at for every acknowledgement
 
     # -- one-off CONNECT (the wrong-token probe) ------------------------------------------
 
@@ -309,8 +353,8 @@ class EmulatedMaster:
         )
         self._session = session
         self._source = _Source(messages, self._wake)
-        self._exhausted, self._drain_deadline, self._next_slot = False, None, self._start
-        self._last_progress = self._start  # the last acknowledgement (or the start): a run that stalls ends
+        self.policy = policy = self._policy()
+        policy.start(self._start)  # the stall clock runs from the start: a run that never gets an ack ends
         try:
             return await self._connections(session)
         except asyncio.CancelledError:
@@ -334,7 +378,7 @@ class EmulatedMaster:
 
     async def _connections(self, session: MasterSession) -> Report:
         """Connect, stream, and reconnect until the messages are all acknowledged or the run gives up."""
-        settings = self.settings
+        policy = self.policy
         while True:
             if self.stop is not None and self.stop.is_set():
                 raise asyncio.CancelledError
@@ -355,36 +399,42 @@ class EmulatedMaster:
                     if self._duplicates_wanted and self._acked_frames and session.state is State.OPEN:
                         self._duplicates_wanted -= 1
                         await self._send_duplicate(ws, session)
-                    if self._exhausted and not session.pending and not (self._duplicates_wanted and self._acked_frames):
-                        return self._finish(session)
                     now = time.monotonic()
-                    if self._exhausted and self._drain_deadline is not None and now >= self._drain_deadline:
-                        return self._finish(session)
-                    if session.pending and now >= self._last_progress + self._stall_timeout():
-                        self.report.error = f"no acknowledgement for {self._stall_timeout():g}s; gave up"
+                    pending = len(session.pending)
+                    if policy.drained(now, pending):
+                        duplicate_waits = pending == 0 and self._duplicates_wanted and self._acked_frames
+                        if not duplicate_waits or policy.drained(now, 1):  # drained(now, 1): the drain time is up
+                            self._finished = True
+                            return self._finish(session)
+                    if policy.stalled(now, pending):
+                        self.report.error = f"no acknowledgement for {policy.stall_timeout:g}s; gave up"
+                        self._finished = True
                         return self._finish(session)
                     for frame in session.resend_due():
                         await self._send(ws, session, frame)
-                    paced = (settings.rate is not None or self._held is not None) and not self._exhausted
+                    paced = (policy.paced or self._held is not None) and not policy.exhausted
                     if paced and isinstance(ws, MasterConnection):
                         paced = not self._arm_pacer(ws, session)  # the pacer sends at the slot: no wake-up for it
-                    stall = self._last_progress + self._stall_timeout() if session.pending else None
-                    await self._sleep(session, self._next_slot if paced else None, self._drain_deadline, stall)
+                    wake = policy.wake_at(policy.next_slot if paced else None, policy.stall_deadline(len(session.pending)))
+                    await self._sleep(session, wake)
             finally:
                 if isinstance(ws, MasterConnection):
                     ws.take_text = None  # what arrives while the connection closes is no longer counted
                 if self._pacer is not None:
                     self._pacer.cancel()
                     self._pacer = None
-                if not receiver.done():
-                    receiver.cancel()
-                with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
-                    await receiver
+                if self._finished and not receiver.done():
+                    self._receiver = receiver  # the run is over, the connection not yet: COMMANDs are answered until it closes
+                else:
+                    if not receiver.done():
+                        receiver.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                        await receiver
             if session.state is State.REFUSED:
                 break
             session.connection_lost()
-            if session.pending and time.monotonic() >= self._last_progress + self._stall_timeout():
-                self.report.error = f"no acknowledgement for {self._stall_timeout():g}s across reconnections; gave up"
+            if policy.stalled(time.monotonic(), len(session.pending)):
+                self.report.error = f"no acknowledgement for {policy.stall_timeout:g}s across reconnections; gave up"
                 break
         return self._finish(session)
 
@@ -432,10 +482,10 @@ class EmulatedMaster:
         when it is not a notification: the end (None) or a step for :meth:`_fill`. It
         never waits, so that the pacer can call it too (see :meth:`_pace`).
         """
-        settings = self.settings
+        policy = self.policy
         transport = ws.transport
         self._not_due = False
-        while not self._exhausted and len(session.pending) < settings.window and session.state is State.OPEN:
+        while policy.window_open(len(session.pending)) and session.state is State.OPEN:
             if len(burst) >= MAX_BURST:
                 self._flush(ws, session, burst)
             if transport.get_write_buffer_size() > BACKLOG_LIMIT:
@@ -443,12 +493,9 @@ class EmulatedMaster:
                 return _STOP  # wait for the endpoint to read (or for the keep-alive to give up on it)
             if ws.state is not WsState.OPEN:
                 return _STOP  # closing: a send would wait for the closing handshake; what is pending stays
-            if settings.rate is not None:
-                now = time.monotonic()
-                if now < self._next_slot:
-                    self._not_due = True
-                    return _STOP
-                self._next_slot = max(self._next_slot + 1 / settings.rate, now - 1.0)  # at most a second of catch-up
+            if policy.interval is not None and not policy.take_slot(time.monotonic()):
+                self._not_due = True
+                return _STOP
             item = self._held if self._held is not None else cast("_Source", self._source).next()  # set before sending starts
             self._held = None
             kind = type(item)
@@ -458,7 +505,8 @@ class EmulatedMaster:
             if kind is Paced:
                 due = self._start + item.at
                 if due > time.monotonic():
-                    self._held, self._next_slot, self._not_due = item, due, True  # scenario time: not yet
+                    self._held, self._not_due = item, True  # scenario time: not yet
+                    policy.hold_until(due)
                     return _STOP
                 burst.append(_register(session, item.message, due))
                 continue
@@ -470,12 +518,11 @@ class EmulatedMaster:
     async def _establish(self, session: MasterSession, *, first: bool) -> ClientConnection | None:
         """Open a connection (fail-over by priority, back-off between rounds) and complete CONNECT."""
         props = self.settings.properties
-        failures = 0
-        delay = min(0.05, props.connection_period)
+        rounds = Reconnection(self.targets, attempts=self.settings.reconnect_attempts, period=props.connection_period, rng=self.rng)
         while True:
             errors = []
             answered_wrongly = False
-            for target in self.targets:
+            for target in rounds.order():
                 try:
                     ws = await self._open(target)
                 except ConnectError as error:
@@ -483,6 +530,8 @@ class EmulatedMaster:
                     continue
                 self._current, self._ws, self._closing = target, ws, False
                 self.report.url = target.url
+                extensions = ws.protocol.extensions
+                self.report.compression = extensions[0].name if extensions else None
                 session.token = target.token
                 outcome = await self._handshake(ws, session)
                 if outcome == "open":
@@ -499,12 +548,11 @@ class EmulatedMaster:
                 return None
             if first:
                 raise ConnectError(errors[0] if len(errors) == 1 else "; ".join(errors))
-            failures += 1
             self.report.reconnect_failures.extend(errors)
-            if failures >= self.settings.reconnect_attempts:
+            delay = rounds.failed_round()
+            if delay is None:
                 return None
-            await asyncio.sleep(delay * (0.5 + self.rng.random()))  # jittered exponential back-off
-            delay = min(delay * 2, props.connection_period)
+            await asyncio.sleep(delay)
 
     async def _handshake(self, ws: ClientConnection, session: MasterSession) -> str:
         """Send CONNECT and wait for its answer: "open", "refused", or why the connection is useless.
@@ -550,13 +598,14 @@ class EmulatedMaster:
 
     async def _receive(self, ws: ClientConnection, session: MasterSession) -> None:
         """Read frames until the connection ends; wake the sender when it has something to do."""
-        window = self.settings.window
         try:
             async for frame in ws:
                 if self.transcript is not None:
                     self.transcript.record("in", session.connection, frame)
                 acks_only = True
                 for event in session.receive(frame):
+                    if self._finished and not isinstance(event, CommandRequested):
+                        continue  # the report is made: only the endpoint's requests still get an answer
                     if isinstance(event, Acknowledged):
                         self._acked(event)
                         continue
@@ -564,20 +613,23 @@ class EmulatedMaster:
                     if isinstance(event, Violation):
                         self.report.violations.append(event)
                     elif isinstance(event, CommandRequested):
+                        self.policy.command_seen(time.monotonic())
                         await self._answer(ws, session, event.message)
                     elif isinstance(event, CloseRequested):
                         self._closing = True
                         await ws.close(event.code, event.reason)
-                if not acks_only or self._sender_waits_for_acks(session, window):
+                if not acks_only or self._sender_waits_for_acks(session):
                     self._wake.set()
         except ConnectionClosed as closed:
-            self._closed(closed)
+            if not self._finished:  # the master's own close at the end is no news for the report
+                self._closed(closed)
         else:
-            self._closed(None)
+            if not self._finished:
+                self._closed(None)
         finally:
             self._wake.set()
 
-    def _ack_taker(self, ws: MasterConnection, session: MasterSession) -> Callable[[bytes], bool]:
+    def _ack_taker(self, ws: MasterConnection, session: MasterSession) -> Callable[[bytes | bytearray | memoryview], bool]:
         """What takes acknowledgements off a :class:`MasterConnection` as they are parsed.
 
         Each is timed from when the bytes carrying it were read: acknowledgements read
@@ -588,14 +640,13 @@ class EmulatedMaster:
         acks behind it in the same read, and cost more CPU at 15,000/s than one timer per
         notification.)
         """
-        window = self.settings.window
 
-        def take(data: bytes) -> bool:
+        def take(data: bytes | bytearray | memoryview) -> bool:
             event = session.take_ack(data, ws.received_at)
             if event is None:
                 return False  # anything else: the receiver task's
             self._acked(event)
-            if self._sender_waits_for_acks(session, window):
+            if self._sender_waits_for_acks(session):
                 self._wake.set()
             return True
 
@@ -626,18 +677,17 @@ class EmulatedMaster:
     def _arm_pacer(self, ws: MasterConnection, session: MasterSession) -> bool:
         """Have :meth:`_pace` called at the next slot, if the last look found it not due yet; whether it will be."""
         if self._pacer is None and self._not_due and ws.take_text is not None:
-            self._pacer = asyncio.get_running_loop().call_at(self._next_slot, self._pace, ws, session)
+            self._pacer = asyncio.get_running_loop().call_at(self.policy.next_slot, self._pace, ws, session)
         return self._pacer is not None
 
     def _source_ended(self) -> None:
-        self._exhausted = True
-        self._drain_deadline = time.monotonic() + self._drain_timeout()
+        self.policy.source_ended(time.monotonic())
 
-    def _sender_waits_for_acks(self, session: MasterSession, window: int) -> bool:
+    def _sender_waits_for_acks(self, session: MasterSession) -> bool:
         # An acknowledgement wakes the sender only when it may be waiting for it: the window
         # was full, the run is draining, a duplicate waits for a first ack. (In the open model,
         # a wake-up per ack would cost as much as the send itself.)
-        return len(session.pending) >= window - 1 or self._exhausted or bool(self._duplicates_wanted)
+        return self.policy.wants_ack_wakeup(len(session.pending)) or bool(self._duplicates_wanted)
 
     def _closed(self, closed: ConnectionClosed | None) -> None:
         code = _close_code(closed) if closed is not None else (self._ws.close_code if self._ws is not None else None)
@@ -651,12 +701,22 @@ class EmulatedMaster:
             self.report.drops += 1  # the endpoint or the network ended it, not the master
 
     def _acked(self, event: Acknowledged) -> None:
-        self._last_progress = event.received_at  # the read's time: no second look at the clock per ack
+        policy = self.policy
+        policy.acknowledged(event.received_at)  # the read's time: no second look at the clock per ack
+        report = self.report
         if self._record_acks:
-            self.report.acks.append((event.message_id, event.latency, event.attempts))
-        if event.overdue or event.latency > self._ack_limit:
+            report.acks.append((event.message_id, event.latency, event.attempts))
+        histogram = report.latency
+        if histogram is not None:
+            histogram.record_value(min(HIGHEST_LATENCY_US, max(1, int(event.latency * 1_000_000))))
+        if policy.is_late(event.latency, event.overdue):
             # An acknowledgement that came only after a resend was late, whenever the resend's came.
-            self.report.late_acks.append((event.message_id, event.latency))
+            report.late += 1
+            if self._record_acks or len(report.late_acks) < MAX_LATE_KEPT:
+                report.late_acks.append((event.message_id, event.latency))
+        if self._duplicate_ids and event.message_id in self._duplicate_ids:
+            self._duplicate_ids.discard(event.message_id)
+            report.duplicates_acked.append(event.message_id)
         if len(self._acked_frames) < 16:
             self._acked_frames.append((event.message_id, event.frame))
         if self.on_ack is not None:
@@ -666,32 +726,40 @@ class EmulatedMaster:
         if self.responder is None:
             return
         response = self.responder.answer(message)
-        self.report.commands.append(self.responder.exchanges[-1])
-        await self._send(ws, session, session.send_frame(response))
+        exchange = self.responder.exchanges[-1]
+        if await self._send(ws, session, session.send_frame(response)):
+            self.report.commands.append(exchange)  # only what was sent counts as answered
+        else:
+            self.report.unanswered.append(message)
 
     async def _send_duplicate(self, ws: ClientConnection, session: MasterSession) -> None:
         """Send the first acknowledged notification again, as a master does after a reconnect."""
         message_id, frame = self._acked_frames[0]
         session.forget_ack(message_id)
         self.report.duplicates_sent.append(message_id)
+        if self._duplicate_ids is None:
+            self._duplicate_ids = set()
+        self._duplicate_ids.add(message_id)
         await self._send(ws, session, session.send(decode(frame)))
 
-    async def _send(self, ws: ClientConnection, session: MasterSession, frame: bytes) -> None:
+    async def _send(self, ws: ClientConnection, session: MasterSession, frame: bytes) -> bool:
+        """Write ``frame`` if it may go; whether it was written."""
         if ws.state is not WsState.OPEN:
-            return  # closing: a send would wait for the closing handshake; the frame stays pending
+            return False  # closing: a send would wait for the closing handshake; the frame stays pending
         if ws.transport.get_write_buffer_size() > BACKLOG_LIMIT:
             self.report.backpressure += 1  # the endpoint is not reading: never block; the frame stays pending
-            return
-        await self._write(ws, session, frame)
+            return False
+        return await self._write(ws, session, frame)
 
-    async def _write(self, ws: ClientConnection, session: MasterSession, frame: bytes) -> None:
-        """Write a frame that may go (the connection open, the endpoint reading)."""
+    async def _write(self, ws: ClientConnection, session: MasterSession, frame: bytes) -> bool:
+        """Write a frame that may go (the connection open, the endpoint reading); whether it was written."""
         if self.transcript is not None:
             self.transcript.record("out", session.connection, frame)
-        try:  # noqa: SIM105 - contextlib.suppress costs a microsecond per frame on the hot path
+        try:
             await ws.send(frame, text=True)
         except ConnectionClosed:
-            pass  # the receiver sees the close and the run reconnects; the frame stays pending
+            return False  # the receiver sees the close and the run reconnects; the frame stays pending
+        return True
 
     def _flush(self, ws: ClientConnection, session: MasterSession, burst: list[bytes]) -> None:
         """Write a burst of notification frames with one system call, and empty it.
@@ -733,24 +801,28 @@ class EmulatedMaster:
             if timer is not None:
                 timer.cancel()
 
-    def _stall_timeout(self) -> float:
+    def _policy(self) -> SendPolicy:
         settings = self.settings
-        if settings.stall_timeout is not None:
-            return settings.stall_timeout
-        return settings.ack_limit() + 3 * settings.properties.resend_interval
-
-    def _drain_timeout(self) -> float:
-        settings = self.settings
-        if settings.drain_timeout is not None:
-            return settings.drain_timeout
-        return settings.ack_limit() + 2 * settings.properties.resend_interval
+        return SendPolicy(
+            window=settings.window,
+            rate=settings.rate,
+            ack_limit=settings.ack_limit(),
+            resend_interval=settings.properties.resend_interval,
+            stall_timeout=settings.stall_timeout,
+            drain_timeout=settings.drain_timeout,
+            command_grace=settings.command_grace if self.responder is not None else 0.0,  # no COMMAND is answered anyway
+            command_grace_cap=settings.command_grace_cap,
+        )
 
     def _finish(self, session: MasterSession) -> Report:
         report = self.report
         report.lost = list(session.pending)
         report.sent = session.counters.sent
+        report.acknowledged = session.counters.acknowledged
         report.resent = session.counters.resent
         report.duplicate_acks = session.counters.duplicate_acks
+        report.copy_acks = session.counters.copy_acks
+        report.ack_limit = self.policy.ack_limit
         report.violations.extend(session.outgoing_violations)
         session.outgoing_violations.clear()
         report.elapsed = time.monotonic() - self._start
@@ -767,6 +839,13 @@ class EmulatedMaster:
         if not done or closing.exception() is not None:  # best effort: a dead peer must not stop the master
             closing.cancel()
             ws.transport.abort()
+        receiver, self._receiver = self._receiver, None
+        if receiver is not None:  # it ends with the connection; what it read meanwhile is in the report
+            if not receiver.done():
+                await asyncio.wait({receiver}, timeout=0.5)
+                receiver.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                await receiver
 
     def _record(self, direction: str, session: MasterSession, frame: str | bytes) -> None:
         if self.transcript is not None:
@@ -793,7 +872,7 @@ class EmulatedMaster:
                 close_timeout=min(2.0, props.send_timeout),  # a peer that cannot close within sendTimeout is gone
                 max_size=settings.max_size,
                 write_limit=WRITE_LIMIT,  # above BACKLOG_LIMIT, so that a send never waits for the peer to read
-                compression=None,
+                compression=settings.compression,  # None unless asked: see Settings.compression
                 proxy=None,
                 create_connection=MasterConnection,
                 user_agent_header="NetBackup-NBWSS-emulator",

@@ -96,7 +96,7 @@ def entry(direction: str, connection: int, data: str | bytes, elapsed: float) ->
 def read_sent_notifications(path: str | Path) -> list[dict[str, Any]]:
     """The NOTIFICATION REQUESTs the master sent in a transcript, first sends only, in order."""
     seen: set[str] = set()
-    messages = []
+    messages: list[dict[str, Any]] = []
     with Path(path).open("rb") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -108,8 +108,10 @@ def read_sent_notifications(path: str | Path) -> list[dict[str, Any]]:
             if not isinstance(entry, dict) or "dir" not in entry:
                 raise ValueError(f"{path}:{number}: not a transcript line (no 'dir')")
             frame = entry.get("frame")
-            notification = isinstance(frame, dict) and (frame.get("type"), frame.get("subType")) == ("NOTIFICATION", "REQUEST")
-            if entry["dir"] == "out" and notification and isinstance(frame, dict) and frame["id"] not in seen:
+            if not isinstance(frame, dict):
+                continue
+            notification = (frame.get("type"), frame.get("subType")) == ("NOTIFICATION", "REQUEST")
+            if entry["dir"] == "out" and notification and frame["id"] not in seen:
                 seen.add(frame["id"])
                 messages.append(frame)
     return messages
