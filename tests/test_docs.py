@@ -141,14 +141,14 @@ def nav_pages(node: Any) -> Iterator[str]:
 def test_every_page_is_in_the_navigation_and_the_generated_ones_too(gen: ModuleType) -> None:
     config = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))
     nav = set(nav_pages(config["nav"]))
-    on_disk = {str(page.relative_to(DOCS)) for page in DOCS.rglob("*.md")} - {"README.new.md"}
+    on_disk = {str(page.relative_to(DOCS)) for page in DOCS.rglob("*.md")}
     assert on_disk - nav == set(), "pages no one can reach from the navigation"
     assert set(gen.PAGES) <= nav
     assert "docs/gen_reference.py" in config["plugins"][1]["gen-files"]["scripts"]
 
 
-def test_the_new_readme_is_short_and_its_links_resolve() -> None:
-    readme = (DOCS / "README.new.md").read_text(encoding="utf-8")  # it becomes the README at the top of the repository
+def test_the_readme_is_short_and_its_links_resolve() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert len(readme.splitlines()) <= 160
     links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme)
     assert links

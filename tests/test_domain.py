@@ -419,7 +419,8 @@ def check_invariants(master: MasterServer, notifications: list[Notification]) ->
             assert job.job_type != "DUPLICATE" or image.deleted or len(image.copies) >= 2, "a duplication adds a copy"
         if job.job_type == "RESTORE":
             image = master.images[job.backup_id]
-            assert image.deleted_time is None or job.start_time < image.deleted_time, "never restored after deletion"
+            # The same instant is allowed: the operations ran in turn, the restore first (it found the image).
+            assert image.deleted_time is None or job.start_time <= image.deleted_time, "never restored after deletion"
     for image in master.images.values():
         if image.deleted_by_job:
             assert master.jobs[image.deleted_by_job].job_type == "IMAGEDELETE"

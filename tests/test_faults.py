@@ -54,7 +54,7 @@ BREAKERS: dict[RuleId, tuple[Callable[[], Awaitable[ContractResult]], str]] = {
     RuleId.CONNECT_ACCEPTS_TOKEN: (fault(Fault.REFUSE), "valid: false"),
     RuleId.CONNECT_REFUSES_WRONG_TOKEN: (fault(Fault.ACCEPT_ANY_TOKEN), "valid: true"),
     RuleId.ACK_EVERY_NOTIFICATION: (fault(Fault.NO_ACK), "never acknowledged"),
-    RuleId.ACK_WITHIN_TIMEOUT: (fault(Fault.LATE_ACK), "acknowledged late"),
+    RuleId.ACK_WITHIN_TIMEOUT: (fault(Fault.LATE_ACK), "after its first send (notification.sendTimeout is"),
     RuleId.ACK_ONCE: (fault(Fault.DUPLICATE_ACK), "acknowledged again"),
     RuleId.ACK_KNOWN_ID: (fault(Fault.WRONG_ID), "which the master never sent"),
     RuleId.ACK_DUPLICATE_ACCEPTED: (fault(Fault.DROP_DUPLICATES), "not acknowledged"),

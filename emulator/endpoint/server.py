@@ -226,9 +226,10 @@ class ReferenceEndpoint:
         body: Any = None,
         headers: dict[str, str] | None = None,
         timeout: float = 5.0,
+        connection: Connection | None = None,
     ) -> dict[str, Any]:
-        """Send a COMMAND REQUEST to the connected master and wait for its RESPONSE message."""
-        connection = self._current()
+        """Send a COMMAND REQUEST to the connected master (or to ``connection``'s) and wait for its RESPONSE message."""
+        connection = connection or self._current()
         reply = connection.session.command(uri, method, headers, body)
         await connection.websocket.send(encode(reply.message).decode())
         message_id = reply.message["id"]
@@ -408,11 +409,16 @@ class ReferenceEndpoint:
                 "POST",
                 body={"domainType": "unixpwd", "domainName": "nbu", "userName": "cloudapp", "password": secrets.token_hex(8)},
                 headers=self._content_type(),
+                connection=connection,  # each master its own session: the token is only good on the master that gave it
             )
             token = login["payload"].get("body", {}).get("token")
             if token:
                 authorization = f"Bearer {token}" if self.fault is Fault.BEARER_AUTHORIZATION else token
-                await self.command("/netbackup/admin/jobs?page[limit]=5", headers={**self._content_type(), "Authorization": authorization})
+                await self.command(
+                    "/netbackup/admin/jobs?page[limit]=5",
+                    headers={**self._content_type(), "Authorization": authorization},
+                    connection=connection,
+                )
 
     def _spawn(self, connection: Connection, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from emulator.findings import RuleId
 from emulator.load import children
 from emulator.load.children import Child
 from emulator.load.generator import Generators, processes_for
@@ -231,13 +232,13 @@ def _count(metrics: LoadMetrics, reports: list[Report], errors: list[BaseExcepti
         metrics.retried += report.resent
         metrics.connections_opened += report.established
         metrics.connections_dropped += report.drops
-        add("connect.accepts-token", 1 if report.refused else 0)  # a refused master sent nothing: never a pass
-        add("ack.every-notification", len(report.lost))
-        add("ack.within-timeout", len(report.late_acks))  # late as run counts it: beyond notification.sendTimeout
+        add(RuleId.CONNECT_ACCEPTS_TOKEN, 1 if report.refused else 0)  # a refused master sent nothing: never a pass
+        add(RuleId.ACK_EVERY_NOTIFICATION, len(report.lost))
+        add(RuleId.ACK_WITHIN_TIMEOUT, len(report.late_acks))  # late as run counts it: beyond notification.sendTimeout
     # what the endpoint broke, and what the generator found in the masters' own frames
     for violation in itertools.chain(*(r.violations for r in reports), *(f.violations for f in generator.feeds)):
         add(violation.rule, 1)
-    add("connect.answered", len(errors))  # masters that could not connect while others could
+    add(RuleId.CONNECT_ANSWERED, len(errors))  # masters that could not connect while others could
 
 
 #: How often, while masters connect, what they built is frozen (seconds); and how long after the

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from emulator.findings import Finding
+from emulator.findings import Finding, RuleId
 from emulator.protocol.codec import DecodeError, decode, encode
 from emulator.protocol.messages import connect_request, new_id
 from emulator.schemas import SchemaSet, default_schemas, fast_is_valid
@@ -285,14 +285,14 @@ class MasterSession:
         try:
             message = decode(data)
         except DecodeError as error:
-            events: list[Event] = [Violation("frames.json", error.finding, self._excerpt(data))]
+            events: list[Event] = [Violation(RuleId.FRAMES_JSON, error.finding, self._excerpt(data))]
             if not self.ignore_decoder:
                 events.append(CloseRequested(1003, "undecodable message"))  # NBWSS closes on a decoder exception
             return events
         if self._is_ack(message):
             return self._acknowledgement(message, data)  # the common case: the same schema, less bookkeeping
         findings = self.schemas.validate(message)
-        events = [Violation("frames.schema", finding, self._excerpt(data)) for finding in findings]
+        events = [Violation(RuleId.FRAMES_SCHEMA, finding, self._excerpt(data)) for finding in findings]
         if not isinstance(message, dict):
             return events
         kind = (message.get("type"), message.get("subType"))
@@ -302,11 +302,13 @@ class MasterSession:
             events.extend(self._connect_response(message, data))
         elif kind == ("COMMAND", "REQUEST"):
             if self.state is not State.OPEN:
-                events.append(self.violation("command.after-connect", "", "COMMAND REQUEST before the connection was established", data))
+                events.append(
+                    self.violation(RuleId.COMMAND_AFTER_CONNECT, "", "COMMAND REQUEST before the connection was established", data)
+                )
             elif not findings:
                 events.append(CommandRequested(message))
         elif isinstance(kind[0], str) and isinstance(kind[1], str):
-            events.append(self.violation("frames.direction", "/subType", f"an endpoint never sends {kind[0]} {kind[1]}", data))
+            events.append(self.violation(RuleId.FRAMES_DIRECTION, "/subType", f"an endpoint never sends {kind[0]} {kind[1]}", data))
         return events
 
     def take_ack(self, data: bytes | bytearray | memoryview, received_at: float | None = None) -> Acknowledged | None:
@@ -346,7 +348,9 @@ class MasterSession:
 
     def _connect_response(self, message: dict[str, Any], data: str) -> list[Event]:
         if self.state is not State.CONNECTING or message.get("id") != self._connect_id:
-            return [self.violation("connect.answered", "/id", f"CONNECT RESPONSE id {message.get('id')} answers no CONNECT REQUEST", data)]
+            return [
+                self.violation(RuleId.CONNECT_ANSWERED, "/id", f"CONNECT RESPONSE id {message.get('id')} answers no CONNECT REQUEST", data)
+            ]
         valid = message.get("payload", {}).get("valid") if isinstance(message.get("payload"), dict) else None
         if not isinstance(valid, bool):
             return []  # the schema finding already says what is wrong; keep waiting
@@ -374,10 +378,10 @@ class MasterSession:
             self.counters.duplicate_acks += 1
             return [
                 self.violation(
-                    "ack.once", "/id", f"notification {message_id} acknowledged again (more acknowledgements than copies sent)", data
+                    RuleId.ACK_ONCE, "/id", f"notification {message_id} acknowledged again (more acknowledgements than copies sent)", data
                 )
             ]
-        return [self.violation("ack.known-id", "/id", f"acknowledgement of {message_id}, which the master never sent", data)]
+        return [self.violation(RuleId.ACK_KNOWN_ID, "/id", f"acknowledgement of {message_id}, which the master never sent", data)]
 
     def _settle(self, pending: Pending, received_at: float | None = None) -> Acknowledged:
         """``pending`` has its acknowledgement, received at ``received_at`` or now (and is out of ``self.pending``)."""

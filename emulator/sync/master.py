@@ -37,6 +37,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from emulator.contract.rules import FAILED, RunFacts, evaluate
 from emulator.exceptions import ConnectionFailed, NbwssError
+from emulator.findings import RuleId
 from emulator.protocol.codec import DecodeError, decode, encode
 from emulator.protocol.session import (
     Acknowledged,
@@ -356,11 +357,13 @@ class SyncMaster:
                 if answer_problems:
                     # A CONNECT RESPONSE that is wrong is the answer: waiting for the time-out would only hide it.
                     if not any(problem.startswith("[connect.answered]") for problem in answer_problems):
-                        self._violation(session.violation("connect.answered", "", "the CONNECT RESPONSE is not a usable answer", frame))
+                        self._violation(
+                            session.violation(RuleId.CONNECT_ANSWERED, "", "the CONNECT RESPONSE is not a usable answer", frame)
+                        )
                     return "; ".join(answer_problems)
         except TimeoutError:
             why = f"no CONNECT RESPONSE within {self.settings.connect_timeout:g}s"
-            self._violation(session.violation("connect.answered", "", why, ""))
+            self._violation(session.violation(RuleId.CONNECT_ANSWERED, "", why, ""))
             return f"[connect.answered] {why}"
         except ConnectionClosed as closed:
             code = _close_code(closed)
@@ -536,7 +539,7 @@ class SyncMaster:
 
 
 #: Session rule ids that the contract judges under another rule's id.
-_CONTRACT_RULE = {"frames.text": "frames.json", "frames.schema.sent": "master.frames-valid"}
+_CONTRACT_RULE = {"frames.text": RuleId.FRAMES_JSON, "frames.schema.sent": RuleId.MASTER_FRAMES_VALID}
 
 
 def _answers_connect(frame: str | bytes) -> bool:

@@ -695,7 +695,7 @@ class EmulatedMaster:
         if closed is not None and closed.sent is not None and closed.sent.code == 1009 and self._session is not None:
             limit = f"{self.settings.max_size} bytes"
             self.report.violations.append(
-                self._session.violation("frames.size", "", f"the endpoint sent a frame over {limit}; the master closed (1009)", "")
+                self._session.violation(RuleId.FRAMES_SIZE, "", f"the endpoint sent a frame over {limit}; the master closed (1009)", "")
             )
         if not self._closing:
             self.report.drops += 1  # the endpoint or the network ended it, not the master
