@@ -127,7 +127,7 @@ def test_a_bad_scenario_file_is_exit_2_naming_the_line(capsys, tmp_path: Path) -
 
 
 def test_validate_passes_the_captures(capsys) -> None:
-    code, out, _ = run(capsys, "validate", str(Path(__file__).parent / "data" / "captures.jsonl"))
+    code, out, _ = run(capsys, "validate", str(Path(__file__).parents[1] / "data" / "captures.jsonl"))
     assert code == 0 and out.strip().endswith("4 messages, 4 valid, 0 with findings (0 findings)")
 
 

@@ -123,7 +123,7 @@ def test_the_reference_endpoint_closes_a_refused_master_at_once() -> None:
 
 
 def test_the_docs_list_every_rule_with_its_basis_and_every_fault() -> None:
-    page = (Path(__file__).parents[1] / "docs" / "verdicts.md").read_text(encoding="utf-8")
+    page = (Path(__file__).parents[2] / "docs" / "verdicts.md").read_text(encoding="utf-8")
     rows = {line.split("|")[1].strip(" `"): line for line in page.splitlines() if line.startswith("| `")}
     for rule in RuleId:
         assert rule.value in rows, rule

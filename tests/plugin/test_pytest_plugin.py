@@ -189,7 +189,7 @@ def test_an_external_endpoint_needs_a_token(pytester: pytest.Pytester) -> None:
 
 
 def _readme_example() -> str:
-    readme = (Path(__file__).parents[1] / "docs" / "guide" / "pytest.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).parents[2] / "docs" / "guide" / "pytest.md").read_text(encoding="utf-8")
     section = readme[readme.index("A complete test file to copy") :]
     start = section.index("```python") + len("```python")
     return section[start : section.index("```", start)]

@@ -13,7 +13,7 @@ from emulator import asyncapi
 from emulator.cli import main
 
 #: The AsyncAPI 3.0.0 JSON Schema from the AsyncAPI Initiative's @asyncapi/specs package (Apache-2.0; LICENSE and NOTICE beside it).
-SPEC = Path(__file__).parent / "data" / "asyncapi" / "asyncapi-3.0.0.schema.json"
+SPEC = Path(__file__).parents[1] / "data" / "asyncapi" / "asyncapi-3.0.0.schema.json"
 
 
 @pytest.fixture(scope="module")

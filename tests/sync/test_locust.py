@@ -24,7 +24,7 @@ from emulator.harness import EndpointHandle, LoopThread
 if importlib.util.find_spec("locust") is None:
     pytest.skip("locust is not installed", allow_module_level=True)
 
-LOCUSTFILE = str(Path(__file__).resolve().parent.parent / "emulator" / "locustfile.py")
+LOCUSTFILE = str(Path(__file__).resolve().parents[2] / "emulator" / "locustfile.py")
 LOCUST = [sys.executable, "-m", "locust", "-f", LOCUSTFILE]
 
 

@@ -555,7 +555,7 @@ def test_endpoint_process_killed_and_restarted_mid_stream(figures, timing: float
 
 def test_the_readme_figures_cover_every_fault() -> None:
     """The reliability page's table is the suite's output: every fault of the reference endpoint has its row."""
-    readme = (Path(__file__).parents[1] / "docs" / "reliability.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).parents[2] / "docs" / "reliability.md").read_text(encoding="utf-8")
     section = readme[readme.index("<!-- reliability figures: start -->") : readme.index("<!-- reliability figures: end -->")]
     for fault in EXPECTED:
         assert f"| {fault.value} |" in section, fault

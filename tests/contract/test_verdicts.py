@@ -31,7 +31,7 @@ from emulator.wire.tls import server_context
 
 FAST = NbwssProperties(connection_period=0.5, resend_interval=0.3, send_timeout=0.2)
 FAST_ARGS = ["--resend-interval", "0.2", "--ack-timeout", "0.2", "--reconnect-period", "0.5"]
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 
 
 def settings(connect_timeout: float = 3.0) -> Settings:

@@ -30,7 +30,7 @@ from jsonschema_path import SchemaPath  # noqa: E402
 from openapi_core import Config, OpenAPI  # noqa: E402
 from openapi_core.testing import MockRequest, MockResponse  # noqa: E402
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "netbackup-api-10.5"
+REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "netbackup-api-10.5"
 FILES = ("gateway.yaml", "admin.yaml", "catalog.yaml", "config.yaml", "recovery.yaml")
 MEDIA_TYPE = "application/vnd.netbackup+json"
 V12 = f"{MEDIA_TYPE};version=12.0"
