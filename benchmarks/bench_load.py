@@ -27,7 +27,7 @@ import asyncio
 import statistics
 from dataclasses import dataclass, field
 
-from common import StealWatch, ack_endpoint, bare_paced, bare_rate, frames
+from common import StealWatch, ack_endpoint, bare_paced, bare_rate, frames, page_of
 
 from emulator.load.runner import LoadConfig, LoadResult, run_load
 from emulator.scenario import load
@@ -197,4 +197,5 @@ def p99(latencies: list[float]) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    with page_of("load", "Load against a bare websockets client: throughput, CPU per acknowledgement, p99"):
+        main()

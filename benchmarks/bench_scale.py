@@ -27,7 +27,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import ack_endpoint, frames
+from common import ack_endpoint, frames, page_of
 
 from emulator.load.runner import resident_bytes
 from emulator.protocol.codec import encode
@@ -112,4 +112,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if "--bare-child" in sys.argv:  # the baseline's own process: it prints JSON for its parent, no page
+        main()
+    else:
+        with page_of("scale", "Many masters in one process: memory per master connection"):
+            main()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import os
 import secrets
@@ -13,8 +14,9 @@ import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, redirect_stdout
 from pathlib import Path
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -222,3 +224,25 @@ def write_page(name: str, title: str, lines: list[str]) -> Path:
         encoding="utf-8",
     )
     return page
+
+
+@contextmanager
+def page_of(name: str, title: str) -> Iterator[None]:
+    """Print as usual, and write what was printed to ``docs/benchmarks/<name>.md`` when the benchmark ends well."""
+
+    class Tee(io.TextIOBase):
+        def __init__(self, out: Any) -> None:
+            self.out, self.lines = out, io.StringIO()
+
+        def write(self, text: str) -> int:
+            self.lines.write(text)
+            return int(self.out.write(text))
+
+        def flush(self) -> None:
+            self.out.flush()
+
+    tee = Tee(sys.stdout)
+    with redirect_stdout(tee):
+        yield
+    page = write_page(name, title, tee.lines.getvalue().rstrip("\n").splitlines())
+    print(f"figures written to {page}")
