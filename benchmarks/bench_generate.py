@@ -15,6 +15,8 @@ import json
 import time
 from collections.abc import Callable
 
+from common import page_of
+
 from emulator.protocol.codec import encode
 from emulator.scenario import Timeline, load
 from emulator.schemas import default_schemas
@@ -71,4 +73,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with page_of("generate", "Generating notifications: each stage next to json.dumps"):
+        main()

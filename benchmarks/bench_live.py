@@ -20,7 +20,7 @@ import asyncio
 import itertools
 import statistics
 
-from common import bare_rate, reference_endpoint
+from common import bare_rate, page_of, reference_endpoint
 
 from emulator.protocol.codec import encode
 from emulator.scenario import Timeline, load
@@ -57,4 +57,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with page_of("live", "The emulated master against a bare websockets client, one connection"):
+        main()

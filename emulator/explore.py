@@ -19,6 +19,7 @@ included (:func:`read_replay_steps` turns the transcript back into steps).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import pickle
 import random
@@ -250,7 +251,8 @@ class Driver:
         responder = CommandResponder(self.timeline.masters[self.primary], rng=random.Random(seed))
         self.master = EmulatedMaster(
             self.targets,
-            self.options.settings,
+            # An example ends when its steps are done: no grace for a COMMAND flow (thousands of examples would wait it out).
+            dataclasses.replace(self.options.settings, command_grace=0.0),
             tls=self.options.tls,
             responder=responder,
             transcript=self.recorder,
