@@ -11,10 +11,8 @@ from emulator.sync.master import (
     prepare,
     sample_name,
 )
-from emulator.sync.policy import Backoff
 
 __all__ = [
-    "Backoff",
     "ConnectError",
     "GaveUp",
     "Notification",

@@ -5,7 +5,7 @@ Locust, the client's reading thread and its locks become greenlet ones). It
 does what the asyncio master does, with the same session core making every
 protocol decision: CONNECT; a window of outstanding notifications; resends of
 unacknowledged ones every ``notification.scheduledRate``; reconnection with
-back-off (:class:`~emulator.sync.policy.Backoff`) when the endpoint goes away,
+back-off (:class:`~emulator.protocol.sender.Reconnection`, as the asyncio master) when the endpoint goes away,
 CONNECT again and the pending notifications resent; COMMAND requests answered
 from the master's domain; and at the end every notification acknowledged or
 reported lost. What went over the connection is a
@@ -39,6 +39,7 @@ from emulator.contract.rules import FAILED, RunFacts, evaluate
 from emulator.exceptions import ConnectionFailed, NbwssError
 from emulator.findings import RuleId
 from emulator.protocol.codec import DecodeError, decode, encode
+from emulator.protocol.sender import Reconnection, SendPolicy
 from emulator.protocol.session import (
     Acknowledged,
     CloseRequested,
@@ -52,7 +53,6 @@ from emulator.protocol.session import (
 )
 from emulator.responders import CommandResponder
 from emulator.schemas import default_schemas, fast_is_valid
-from emulator.sync.policy import Backoff, give_up_after, is_late
 from emulator.wire.master import Report, Settings, Target
 from emulator.wire.tls import TlsOptions, client_context
 
@@ -160,10 +160,14 @@ class SyncMaster:
             rng=self.rng,
         )
         self.report = Report(url=self.targets[0].url)
-        self.backoff = Backoff(props.connection_period, self.settings.reconnect_attempts, self.rng)
+        # The same policy core as the asyncio master: fail-over order and back-off, lateness, when to give up.
+        self.reconnection = Reconnection(
+            self.targets, attempts=self.settings.reconnect_attempts, period=props.connection_period, rng=self.rng
+        )
         self.overflow: Counter[str] = Counter()  # violations beyond MAX_VIOLATIONS, by rule
         self._ack_limit = self.settings.ack_limit()
-        self._give_up_after = give_up_after(props, self._ack_limit)
+        self.policy = SendPolicy(window=self.settings.window, rate=None, ack_limit=self._ack_limit, resend_interval=props.resend_interval)
+        self._give_up_after = self.policy.stall_timeout
         self._names: dict[str, str] = {}  # pending notification id -> its sample name
         self._ws: ClientConnection | None = None
         self._closing = False  # the master itself is closing the current connection
@@ -285,10 +289,10 @@ class SyncMaster:
             if wait > 0:
                 time.sleep(wait)
             errors = []
-            for target in self.targets:
+            for target in self.reconnection.order():
                 outcome = self._attempt(target)
                 if outcome is None:
-                    self.backoff.reset()
+                    self.reconnection.connected()
                     for frame in self.session.resend_all():
                         self._send(frame)
                     return
@@ -297,10 +301,10 @@ class SyncMaster:
             if first:
                 raise ConnectError(why)  # as run: what prevents testing is said at once, not retried
             self.report.reconnect_failures.extend(errors)
-            pause = self.backoff.failed()
+            pause = self.reconnection.failed_round()
             if pause is None:
-                self._lose(list(self.session.pending), f"no connection in {self.backoff.attempts} attempts: {why}")
-                raise GaveUp(f"no connection in {self.backoff.attempts} attempts: {why}")
+                self._lose(list(self.session.pending), f"no connection in {self.reconnection.attempts} attempts: {why}")
+                raise GaveUp(f"no connection in {self.reconnection.attempts} attempts: {why}")
             self._next_attempt = self.clock() + pause
 
     def _attempt(self, target: Target) -> str | None:
@@ -481,7 +485,7 @@ class SyncMaster:
         error = None
         # Late as run judges it: resent for want of an ack, or slow since the last send (a resend after a
         # reconnect restarts the clock: the time without a connection is not the endpoint's to answer for).
-        if is_late(event.latency, event.overdue, self._ack_limit):
+        if self.policy.is_late(event.latency, event.overdue):
             report.late_acks.append((event.message_id, latency))
             error = (
                 f"[ack.within-timeout] acknowledged {latency * 1000:.0f} ms after the first send "

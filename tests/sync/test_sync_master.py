@@ -21,10 +21,10 @@ from websockets.asyncio.server import ServerConnection, serve
 from emulator.endpoint.server import Fault, ReferenceEndpoint
 from emulator.harness import LoopThread
 from emulator.protocol.properties import NbwssProperties
+from emulator.protocol.sender import Reconnection, SendPolicy
 from emulator.responders import CommandResponder
 from emulator.scenario import Timeline, load
-from emulator.sync import Backoff, ConnectError, GaveUp, Sample, SyncMaster, TokenRefused, prepare
-from emulator.sync.policy import give_up_after, is_late
+from emulator.sync import ConnectError, GaveUp, Sample, SyncMaster, TokenRefused, prepare
 from emulator.wire.master import Settings, Target
 
 QUICK = NbwssProperties(resend_interval=0.2, connection_period=0.2)
@@ -77,19 +77,19 @@ def in_thread(work: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
 # -- the policy helpers (pure) ---------------------------------------------------------------
 
 
-def test_backoff_doubles_from_a_twentieth_of_a_second_to_the_period_with_jitter_and_gives_up() -> None:
-    backoff = Backoff(period=0.3, attempts=5, rng=random.Random(7))
-    pauses = [backoff.failed() for _ in range(5)]
-    assert pauses[-1] is None and backoff.exhausted
+def test_the_sync_master_decides_with_the_same_policy_core_as_the_asyncio_one() -> None:
+    """Back-off, fail-over order, lateness and giving up come from emulator.protocol.sender, not a copy of it."""
+    properties = NbwssProperties(resend_interval=5.0, connection_period=0.3, send_timeout=2.0)
+    targets = [Target("ws://127.0.0.1:9/a", "t", priority=1), Target("ws://127.0.0.1:9/b", "t", priority=2)]
+    master = SyncMaster(targets, Settings(properties=properties, reconnect_attempts=5), rng=random.Random(7))
+    assert isinstance(master.policy, SendPolicy) and isinstance(master.reconnection, Reconnection)
+    assert [t.url for t in master.reconnection.order()] == ["ws://127.0.0.1:9/a", "ws://127.0.0.1:9/b"]
+    assert master.policy.stall_timeout == master.settings.ack_limit() + 3 * 5.0  # three resend cycles, not one copy acknowledged
+    assert master.policy.is_late(0.1, True) and not master.policy.is_late(0.1, False)
+    pauses = [master.reconnection.failed_round() for _ in range(5)]
+    assert pauses[-1] is None  # five failed rounds: the master gives up
     bases = [0.05, 0.1, 0.2, 0.3]
     assert all(0.5 * base <= pause <= 1.5 * base for pause, base in zip(pauses, bases, strict=False) if pause is not None)
-    backoff.reset()
-    assert not backoff.exhausted and (first := backoff.failed()) is not None and first <= 0.075
-
-
-def test_lateness_and_loss_follow_the_properties() -> None:
-    assert is_late(0.1, True, 2.0) and is_late(2.5, False, 2.0) and not is_late(1.9, False, 2.0)
-    assert give_up_after(NbwssProperties(resend_interval=5.0), 2.0) == 17.0
 
 
 # -- over sockets -----------------------------------------------------------------------------
