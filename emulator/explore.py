@@ -516,6 +516,7 @@ def explore(options: ExploreOptions) -> ExploreResult:
             stateful_step_count=options.steps,
             deadline=None,
             database=None,
+            derandomize=False,  # hypothesis' "ci" profile (CI=true) derandomizes: every round would try the same sequences
             print_blob=False,
             phases=[Phase.generate, Phase.shrink],
             suppress_health_check=list(HealthCheck),

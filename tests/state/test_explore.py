@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,16 +30,14 @@ BUGS = [
 
 @pytest.mark.parametrize(("fault", "seed", "symptom"), BUGS)
 def test_exploration_finds_and_shrinks_each_seeded_store_bug(fault: str, seed: int, symptom: str, tmp_path: Path) -> None:
-    """``nbwss-emu explore`` in a process of its own (hypothesis' global state is the suite's otherwise): found, shrunk, saved."""
     transcript = tmp_path / "failure.jsonl"
-    command = [sys.executable, "-m", "emulator", "explore", "--fault", fault, "--seed", str(seed), "--steps", "6", "--budget", "60",
-               "--transcript", str(transcript), "--resend-interval", "0.5", "--ack-timeout", "1", "--connect-timeout", "5"]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, timeout=240, check=False)
-    assert done.returncode == 1, done.stdout + done.stderr  # something broke
-    assert symptom in done.stdout, done.stdout
-    shortest = re.search(r"shortest sequence found \((\d+) steps", done.stdout)
-    assert shortest is not None and int(shortest.group(1)) <= 4, done.stdout  # shrunk: the operations that matter and one send
-    assert transcript.is_file() and transcript.read_text(encoding="utf-8").strip()
+    result = explore(ExploreOptions(settings=FAST, budget=60, seed=seed, steps=6, fault=Fault.parse(fault), transcript=str(transcript)))
+    assert not result.passed
+    assert symptom in result.failure
+    assert len(result.steps) <= 4, result.steps  # shrunk: the operations that matter and one send
+    assert transcript.is_file() and result.frames
+    with pytest.raises(AssertionError, match="shortest sequence"):
+        result.assert_passed()
 
 
 def test_a_correct_endpoint_survives_the_budget() -> None:
