@@ -231,7 +231,7 @@ def ca():
     return trustme.CA()
 
 
-def test_tls_is_verified_against_the_given_ca(ca, tmp_path) -> None:
+def test_tls_is_verified_against_the_given_ca(ca, tmp_path, timing: float) -> None:
     cert = ca.issue_cert("127.0.0.1", "localhost")
     cert.private_key_and_cert_chain_pem.write_to_path(tmp_path / "server.pem")
     ca.cert_pem.write_to_path(tmp_path / "ca.pem")
@@ -243,7 +243,14 @@ def test_tls_is_verified_against_the_given_ca(ca, tmp_path) -> None:
             verified = await run_scenario(
                 load("smoke"),
                 ContractOptions(
-                    targets=[Target(endpoint.url, endpoint.token)], settings=settings(), tls=TlsOptions(cafile=str(tmp_path / "ca.pem"))
+                    targets=[Target(endpoint.url, endpoint.token)],
+                    # TLS handshakes under a tracer: the ack deadlines stretch with the timing factor, the checks do not
+                    settings=Settings(
+                        properties=FAST.with_overrides(send_timeout=0.2 * timing, resend_interval=0.3 * timing),
+                        drain_timeout=1.0 * timing,
+                        connect_timeout=3.0 * timing,
+                    ),
+                    tls=TlsOptions(cafile=str(tmp_path / "ca.pem")),
                 ),
             )
             with pytest.raises(ConnectError, match=r"TLS certificate verification failed for 127\.0\.0\.1"):
