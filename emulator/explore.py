@@ -42,7 +42,7 @@ from emulator.diffstate import diff
 from emulator.endpoint.server import Fault, ReferenceEndpoint
 from emulator.exceptions import NbwssError, UsageError
 from emulator.harness import _step
-from emulator.protocol.codec import DecodeError, decode, encode
+from emulator.protocol.codec import encode
 from emulator.protocol.messages import new_id
 from emulator.protocol.session import Acknowledged
 from emulator.responders import CommandResponder
@@ -50,7 +50,7 @@ from emulator.scenario import Timeline, load
 from emulator.state import expected_state
 from emulator.wire.master import ConnectError, Duplicate, EmulatedMaster, Reconnect, Settings, Target
 from emulator.wire.tls import TlsOptions
-from emulator.wire.transcript import FrameRecorder
+from emulator.wire.transcript import FrameRecorder, transcript_entries
 
 StateFetch = Callable[[], dict[str, Any]]
 T = TypeVar("T")
@@ -147,32 +147,23 @@ def read_replay_steps(path: str | Path) -> list[Any]:
     steps: list[Any] = []
     sent: set[str] = set()
     acked: set[str] = set()
-    with Path(path).open("rb") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                entry = decode(line)
-            except DecodeError as error:
-                raise ValueError(f"{path}:{number}: not a transcript line: {error}") from None
-            if not isinstance(entry, dict) or "dir" not in entry:
-                raise ValueError(f"{path}:{number}: not a transcript line (no 'dir')")
-            if entry["dir"] == "step":
-                if entry.get("step") == "reconnect":
-                    steps.append(Reconnect())
-                continue
-            frame = entry.get("frame")
-            if not isinstance(frame, dict) or frame.get("type") != "NOTIFICATION" or not isinstance(frame.get("id"), str):
-                continue
-            message_id = frame["id"]
-            if entry["dir"] == "in" and frame.get("subType") == "RESPONSE":
-                acked.add(message_id)
-            elif entry["dir"] == "out" and frame.get("subType") == "REQUEST":
-                if message_id not in sent:
-                    sent.add(message_id)
-                    steps.append(frame)
-                elif message_id in acked:
-                    steps.append(Duplicate())
+    for entry in transcript_entries(path):
+        if entry["dir"] == "step":
+            if entry.get("step") == "reconnect":
+                steps.append(Reconnect())
+            continue
+        frame = entry.get("frame")
+        if not isinstance(frame, dict) or frame.get("type") != "NOTIFICATION" or not isinstance(frame.get("id"), str):
+            continue
+        message_id = frame["id"]
+        if entry["dir"] == "in" and frame.get("subType") == "RESPONSE":
+            acked.add(message_id)
+        elif entry["dir"] == "out" and frame.get("subType") == "REQUEST":
+            if message_id not in sent:
+                sent.add(message_id)
+                steps.append(frame)
+            elif message_id in acked:
+                steps.append(Duplicate())
     return steps
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -93,10 +94,8 @@ def entry(direction: str, connection: int, data: str | bytes, elapsed: float) ->
     return item
 
 
-def read_sent_notifications(path: str | Path) -> list[dict[str, Any]]:
-    """The NOTIFICATION REQUESTs the master sent in a transcript, first sends only, in order."""
-    seen: set[str] = set()
-    messages: list[dict[str, Any]] = []
+def transcript_entries(path: str | Path) -> Iterator[dict[str, Any]]:
+    """The entries of a transcript file, in order; a line that is not one is a ValueError naming file and line."""
     with Path(path).open("rb") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -107,11 +106,19 @@ def read_sent_notifications(path: str | Path) -> list[dict[str, Any]]:
                 raise ValueError(f"{path}:{number}: not a transcript line: {error}") from None
             if not isinstance(entry, dict) or "dir" not in entry:
                 raise ValueError(f"{path}:{number}: not a transcript line (no 'dir')")
-            frame = entry.get("frame")
-            if not isinstance(frame, dict):
-                continue
-            notification = (frame.get("type"), frame.get("subType")) == ("NOTIFICATION", "REQUEST")
-            if entry["dir"] == "out" and notification and frame["id"] not in seen:
-                seen.add(frame["id"])
-                messages.append(frame)
+            yield entry
+
+
+def read_sent_notifications(path: str | Path) -> list[dict[str, Any]]:
+    """The NOTIFICATION REQUESTs the master sent in a transcript, first sends only, in order."""
+    seen: set[str] = set()
+    messages: list[dict[str, Any]] = []
+    for entry in transcript_entries(path):
+        frame = entry.get("frame")
+        if not isinstance(frame, dict):
+            continue
+        notification = (frame.get("type"), frame.get("subType")) == ("NOTIFICATION", "REQUEST")
+        if entry["dir"] == "out" and notification and frame["id"] not in seen:
+            seen.add(frame["id"])
+            messages.append(frame)
     return messages
