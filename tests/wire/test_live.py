@@ -52,6 +52,11 @@ def statuses(result) -> dict[str, str]:
     return {r.rule.id: r.status for r in result.results}
 
 
+def failures(result) -> list[tuple[str, str, object]]:
+    """What failed, for an assertion's message: the rule, its summary and evidence."""
+    return [(r.rule.id, r.summary, r.evidence) for r in result.results if r.status == FAILED]
+
+
 def test_a_correct_endpoint_passes_every_rule() -> None:
     async def scenario():
         async with ReferenceEndpoint(probe_commands=True) as endpoint:
@@ -60,7 +65,7 @@ def test_a_correct_endpoint_passes_every_rule() -> None:
 
     result, unique, received = asyncio.run(scenario())
     status = statuses(result)
-    assert result.passed, [(r.rule.id, r.summary, r.evidence) for r in result.results if r.status == FAILED]
+    assert result.passed, failures(result)
     assert status["transport.wss"] == WARNING  # ws:// to a non-embedded endpoint is warned about
     assert status["reconnect.accepted"] == PASSED and status["ack.duplicate-accepted"] == PASSED
     assert status["command.well-formed"] == PASSED  # the endpoint logged in and read jobs
@@ -244,9 +249,10 @@ def test_tls_is_verified_against_the_given_ca(ca, tmp_path, timing: float) -> No
                 load("smoke"),
                 ContractOptions(
                     targets=[Target(endpoint.url, endpoint.token)],
-                    # TLS handshakes under a tracer: the ack deadlines stretch with the timing factor, the checks do not
+                    # this test is about TLS, not deadlines: a correct endpoint's acks are not judged against
+                    # FAST's 200 ms, which a loaded CI machine missed once with and once without coverage
                     settings=Settings(
-                        properties=FAST.with_overrides(send_timeout=0.2 * timing, resend_interval=0.3 * timing),
+                        properties=FAST.with_overrides(send_timeout=2.0 * timing, resend_interval=3.0 * timing),
                         drain_timeout=1.0 * timing,
                         connect_timeout=3.0 * timing,
                     ),
@@ -259,7 +265,7 @@ def test_tls_is_verified_against_the_given_ca(ca, tmp_path, timing: float) -> No
             return verified, insecure
 
     verified, insecure = asyncio.run(scenario())
-    assert verified.passed
+    assert verified.passed, failures(verified)
     assert statuses(verified)["transport.wss"] == PASSED
     assert insecure.established == 1
 
@@ -312,7 +318,8 @@ def test_rate_and_scenario_time_pacing() -> None:
     report, paced = asyncio.run(scenario())
     assert len(report.acks) == 10
     assert report.elapsed >= 9 / 50 * 0.9
-    assert paced.passed and paced.stats()["lost"] == 0
+    assert paced.passed, failures(paced)
+    assert paced.stats()["lost"] == 0
 
 
 async def _sleep_until_woken(self, session, *deadlines) -> None:
