@@ -1,6 +1,11 @@
 """Per-message cost of generate + serialise + validate, against json.dumps of the same message.
 
-Run: python benchmarks/bench_generate.py [--count N]
+Run: python benchmarks/bench_generate.py [--count N] [--later N]
+
+Then, for long runs: the cost per message of a window of --count messages after
+--later have been generated, against the first window of the same run, for each
+bundled scenario that picks images oldest- or newest-first (a domain's catalog grows
+as it goes: picking must not scan it).
 
 Everything is measured in this one run on this machine; the figures that matter
 are the ratios to the baseline (the standard library's json.dumps of the very
@@ -19,6 +24,7 @@ from common import page_of
 
 from emulator.protocol.codec import encode
 from emulator.scenario import Timeline, load
+from emulator.scenario.model import Scenario
 from emulator.schemas import default_schemas
 
 
@@ -36,6 +42,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=20_000)
     parser.add_argument("--scenario", default="datacenter-day")
+    parser.add_argument("--later", type=int, default=200_000, help="messages generated before the later window")
     args = parser.parse_args()
     scenario = load(args.scenario)
     schemas = default_schemas()
@@ -70,6 +77,26 @@ def main() -> None:
     print(f"{'step':<34}{'µs/message':>12}{'× baseline':>12}")
     for name, micros in rows:
         print(f"{name:<34}{micros:>12.2f}{micros / baseline:>12.2f}")
+    print()
+    print(f"long runs: µs/message of {args.count:,} messages after {args.later:,}, against the first {args.count:,}")
+    print(f"{'scenario':<20}{'first':>10}{'later':>10}{'later/first':>14}")
+    for name in ("smoke", "restore", args.scenario):
+        first, later = window_costs(load(name), args.count, args.later)
+        print(f"{name:<20}{first:>10.2f}{later:>10.2f}{later / first:>14.2f}")
+
+
+def window_costs(scenario: Scenario, count: int, later: int) -> tuple[float, float]:
+    """µs per message of the first ``count`` messages, and of ``count`` after ``later`` more, in one timeline."""
+    messages = Timeline(scenario, seed=1).messages(repeat=True)
+    costs = []
+    for skip in (0, later):
+        for _ in itertools.islice(messages, skip):
+            pass
+        start = time.perf_counter()
+        for _ in itertools.islice(messages, count):
+            pass
+        costs.append((time.perf_counter() - start) / count * 1e6)
+    return costs[0], costs[1]
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from emulator.domain.catalog import Candidates, Catalog
 from emulator.domain.clock import Scheduler
 from emulator.domain.model import Client, Image, ImageCopy, Job, Policy, Schedule
 from emulator.domain.notifications import Notification, image_item, job_item
@@ -121,8 +122,9 @@ class MasterServer:
         self.policies: dict[str, Policy] = {}
         self.jobs: dict[int, Job] = {}
         self.images: dict[str, Image] = {}  # deleted images stay, with deleted_time set
-        self._live: dict[str, Image] = {}  # not deleted, oldest first
-        self._replicated: dict[str, Image] = {}  # live, with a local copy and an AIR replica
+        self._live = Catalog()  # not deleted, oldest first
+        self._replicated = Catalog()  # live, with a local copy and an AIR replica
+        self._candidates = Candidates(self._live)  # oldest/newest picks from _live (see pick_image)
         self.replication_targets: dict[str, MasterServer] = {}
         self.vm_servers: dict[str, dict[str, object]] = {}  # VMware servers registered for VIP discovery
         self.notifications: list[Notification] = []
@@ -174,23 +176,30 @@ class MasterServer:
     def pick_image(self, purpose: str, how: str, rng: random.Random, target: MasterServer | None = None) -> Image | None:
         """One image fit for ``purpose`` (restore, expire, expire-local, replicate): the oldest, newest or a random one.
 
-        Cheap on a large catalog: oldest and newest stop at the first fit, random draws before it filters.
+        Cheap on a large catalog (see :mod:`emulator.domain.catalog`): random draws
+        before it filters; oldest and newest take the top of a heap of candidates.
         """
         eligible = _PURPOSES[purpose]
         target_name = target.hostname if target is not None else ""
         pool = self._replicated if purpose == "expire-local" else self._live
         if how == "random":
-            images = list(pool.values())
             for _ in range(16):
-                if not images:
+                if not len(pool):
                     return None
-                candidate = rng.choice(images)
+                candidate = pool.choice(rng)
                 if eligible(candidate, target_name):
                     return candidate
-            images = [image for image in images if eligible(image, target_name)]
+            images = [image for image in pool.values() if eligible(image, target_name)]
             return rng.choice(images) if images else None
-        ordered = pool.values() if how == "oldest" else reversed(pool.values())
-        return next((image for image in ordered if eligible(image, target_name)), None)
+        if pool is self._replicated or purpose == "expire":  # every image of the pool fits, or nearly: the first that does
+            ordered = pool.values() if how == "oldest" else pool.newest_first()
+            return next((image for image in ordered if eligible(image, target_name)), None)
+        return self._candidates.first((purpose, target_name, how == "newest"), lambda image: eligible(image, target_name))
+
+    def _catalog(self, image: Image) -> None:
+        """Put ``image`` into the catalog of live images (the newest)."""
+        self._live.add(image)
+        self._candidates.reconsider(image)
 
     def drain(self) -> list[Notification]:
         """Take the notifications recorded so far."""
@@ -248,7 +257,7 @@ class MasterServer:
         replicas = [copy for copy in image.copies if copy.replica]
         if local_only and replicas and image.has_local_copy:
             image.copies = replicas
-            self._replicated.pop(image.backup_id, None)
+            self._replicated.pop(image.backup_id)
             items = (
                 image_item(image, "UPDATE", now, self.clock_offset),
                 image_item(image, "NO_LOCAL_COPY_AVAILABLE", now, self.clock_offset),
@@ -294,6 +303,7 @@ class MasterServer:
         def copied() -> None:
             if final == 0 and not image.deleted:
                 image.copies.append(ImageCopy(len(image.copies) + 1, location=SLP_COPY))
+                self._candidates.reconsider(image)
                 self._emit_image(image, "UPDATE")
             self._finish(job, final if not image.deleted else 191, operation)
 
@@ -332,8 +342,9 @@ class MasterServer:
                 self._finish(job, 191, operation)  # 191: no images were successfully processed
                 return
             image.copies.append(ImageCopy(len(image.copies) + 1, replica=True, location=target.hostname))
+            self._candidates.reconsider(image)
             if image.has_local_copy:
-                self._replicated[image.backup_id] = image
+                self._replicated.add(image)
             self._emit_image(image, "UPDATE")
             self._finish(job, 0, None)
             delay = self.rng.uniform(30, 300)  # the target's import manager polls for new replicas
@@ -426,6 +437,7 @@ class MasterServer:
                     self._finish(backup, status, None)
                     if behaviour.makes_image and not image.deleted:
                         image.copies.append(ImageCopy(len(image.copies) + 1))
+                        self._candidates.reconsider(image)
                         self._emit_image(image, "UPDATE")
                     done()
 
@@ -526,7 +538,7 @@ class MasterServer:
             )
             if image.backup_id not in self._live:
                 self.images[image.backup_id] = image
-                self._live[image.backup_id] = image
+                self._catalog(image)
                 self._backup_ids.add(image.backup_id)
                 self._emit_image(image, "CREATE")
             self.scheduler.call_later(self.rng.uniform(1, 5), lambda: self._finish(job, 0, operation))
@@ -574,8 +586,8 @@ class MasterServer:
     def _delete(self, image: Image) -> None:
         image.copies = []
         image.deleted_time = self.now()
-        self._live.pop(image.backup_id, None)
-        self._replicated.pop(image.backup_id, None)
+        self._live.pop(image.backup_id)
+        self._replicated.pop(image.backup_id)
         self._emit_image(image, "DELETE")
 
     def _create_image(self, job: Job, policy: Policy, sched: Schedule, size_gb: float) -> Image:
@@ -596,7 +608,7 @@ class MasterServer:
         )
         self._backup_ids.add(image.backup_id)
         self.images[image.backup_id] = image
-        self._live[image.backup_id] = image
+        self._catalog(image)
         job.backup_id = image.backup_id
         self._emit_image(image, "CREATE")
         return image

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from emulator.data import DataPools, build_policies
 from emulator.domain import Client, MasterServer, Notification, Policy, Schedule, Scheduler
+from emulator.domain.master import _PURPOSES
 from emulator.domain.status import STATUS_CODES, describe, worst
 from emulator.protocol.messages import new_id, notification_request
 from emulator.schemas import validate
@@ -433,3 +434,55 @@ def check_invariants(master: MasterServer, notifications: list[Notification]) ->
         for index, op in enumerate(ops):
             if op == "NO_LOCAL_COPY_AVAILABLE":
                 assert ops[index - 1] == "UPDATE"
+
+
+def naive_pick(master: MasterServer, purpose: str, how: str, target: MasterServer) -> object:
+    """What pick_image must answer for oldest/newest: the first fit image in catalog order, scanning every image."""
+    pool = master.expirable_images(local_only=True) if purpose == "expire-local" else master.live_images()
+    ordered = pool if how == "oldest" else list(reversed(pool))
+    return next((image for image in ordered if _PURPOSES[purpose](image, target.hostname)), None)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    operations=st.lists(
+        st.tuples(
+            st.sampled_from(["std", "vip", "restore", "expire", "expire-local", "replicate", "duplicate", "cleanup"]),
+            st.sampled_from(["oldest", "newest"]),
+            st.integers(min_value=0, max_value=6 * 3600),
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+    seed=st.integers(0, 2**32),
+)
+def test_oldest_and_newest_picks_are_the_first_fit_image_in_catalog_order(operations, seed) -> None:
+    """pick_image keeps heaps of candidates instead of scanning: its answers are the scan's, whatever happened before."""
+    scheduler = Scheduler(START)
+    source = make_master("src.corp", scheduler, seed=seed)
+    target = MasterServer("dr.corp", scheduler, random.Random(seed + 1), first_job_id=7)
+    rng = random.Random(seed)
+    for kind, how, gap in operations:
+        scheduler.run_until(scheduler.now() + gap)
+        for purpose in ("restore", "expire", "expire-local", "replicate", "duplicate"):
+            for direction in ("oldest", "newest"):
+                assert source.pick_image(purpose, direction, rng, target) is naive_pick(source, purpose, direction, target), (
+                    purpose,
+                    direction,
+                )
+        if kind in ("std", "vip"):
+            source.backup(kind)
+        elif kind == "cleanup":
+            source.image_cleanup()
+        elif kind == "replicate":
+            source.replicate(source.pick_image("replicate", how, rng, target), target)
+        elif kind == "expire-local":
+            source.expire(source.pick_image("expire-local", how, rng, target), local_only=True)
+        elif kind == "expire":
+            source.expire(source.pick_image("expire", how, rng, target))
+        elif kind == "restore":
+            source.restore(source.pick_image("restore", how, rng, target))
+        else:
+            source.duplicate(source.pick_image("duplicate", how, rng, target))
+        source.drain()
+        target.drain()
