@@ -100,6 +100,8 @@ class MasterStream:
                     late = time.monotonic() - due
                     self.slid += late
                     at, due = at + late, due + late
+                    if due >= self.stop_at:
+                        return  # it came after the run's end: not sent (the buffer's, not the endpoint's, to account for)
             self.handed += 1
             if interval is not None:
                 metrics.on_sent(due)

@@ -465,3 +465,30 @@ def test_children_are_forked_only_from_a_process_with_one_thread() -> None:
         release.set()
         other.join()
     assert can_fork() == (threading.active_count() == 1)
+
+
+def test_open_model_a_notification_that_slid_past_the_end_of_the_run_is_not_sent() -> None:
+    """A master whose notifications came after the run's end sends none of them (sent then, they were lost at the close)."""
+
+    class Asks:
+        def ask(self, index: int, count: int) -> None:
+            pass
+
+    async def go() -> tuple[list[object], int]:
+        feed = Feed(0, 4, 4, Asks())  # type: ignore[arg-type]
+        began = time.monotonic()
+        metrics = LoadMetrics(began)
+        stream = MasterStream(feed, metrics, began=began, stop_at=began + 0.2, window=64, rate=10.0, masters=1)
+
+        async def late() -> None:
+            await asyncio.sleep(0.3)
+            feed.buffer.extend(Prepared(f"id-{n}", b"{}") for n in range(2))
+            feed.arrived.set()
+
+        arriving = asyncio.ensure_future(late())
+        items = [item async for item in stream]
+        await arriving
+        return items, metrics.sent
+
+    items, sent = asyncio.run(go())
+    assert items == [] and sent == 0
