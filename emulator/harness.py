@@ -343,6 +343,7 @@ class MasterHandle:
         self._queue: asyncio.Queue[Any] | None = None
         self._run: asyncio.Future[Any] | None = None
         self._acked: dict[str, float] = {}
+        self._answered: list[CommandExchange] = []  # COMMANDs answered by this handle's earlier masters (before a new run)
         self._ack_event: asyncio.Event | None = None
         self._history: list[dict[str, Any]] = []  # every notification sent, for expected_state()
 
@@ -418,8 +419,8 @@ class MasterHandle:
 
     @property
     def commands(self) -> list[CommandExchange]:
-        """COMMAND requests answered on the operations' connection so far."""
-        return list(self.responder.exchanges)
+        """COMMAND requests answered on the operations' connection so far (the answers actually sent)."""
+        return [*self._answered, *(self._emulated.report.commands if self._emulated is not None else [])]
 
     def close(self) -> None:
         """Close the connection (pending notifications are reported lost)."""
@@ -456,7 +457,7 @@ class MasterHandle:
                 peer.targets = [Target(t.url, self._token_for(peer.master.hostname)) for t in self.targets]
             peer._history = []
             peer.responder = CommandResponder(peer.master, profile=self.profile)
-            peer._recorder, peer._peers, peer._acked = RecentFrames(), {}, {}
+            peer._recorder, peer._peers, peer._acked, peer._answered = RecentFrames(), {}, {}, []
             peer._emulated = peer._queue = peer._run = peer._ack_event = None
             self._peers[key] = peer
         return peer
@@ -475,7 +476,7 @@ class MasterHandle:
         emulated = await self._connect()
         assert self._queue is not None and self._ack_event is not None
         before = len(emulated.report.violations)
-        commands_before = len(self.responder.exchanges)
+        commands_before = len(emulated.report.commands)
         ids = [m["id"] for m in items if isinstance(m, dict)] if tracked else []
         for message_id in ids:
             self._acked.pop(message_id, None)  # a deliberate resend of an id is awaited anew
@@ -499,7 +500,7 @@ class MasterHandle:
             sent=ids,
             acks={i: self._acked[i] for i in ids if i in self._acked},
             violations=emulated.report.violations[before:],
-            commands=self.responder.exchanges[commands_before:],
+            commands=emulated.report.commands[commands_before:],  # what was answered, not what the responder saw
             excerpt=self._recorder.excerpt(),
             waited=waited,
             truth=self._truth(),
@@ -521,6 +522,8 @@ class MasterHandle:
             raise self._run.exception()  # type: ignore[misc]
         self._queue = asyncio.Queue()
         self._ack_event = asyncio.Event()
+        if self._emulated is not None:
+            self._answered += self._emulated.report.commands
         emulated = EmulatedMaster(
             self.targets, self.settings, tls=self.tls, responder=self.responder, transcript=self._recorder, on_ack=self._on_ack
         )
