@@ -28,11 +28,15 @@ LEAD = 1.0
 
 
 def feed_sizes(masters: int, window: int, rate: float | None, buffer: int | None = None) -> tuple[int, int]:
-    """A feed's (low-water mark, chunk): half of two seconds of its share at ``rate`` or of 4,096; within ``buffer``."""
+    """A feed's (low-water mark, chunk): half of two seconds of its share at ``rate`` or of 4,096; within ``buffer``.
+
+    Memory per master is what its feed holds (~700 bytes a notification): 5,000 masters
+    at a notification every other second need a few each, not 32.
+    """
     budget = max(8, (buffer if buffer is not None else BUFFER) // max(masters, 1))
     # two seconds of its share of the rate, or (a closed model's rate is unknown) plenty
-    wanted = max(32, math.ceil(2 * rate / masters)) if rate else max(8 * window, 4096)
-    low = max(4, min(wanted, budget) // 2)
+    wanted = max(4, math.ceil(2 * rate / masters)) if rate else max(8 * window, 4096)
+    low = max(2, min(wanted, budget) // 2)
     return low, low
 
 

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -217,6 +218,29 @@ def test_what_masters_build_while_connecting_is_out_of_the_collectors_sight() ->
     finally:
         gc.unfreeze()
     assert after >= before + 5_000
+
+
+def test_cyclic_garbage_of_the_ramp_up_is_collected_not_frozen() -> None:
+    """What connecting left as garbage in cycles (handshake futures, errors) is freed, not kept frozen until the end."""
+
+    class Node:
+        pass
+
+    async def connecting() -> weakref.ref[Node]:
+        freezer = asyncio.ensure_future(_freeze_while_connecting(time.monotonic() + 2 * FREEZE_INTERVAL))
+        cycle = Node()
+        cycle.self = cycle  # type: ignore[attr-defined]  # garbage only a collection finds
+        gone = weakref.ref(cycle)
+        del cycle
+        await freezer
+        return gone
+
+    gc.unfreeze()
+    try:
+        gone = asyncio.run(connecting())
+        assert gone() is None
+    finally:
+        gc.unfreeze()
 
 
 def test_a_past_second_is_folded_a_few_values_per_acknowledgement() -> None:
