@@ -40,8 +40,8 @@ from common import ack_endpoint, frames, write_page
 from emulator.load.runner import LoadConfig, run_load
 from emulator.protocol.codec import encode
 from emulator.protocol.messages import connect_request
+from emulator.protocol.run import Settings, Target
 from emulator.scenario import load
-from emulator.wire.master import Settings, Target
 
 #: The k6 side (its WebSocket module k6/experimental/websockets): CONNECT, then WINDOW notifications outstanding,
 #: one more per acknowledgement.

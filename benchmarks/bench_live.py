@@ -23,8 +23,9 @@ import statistics
 from common import bare_rate, page_of, reference_endpoint
 
 from emulator.protocol.codec import encode
+from emulator.protocol.run import Settings, Target
 from emulator.scenario import Timeline, load
-from emulator.wire.master import EmulatedMaster, Settings, Target
+from emulator.wire.master import EmulatedMaster
 
 
 async def emulated(url: str, token: str, messages: list[dict], window: int) -> float:

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from common import StealWatch, ack_endpoint, bare_paced, bare_rate, frames, page_of
 
 from emulator.load.runner import LoadConfig, LoadResult, run_load
+from emulator.protocol.run import Settings, Target
 from emulator.scenario import load
-from emulator.wire.master import Settings, Target
 from emulator.wire.tls import TlsOptions
 
 

@@ -24,9 +24,9 @@ from pathlib import Path
 from common import reference_endpoint
 
 from emulator.contract import ContractOptions, run_scenario
+from emulator.protocol.run import Settings, Target
 from emulator.protocol.session import Acknowledged
 from emulator.scenario import load
-from emulator.wire.master import Settings, Target
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "benchmarks" / "soak.md"
 TARGET = 1.10  # the end's resident memory at most this times the checkpoint's

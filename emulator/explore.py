@@ -44,11 +44,12 @@ from emulator.exceptions import NbwssError, UsageError
 from emulator.harness import _step
 from emulator.protocol.codec import encode
 from emulator.protocol.messages import new_id
+from emulator.protocol.run import Duplicate, Reconnect, Settings, Target
 from emulator.protocol.session import Acknowledged
 from emulator.responders import CommandResponder
 from emulator.scenario import Timeline, load
 from emulator.state import expected_state
-from emulator.wire.master import ConnectError, Duplicate, EmulatedMaster, Reconnect, Settings, Target
+from emulator.wire.master import ConnectError, EmulatedMaster
 from emulator.wire.tls import TlsOptions
 from emulator.wire.transcript import FrameRecorder, transcript_entries
 

@@ -27,12 +27,13 @@ from emulator.diffstate import diff, summary
 from emulator.endpoint.server import Fault, ReferenceEndpoint
 from emulator.findings import RuleId
 from emulator.protocol.codec import encode
+from emulator.protocol.run import Raw, Report, Settings, Target
 from emulator.protocol.session import Acknowledged, Violation
 from emulator.responders import DEFAULT_PROFILE, CommandExchange, CommandResponder
 from emulator.scenario import ScenarioError, Timeline, load, parse
 from emulator.scenario.model import Scenario
 from emulator.state import expected_state
-from emulator.wire.master import ConnectError, EmulatedMaster, Raw, Report, Settings, Target
+from emulator.wire.master import ConnectError, EmulatedMaster
 from emulator.wire.tls import TlsOptions
 from emulator.wire.transcript import RecentFrames
 

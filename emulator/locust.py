@@ -37,11 +37,11 @@ from locust.exception import StopUser
 
 from emulator.exceptions import NbwssError
 from emulator.protocol.properties import NbwssProperties
+from emulator.protocol.run import Settings, Target
 from emulator.responders import CommandResponder
 from emulator.scenario import Timeline, load
 from emulator.scenario.model import Scenario
 from emulator.sync import GaveUp, Notification, Sample, SyncMaster, TokenRefused, prepare
-from emulator.wire.master import Settings, Target
 from emulator.wire.tls import TlsOptions
 
 _SEEDS = itertools.count()

@@ -30,10 +30,10 @@ from emulator.contract.rules import FAILED, NOT_EXERCISED, RULES, SKIPPED
 from emulator.findings import RuleId
 from emulator.harness import EndpointHandle, LoopThread, MasterHandle, Result
 from emulator.protocol.properties import NbwssProperties
+from emulator.protocol.run import Settings, Target
 from emulator.rest import CommandResponder
 from emulator.rest.https import RestServer
 from emulator.scenario import Scenario, load
-from emulator.wire.master import Settings, Target
 from emulator.wire.tls import TlsOptions
 
 MARKER = "nbwss_contract"

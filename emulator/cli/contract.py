@@ -34,8 +34,9 @@ from emulator.contract.report import as_dict, print_summary, write_junit
 from emulator.endpoint import Fault
 from emulator.exceptions import UsageError
 from emulator.protocol.properties import NbwssProperties, PropertiesError
+from emulator.protocol.run import Settings, Target
 from emulator.scenario import load
-from emulator.wire.master import ConnectError, Settings, Target
+from emulator.wire.master import ConnectError
 from emulator.wire.registration import RegistrationError, registration_groups
 from emulator.wire.tls import TlsOptions
 

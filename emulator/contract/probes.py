@@ -23,11 +23,11 @@ from emulator.protocol.probes import (
     Probe,
     ProbePlan,
     ProbeResult,
-    SendAgain,
     judge,
     plan,
 )
-from emulator.wire.master import ConnectError, Duplicate, EmulatedMaster, Report, Settings, Target
+from emulator.protocol.run import Report, Settings, Target
+from emulator.wire.master import ConnectError, EmulatedMaster
 from emulator.wire.tls import TlsOptions
 
 __all__ = ["PROBES", "PROBE_NAMES", "Probe", "ProbeResult", "connected_first", "run_probes", "try_wrong_token"]
@@ -77,12 +77,11 @@ async def _run_plan(planned: ProbePlan, targets: list[Target], settings: Setting
 
 async def _connection(connection: ConnectionPlan, targets: list[Target], settings: Settings, tls: TlsOptions) -> ConnectionOutcome:
     """Run one planned connection; a connection that cannot be made is an outcome, never an exception."""
-    steps = [Duplicate() if isinstance(step, SendAgain) else step for step in connection.steps]
     if connection.window is not None:
         settings = dataclasses.replace(settings, window=connection.window)
     master = EmulatedMaster(targets, settings, tls=tls, rng=random.Random(connection.seed))
     try:
-        report = await master.run(steps)
+        report = await master.run(connection.steps)
     except ConnectError as error:
         return ConnectionOutcome(failure=str(error))
     return _outcome(report)

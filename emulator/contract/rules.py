@@ -14,8 +14,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from emulator.findings import Basis, RuleId
+from emulator.protocol.run import Report
 from emulator.responders import VERSION_PROFILES
-from emulator.wire.master import Report
 
 PASSED, FAILED, SKIPPED, WARNING, NOT_EXERCISED = "passed", "failed", "skipped", "warning", "not exercised"
 EVIDENCE = 5  # examples kept per rule

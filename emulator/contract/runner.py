@@ -18,13 +18,14 @@ from emulator.contract.rules import FAILED, RuleResult, RunFacts, evaluate
 from emulator.domain.clock import Scheduler
 from emulator.domain.master import MasterServer
 from emulator.endpoint.server import Fault, ReferenceEndpoint
+from emulator.protocol.run import Duplicate, Paced, Reconnect, Report, Settings, Target
 from emulator.protocol.session import Acknowledged
 from emulator.protocol.soak import limited, repeated
 from emulator.responders import DEFAULT_PROFILE, CommandResponder
 from emulator.scenario import Timeline
 from emulator.scenario.model import Scenario
 from emulator.state import expected_state
-from emulator.wire.master import Duplicate, EmulatedMaster, Paced, Reconnect, Report, Settings, Target
+from emulator.wire.master import EmulatedMaster
 from emulator.wire.tls import TlsOptions
 from emulator.wire.transcript import FrameRecorder, Transcript
 

@@ -35,11 +35,12 @@ from typing import Any
 from emulator.load import children
 from emulator.load.children import Child
 from emulator.protocol.codec import encode
+from emulator.protocol.run import Prepared
 from emulator.protocol.session import Violation, excerpt
 from emulator.scenario import Timeline
 from emulator.scenario.model import Scenario
 from emulator.schemas import default_schemas, fast_is_valid
-from emulator.wire.master import ConnectError, Prepared
+from emulator.wire.master import ConnectError
 
 _LENGTH = struct.Struct(">I")
 #: Notifications the child generates for one master before it turns to the next one asking.

@@ -37,11 +37,12 @@ from emulator.load.children import Child
 from emulator.load.generator import Generators, processes_for
 from emulator.load.metrics import LoadMetrics
 from emulator.load.streams import MasterStream, feed_sizes
+from emulator.protocol.run import Report, Settings, Target
 from emulator.protocol.session import Acknowledged
 from emulator.responders import DEFAULT_PROFILE, CommandExchange, CommandResponder
 from emulator.scenario import Timeline
 from emulator.scenario.model import Scenario
-from emulator.wire.master import CloseTogether, ConnectError, EmulatedMaster, Report, Settings, Target
+from emulator.wire.master import CloseTogether, ConnectError, EmulatedMaster
 from emulator.wire.tls import TlsOptions
 
 #: Masters below which the per-master memory figure is not shown: a few masters' growth is lost in

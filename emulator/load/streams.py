@@ -18,7 +18,7 @@ from typing import Any
 
 from emulator.load.generator import Feed
 from emulator.load.metrics import LoadMetrics
-from emulator.wire.master import Paced
+from emulator.protocol.run import Paced
 
 #: Notifications buffered ahead of the senders at most, all masters together (~600 bytes each).
 BUFFER = 50_000

@@ -23,6 +23,7 @@ from typing import Any
 
 from emulator.exceptions import ScenarioError
 from emulator.protocol.messages import new_id
+from emulator.protocol.run import Duplicate
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,14 +71,7 @@ class ProbeResult:
         }
 
 
-class SendAgain:
-    """A step of a connection's plan: send the first notification the endpoint acknowledged again, same id."""
-
-    def __repr__(self) -> str:
-        return "SendAgain()"
-
-
-Step = dict[str, Any] | SendAgain  # a NOTIFICATION REQUEST to send, or a duplicate of an acknowledged one
+Step = dict[str, Any] | Duplicate  # a NOTIFICATION REQUEST to send, or a duplicate of an acknowledged one
 
 
 class Tally(enum.Enum):
@@ -117,7 +111,7 @@ class ConnectionOutcome:
     """What one connection of a probe did, as the driver saw it (from the master's report)."""
 
     acknowledged: list[str] = field(default_factory=list)  # ids, once per acknowledgement received
-    duplicates_sent: list[str] = field(default_factory=list)  # ids sent again by SendAgain steps
+    duplicates_sent: list[str] = field(default_factory=list)  # ids sent again by Duplicate steps
     drops: int = 0  # connections lost without the master closing them
     close_codes: list[int] = field(default_factory=list)
     error: str | None = None  # what went wrong during the run, if anything
@@ -197,7 +191,7 @@ def _one(probe: Probe, steps: list[Step], rng: random.Random, *, window: int | N
 
 
 def _duplicate(probe: Probe, pool: Sequence[dict[str, Any]], rng: random.Random) -> ProbePlan:
-    return ProbePlan(probe, (ConnectionPlan((_fresh(pool[0], rng), SendAgain()), rng.getrandbits(32)),), Tally.DUPLICATE)
+    return ProbePlan(probe, (ConnectionPlan((_fresh(pool[0], rng), Duplicate()), rng.getrandbits(32)),), Tally.DUPLICATE)
 
 
 def _burst(probe: Probe, pool: Sequence[dict[str, Any]], rng: random.Random) -> ProbePlan:

@@ -9,7 +9,7 @@ back-off (:class:`~emulator.protocol.sender.Reconnection`, as the asyncio master
 CONNECT again and the pending notifications resent; COMMAND requests answered
 from the master's domain; and at the end every notification acknowledged or
 reported lost. What went over the connection is a
-:class:`~emulator.wire.master.Report`, judged by the same rules as ``run``
+:class:`~emulator.protocol.run.Report`, judged by the same rules as ``run``
 (:meth:`SyncMaster.findings`).
 
 A caller drives it one :meth:`SyncMaster.step` at a time (a Locust task), or
@@ -39,6 +39,7 @@ from emulator.contract.rules import FAILED, RunFacts, evaluate
 from emulator.exceptions import ConnectionFailed, NbwssError
 from emulator.findings import RuleId
 from emulator.protocol.codec import DecodeError, decode, encode
+from emulator.protocol.run import Report, Settings, Target
 from emulator.protocol.sender import Reconnection, SendPolicy
 from emulator.protocol.session import (
     Acknowledged,
@@ -53,7 +54,6 @@ from emulator.protocol.session import (
 )
 from emulator.responders import CommandResponder
 from emulator.schemas import default_schemas, fast_is_valid
-from emulator.wire.master import Report, Settings, Target
 from emulator.wire.tls import TlsOptions, client_context
 
 #: Violations kept in the report with their frames; beyond, only counted (a long Locust run must stay small).

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from emulator.exceptions import UsageError
-from emulator.wire.master import Target
+from emulator.protocol.run import Target
 
 
 class RegistrationError(UsageError, ValueError):

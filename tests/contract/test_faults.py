@@ -20,8 +20,8 @@ from emulator.endpoint import Fault, ReferenceEndpoint
 from emulator.findings import RuleId
 from emulator.protocol.messages import connect_request, new_id
 from emulator.protocol.properties import NbwssProperties
+from emulator.protocol.run import Settings, Target
 from emulator.scenario import Timeline, load
-from emulator.wire.master import Settings, Target
 
 FAST = NbwssProperties(connection_period=0.5, resend_interval=0.3, send_timeout=0.2)
 

@@ -24,9 +24,9 @@ from emulator.endpoint import Fault, ReferenceEndpoint
 from emulator.findings import Basis, Finding, RuleId
 from emulator.harness import EndpointHandle, LoopThread
 from emulator.protocol.properties import NbwssProperties
+from emulator.protocol.run import Report, Settings, Target
 from emulator.protocol.session import Violation
 from emulator.scenario import load
-from emulator.wire.master import Report, Settings, Target
 from emulator.wire.tls import server_context
 
 FAST = NbwssProperties(connection_period=0.5, resend_interval=0.3, send_timeout=0.2)

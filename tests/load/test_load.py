@@ -30,8 +30,8 @@ from emulator.load.metrics import FOLD_PER_ACK, LoadMetrics
 from emulator.load.runner import FREEZE_INTERVAL, LoadConfig, _freeze_while_connecting, run_load
 from emulator.load.streams import MasterStream, feed_sizes
 from emulator.load.thresholds import parse
+from emulator.protocol.run import Prepared
 from emulator.scenario import load as scenario
-from emulator.wire.master import Prepared
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

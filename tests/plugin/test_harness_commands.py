@@ -15,7 +15,7 @@ from emulator.harness import LoopThread, MasterHandle
 from emulator.protocol.codec import encode
 from emulator.protocol.messages import connect_response, envelope, notification_response
 from emulator.protocol.properties import NbwssProperties
-from emulator.wire.master import Settings, Target
+from emulator.protocol.run import Settings, Target
 
 
 def jobs_request(number: int) -> dict[str, object]:

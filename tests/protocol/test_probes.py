@@ -17,11 +17,11 @@ from emulator.protocol.probes import (
     PROBES,
     ConnectionOutcome,
     ProbePlan,
-    SendAgain,
     Tally,
     judge,
     plan,
 )
+from emulator.protocol.run import Duplicate
 from emulator.scenario import Timeline, load
 
 UUID = re.compile(r"^[0-9A-F]{8}-[0-9A-F]{4}-4[0-9A-F]{3}-[89AB][0-9A-F]{3}-[0-9A-F]{12}$")
@@ -84,7 +84,7 @@ def test_the_duplicate_sends_a_notification_then_sends_it_again(pool: list[dict[
     (connection,) = planned.connections
     first, again = connection.steps
     assert isinstance(first, dict) and without(first) == without(pool[0])
-    assert isinstance(again, SendAgain)
+    assert isinstance(again, Duplicate)
     assert planned.sent == 2 and planned.tally is Tally.DUPLICATE and not planned.concurrent
 
 

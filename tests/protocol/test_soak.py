@@ -12,9 +12,9 @@ import pytest
 from emulator.cli import main
 from emulator.contract import ContractOptions, run_scenario
 from emulator.endpoint import ReferenceEndpoint
+from emulator.protocol.run import Settings, Target
 from emulator.protocol.soak import limited, repeated
 from emulator.scenario import load
-from emulator.wire.master import Settings, Target
 
 
 def test_repeated_runs_fresh_passes_one_after_the_other() -> None:

@@ -11,8 +11,8 @@ from emulator.cli import main
 from emulator.contract.runner import ContractOptions, live_start, run_masters
 from emulator.endpoint.server import ReferenceEndpoint
 from emulator.protocol.properties import NbwssProperties
+from emulator.protocol.run import Settings, Target
 from emulator.scenario import Timeline, load
-from emulator.wire.master import Settings, Target
 from emulator.wire.transcript import read_sent_notifications
 
 FAST = NbwssProperties(connection_period=0.5, resend_interval=0.3, send_timeout=2.0)

@@ -16,7 +16,7 @@ from emulator.endpoint.server import Fault, ReferenceEndpoint
 from emulator.explore import ExploreOptions, explore, read_replay_steps, state_from_url
 from emulator.harness import EndpointHandle, LoopThread
 from emulator.protocol.properties import NbwssProperties
-from emulator.wire.master import Duplicate, Reconnect, Settings, Target
+from emulator.protocol.run import Duplicate, Reconnect, Settings, Target
 
 FAST = Settings(properties=NbwssProperties(resend_interval=0.5, send_timeout=1.0), connect_timeout=5.0)
 

@@ -21,11 +21,11 @@ from websockets.asyncio.server import ServerConnection, serve
 from emulator.endpoint.server import Fault, ReferenceEndpoint
 from emulator.harness import LoopThread
 from emulator.protocol.properties import NbwssProperties
+from emulator.protocol.run import Settings, Target
 from emulator.protocol.sender import Reconnection, SendPolicy
 from emulator.responders import CommandResponder
 from emulator.scenario import Timeline, load
 from emulator.sync import ConnectError, GaveUp, Sample, SyncMaster, TokenRefused, prepare
-from emulator.wire.master import Settings, Target
 
 QUICK = NbwssProperties(resend_interval=0.2, connection_period=0.2)
 

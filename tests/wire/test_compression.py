@@ -12,8 +12,9 @@ from emulator.cli import main
 from emulator.protocol.codec import encode
 from emulator.protocol.messages import connect_response, notification_response
 from emulator.protocol.properties import NbwssProperties
+from emulator.protocol.run import Report, Settings, Target
 from emulator.scenario import Timeline, load
-from emulator.wire.master import EmulatedMaster, Report, Settings, Target
+from emulator.wire.master import EmulatedMaster
 
 
 class CountingConnection(ServerConnection):

@@ -30,10 +30,11 @@ from emulator.endpoint import Fault, ReferenceEndpoint
 from emulator.protocol.codec import encode
 from emulator.protocol.messages import connect_response, notification_response
 from emulator.protocol.properties import NbwssProperties
+from emulator.protocol.run import Paced, Settings, Target
 from emulator.protocol.session import Acknowledged, MasterSession
 from emulator.responders import CommandResponder
 from emulator.scenario import Timeline, load
-from emulator.wire.master import CloseTogether, ConnectError, EmulatedMaster, MasterConnection, Paced, Settings, Target
+from emulator.wire.master import CloseTogether, ConnectError, EmulatedMaster, MasterConnection
 from emulator.wire.tls import TlsOptions, server_context
 
 FAST = NbwssProperties(connection_period=0.5, resend_interval=0.3, send_timeout=0.2)

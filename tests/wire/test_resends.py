@@ -20,9 +20,10 @@ from websockets.asyncio.server import ServerConnection, serve
 from emulator.protocol.codec import encode
 from emulator.protocol.messages import connect_response, notification_response
 from emulator.protocol.properties import NbwssProperties
+from emulator.protocol.run import Paced, Settings, Target
 from emulator.protocol.session import Acknowledged, MasterSession, State, Violation
 from emulator.scenario import Timeline, load
-from emulator.wire.master import EmulatedMaster, Paced, Settings, Target
+from emulator.wire.master import EmulatedMaster
 
 
 class Clock:

@@ -20,9 +20,10 @@ from websockets.exceptions import ConnectionClosed
 from emulator.protocol.codec import encode
 from emulator.protocol.messages import connect_response, envelope, notification_response
 from emulator.protocol.properties import NbwssProperties
+from emulator.protocol.run import Report, Settings, Target
 from emulator.responders import CommandResponder
 from emulator.scenario import Timeline, load
-from emulator.wire.master import EmulatedMaster, Report, Settings, Target
+from emulator.wire.master import EmulatedMaster
 
 _ids = itertools.count(1)
 
