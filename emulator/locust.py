@@ -16,6 +16,13 @@ client's reading thread and locks become greenlets under its monkey patching.
 
 Use the ready locustfile: ``locust -f "$(nbwss-emu locustfile)" --host wss://... --nbwss-token ...``,
 distributed with Locust's own ``--master``/``--worker``.
+
+With ``--nbwss-expect-state FILE`` each user folds what the endpoint
+acknowledged into its master's expected state (:mod:`emulator.state`), and FILE
+gets every user's, by master host name, when the test stops: a local run writes
+it after its users' ``on_stop``; in a distributed run each worker sends its
+users' states to the master (a Locust custom message, before it reports
+stopped) and the master merges and rewrites FILE as each part arrives.
 """
 
 from __future__ import annotations
@@ -34,7 +41,10 @@ from typing import Any
 import gevent  # type: ignore[import-untyped]  # gevent ships no type hints
 from locust import User, constant, events, task
 from locust.exception import StopUser
+from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 
+from emulator import state
+from emulator.contract.hints import check_writable
 from emulator.exceptions import NbwssError
 from emulator.protocol.properties import NbwssProperties
 from emulator.protocol.run import Settings, Target
@@ -46,6 +56,12 @@ from emulator.wire.tls import TlsOptions
 
 _SEEDS = itertools.count()
 _log = logging.getLogger("nbwss-emulator")
+#: The custom message a worker sends its users' expected states to the master with.
+EXPECTED_STATE = "nbwss_expected_state"
+#: The master's ask to a worker that has not sent them at its test stop (a headless run ends with "quit", no "stop" first).
+SEND_EXPECTED_STATE = "nbwss_send_expected_state"
+#: How long the master waits for the workers' parts beyond the users' drain (seconds).
+PARTS_MARGIN = 10.0
 #: Steps of the master per Locust task: a task per acknowledgement would cost Locust's scheduling per sample.
 STEPS_PER_TASK = 32
 
@@ -66,6 +82,12 @@ def _arguments(parser: Any) -> None:
         help="notifications each user generates, encodes and checks before it connects (as load prepares)",
     )
     group.add_argument("--nbwss-reconnect-attempts", type=int, default=8, help="failed connection rounds in a row before a user gives up")
+    group.add_argument(
+        "--nbwss-expect-state",
+        default="",
+        metavar="FILE",
+        help="write what the endpoint was told (jobs, images), per master host name, as JSON for nbwss-emu diff-state",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +100,7 @@ class Config:
     tls: TlsOptions
     seed: int
     prepare: int
+    expect_state: str = ""  # where the expected state goes ("": not kept)
 
 
 def configure(options: Any) -> Config:
@@ -100,7 +123,8 @@ def configure(options: Any) -> Config:
     prepared = getattr(options, "nbwss_prepare", 0)
     if prepared < 0:
         raise NbwssError(f"--nbwss-prepare must be 0 or more, not {prepared}")
-    return Config(scenario, token, settings, tls, getattr(options, "nbwss_seed", 0), prepared)
+    expect_state = getattr(options, "nbwss_expect_state", "") or ""
+    return Config(scenario, token, settings, tls, getattr(options, "nbwss_seed", 0), prepared, expect_state)
 
 
 class _Run:
@@ -110,6 +134,9 @@ class _Run:
         self.config: Config | None = None
         self.error: str | None = None
         self.findings: Counter[str] = Counter()
+        self.states: list[tuple[str, state.AckRecorder]] = []  # this process's users' (host name, state), in their start order
+        self.parts: dict[str, dict[str, Any]] = {}  # the master of a distributed run: each worker's states, by its id
+        self.part_sent = False  # a worker: its part went to the master this test
 
     def check(self, environment: Any) -> None:
         self.config, self.error = None, None
@@ -128,6 +155,8 @@ def _check_options(environment: Any, **_: Any) -> None:
     # gevent's loop keeps the time of its last turn, from before the seconds of importing the locustfile:
     # Locust's --run-time timer, armed next, would count from then and end a short run at once.
     gevent.get_hub().loop.update_now()
+    if isinstance(environment.runner, WorkerRunner):  # its options (--nbwss-expect-state among them) come later
+        environment.runner.register_message(SEND_EXPECTED_STATE, _stop_and_send)
     options = environment.parsed_options
     if options is None or getattr(options, "worker", False):
         return
@@ -135,6 +164,13 @@ def _check_options(environment: Any, **_: Any) -> None:
     host = environment.host or ""
     if _run.error is None and options.headless and not host.startswith(("ws://", "wss://")):
         _run.error = f"--host must be the endpoint's ws:// or wss:// URL, not {host!r}"
+    if _run.error is None:
+        try:  # here, where it is written: workers only send their part
+            check_writable(nbwss_expect_state=getattr(options, "nbwss_expect_state", "") or None)
+        except NbwssError as error:
+            _run.error = str(error)
+    if _run.error is None and isinstance(environment.runner, MasterRunner):
+        environment.runner.register_message(EXPECTED_STATE, _part_arrived)
     if _run.error is not None:
         sys.exit(f"nbwss-emulator: {_run.error}")
 
@@ -142,6 +178,9 @@ def _check_options(environment: Any, **_: Any) -> None:
 def _start(environment: Any, **_: Any) -> None:
     _run.check(environment)
     _run.findings.clear()
+    _run.states.clear()
+    _run.parts.clear()
+    _run.part_sent = False
     if _run.error is not None:
         _log.error("nbwss-emulator: %s", _run.error)  # once per process; the users stop without a word
 
@@ -152,12 +191,75 @@ def _summary(environment: Any, **_: Any) -> None:
         _log.warning("nbwss-emulator: findings by rule: %s", found)
 
 
+def _local_states() -> dict[str, Any]:
+    """This process's users' expected states, by master host name (made unique in the users' start order)."""
+    names = state.unique_names(name for name, _ in _run.states)
+    return state.document({name: recorder.state for name, (_, recorder) in zip(names, _run.states, strict=True)})
+
+
+def _stopped(environment: Any, **_: Any) -> None:
+    """At test stop (the users' on_stop done): write the expected state, or send this worker's part to the master."""
+    path = getattr(environment.parsed_options, "nbwss_expect_state", "") or ""
+    runner = environment.runner
+    if not path:
+        return
+    if isinstance(runner, WorkerRunner):
+        runner.send_message(EXPECTED_STATE, _local_states())  # before it reports stopped: same channel, in order
+        _run.part_sent = True
+    elif isinstance(runner, MasterRunner):  # it writes as the parts arrive (see _part_arrived); here, it waits for the rest
+        _gather_parts(environment, runner)
+        _write(path, state.merge(_run.parts[node] for node in sorted(_run.parts)))  # also when no worker had any
+    else:
+        _write(path, _local_states())
+
+
+def _gather_parts(environment: Any, runner: Any) -> None:
+    """Ask the workers whose part has not come (told to quit, not to stop, they have not sent it) and wait for them.
+
+    The master's test stop comes before its "quit" goes to the workers: each worker
+    asked stops its users (their on_stop drains), and its test stop sends its part.
+    """
+    asked = [client.id for client in runner.clients.all if client.id not in _run.parts and client.state != STATE_MISSING]
+    for client_id in asked:
+        runner.send_message(SEND_EXPECTED_STATE, client_id=client_id)
+    drain = _run.config.settings.ack_limit() if _run.config is not None else 0.0
+    deadline = time.monotonic() + (environment.stop_timeout or 0.0) + drain + PARTS_MARGIN
+    while any(client_id not in _run.parts for client_id in asked):
+        if time.monotonic() >= deadline:
+            missing = ", ".join(c for c in asked if c not in _run.parts)
+            _log.error("nbwss-emulator: no expected state came from worker(s) %s: --nbwss-expect-state lacks their masters", missing)
+            return
+        gevent.sleep(0.05)
+
+
+def _stop_and_send(environment: Any, **_: Any) -> None:
+    """A worker asked for its part by the master: stop its users (their test stop sends it), or send it if they already stopped."""
+    environment.runner.stop()
+    if not _run.part_sent:
+        environment.runner.send_message(EXPECTED_STATE, _local_states())
+        _run.part_sent = True
+
+
+def _part_arrived(environment: Any, msg: Any, **_: Any) -> None:
+    """The master of a distributed run: a worker's part; FILE rewritten with every part so far, whatever the events' order."""
+    _run.parts[str(msg.node_id)] = msg.data  # a worker's later part replaces its earlier one
+    _write(environment.parsed_options.nbwss_expect_state, state.merge(_run.parts[node] for node in sorted(_run.parts)))
+
+
+def _write(path: str, document: dict[str, Any]) -> None:
+    try:
+        state.write(state.check(document, path), path)
+    except NbwssError as error:  # checked writable at the start: it went away since
+        _log.error("nbwss-emulator: %s", error)
+
+
 # Registered here rather than with decorators: Locust's hooks are untyped.
 _hooks: Any = events
 _hooks.init_command_line_parser.add_listener(_arguments)
 _hooks.init.add_listener(_check_options)
 _hooks.test_start.add_listener(_start)
 _hooks.test_stop.add_listener(_summary)
+_hooks.test_stop.add_listener(_stopped)
 
 
 class NbwssUser(User):
@@ -176,6 +278,10 @@ class NbwssUser(User):
         live = timeline.notifications(repeat=True)
         prepared, problems = prepare(live, config.prepare)
         self._messages: Iterator[Notification] = itertools.chain(prepared, live)
+        recorder = None
+        if config.expect_state:
+            recorder = state.AckRecorder()
+            _run.states.append((timeline.masters[primary].hostname, recorder))
         self.master = SyncMaster(
             [Target(self.host or "", config.token)],
             config.settings,
@@ -183,6 +289,7 @@ class NbwssUser(User):
             responder=CommandResponder(timeline.masters[primary], rng=random.Random(seed)),
             rng=random.Random(seed),
             on_sample=self._sample,
+            on_ack=recorder.acknowledged if recorder is not None else None,
         )
         self.master.record(problems)
 

@@ -23,14 +23,18 @@ whether the image exists (DELETE ends it) and whether a local copy is still avai
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from emulator.exceptions import SchemaError, UsageError
 from emulator.findings import json_pointer
+from emulator.protocol.codec import decode
 from emulator.schemas import default_schemas
+
+if TYPE_CHECKING:
+    from emulator.protocol.session import Acknowledged
 
 FORMAT = "nbwss-expected-state/1"
 SCHEMA = "expected-state.json"
@@ -99,7 +103,64 @@ class StateBuilder:
 
     def document(self) -> dict[str, Any]:
         """The expected-state document (see the module's docstring)."""
-        return {"format": FORMAT, "masters": {name: state.as_dict() for name, state in sorted(self.masters.items())}}
+        return document(self.masters)
+
+
+def document(masters: Mapping[str, MasterState]) -> dict[str, Any]:
+    """The expected-state document of these masters' states, by master name."""
+    return {"format": FORMAT, "masters": {name: state.as_dict() for name, state in sorted(masters.items())}}
+
+
+class AckRecorder:
+    """One master's expected state, folded from the frames of its acknowledged notifications as they are acknowledged.
+
+    The master's session raises one ``Acknowledged`` per pending notification id, so
+    each acknowledged notification is folded once without a set of ids kept (which
+    would grow with a long load run). They are folded in the order acknowledged:
+    the order an endpoint that acknowledges on storing stored them. Give
+    :meth:`acknowledged` (or :meth:`fold` with the frame) as the master's ``on_ack``.
+    """
+
+    __slots__ = ("state",)
+
+    def __init__(self) -> None:
+        self.state = MasterState()
+
+    def fold(self, frame: str | bytes) -> None:
+        """Fold one acknowledged NOTIFICATION REQUEST, as it was sent (its JSON frame)."""
+        message = decode(frame)
+        if isinstance(message, dict):
+            apply_payload(self.state, message.get("payload"))
+
+    def acknowledged(self, event: Acknowledged) -> None:
+        """``on_ack`` of a master: fold the frame of the notification ``event`` (an ``Acknowledged``) says was acknowledged."""
+        self.fold(event.frame)
+
+
+def unique_names(names: Iterable[str]) -> list[str]:
+    """``names`` in order, each made unique: a name already taken gets ``#2`` (``#3``...: the first free).
+
+    So the first master of a host name keeps it and the next ones of the same name
+    are ``name#2``, ``name#3``, in the order given (host names never contain ``#``).
+    """
+    taken: set[str] = set()
+    unique = []
+    for name in names:
+        candidate, number = name, 1
+        while candidate in taken:
+            number += 1
+            candidate = f"{name}#{number}"
+        taken.add(candidate)
+        unique.append(candidate)
+    return unique
+
+
+def merge(documents: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Expected-state documents of different masters as one; a master name already taken is made unique (:func:`unique_names`)."""
+    entries = [(name, master) for doc in documents for name, master in doc.get("masters", {}).items()]
+    names = unique_names(name for name, _ in entries)
+    masters = {name: master for name, (_, master) in zip(names, entries, strict=True)}
+    return {"format": FORMAT, "masters": dict(sorted(masters.items()))}
 
 
 def apply_payload(state: MasterState, payload: Any) -> None:

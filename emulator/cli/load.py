@@ -12,9 +12,11 @@ from typing import Any
 
 from rich.console import Console
 
+from emulator import state
 from emulator.cli.args import duration, non_negative, positive, session_arguments
 from emulator.cli.contract import contract_options
 from emulator.cli.signals import Interrupt
+from emulator.contract.hints import check_writable
 from emulator.exceptions import UsageError
 from emulator.load.html import render as render_html
 from emulator.load.live import LiveProgress
@@ -58,6 +60,11 @@ def add_parsers(verbs: Any) -> None:
     session_arguments(load_)
     load_.add_argument("--json", metavar="FILE", help="all figures, with the per-second series, as JSON")
     load_.add_argument("--html", metavar="FILE", help="a self-contained HTML page with charts")
+    load_.add_argument(
+        "--expect-state",
+        metavar="FILE",
+        help="write what the endpoint was told (jobs, images), per master host name, as JSON for diff-state (a decode per ack)",
+    )
     load_.add_argument("--quiet", action="store_true", help="no progress lines")
 
     load_.set_defaults(command=_load)
@@ -72,6 +79,7 @@ def _load(args: argparse.Namespace) -> int:
     options, groups = contract_options(
         argparse.Namespace(**{**vars(args), "endpoints": None, "certfile": None, "keyfile": None, "transcript": None})
     )
+    check_writable(expect_state=args.expect_state)  # before the run, as contract_options checks --json
     targets = groups[0]  # [] is the reference endpoint, which load starts in a process of its own
     settings = options.settings
     if args.rate and args.window == 64:
@@ -89,6 +97,7 @@ def _load(args: argparse.Namespace) -> int:
         buffer=args.buffer,
         profile=args.nbu_version,
         progress=None if args.quiet else _progress_line,
+        expect_state=bool(args.expect_state),
     )
     live = None
     if not args.quiet and sys.stderr.isatty():
@@ -132,6 +141,10 @@ def _load(args: argparse.Namespace) -> int:
             Path(args.html).write_text(render_html(figures), encoding="utf-8")
     except OSError as error:
         raise UsageError(f"cannot write a report: {error.strerror or error}") from None
+    if args.expect_state:
+        document = state.check(result.expected_state(), args.expect_state)
+        state.write(document, args.expect_state)
+        print(f"expected state: {len(document['masters'])} masters, written to {args.expect_state}")
     code = interrupt.exit_code()
     if code is not None:
         return code

@@ -12,8 +12,9 @@ the duration, and the first notification leaves as soon as the first chunk is in
 The two processes speak length-prefixed pickles over the child's stdin and
 stdout (both ends are this package): first the scenario, seeds and start time,
 then requests ``[(master, count), ...]``; back come ``[(master, frames,
-violations, ended), ...]``. The child ends at its stdin's end, so it never
-outlives the run, however the run ends.
+violations, ended, hostname), ...]`` (the master's host name in its first reply,
+None after). The child ends at its stdin's end, so it never outlives the run,
+however the run ends.
 """
 
 from __future__ import annotations
@@ -50,8 +51,9 @@ CHUNK = 64
 FLUSH_AT = 512
 FLUSH_EVERY = 0.05
 
-#: (message id, frame) pairs of one master, the violations found in them, and whether its domain ended.
-Reply = tuple[int, list[tuple[str, bytes]], list[Violation], bool]
+#: (message id, frame) pairs of one master, the violations found in them, whether its domain ended, and the
+#: emulated master's host name (in its first reply only; None after).
+Reply = tuple[int, list[tuple[str, bytes]], list[Violation], bool, str | None]
 
 
 def _frame(payload: Any) -> bytes:
@@ -126,8 +128,11 @@ def serve(fd_in: int = 0, fd_out: int = 1) -> None:
             master, wanted = next(iter(demand.items()))
             del demand[master]
             domain = domains.get(master)
+            hostname = None
             if domain is None:
-                domain = domains[master] = Timeline(scenario, seed=seeds[master], start=start).notifications(repeat=True)
+                timeline = Timeline(scenario, seed=seeds[master], start=start)
+                domain = domains[master] = timeline.notifications(repeat=True)
+                hostname = timeline.masters[scenario.masters[0].key].hostname  # the master these notifications are of
             frames: list[tuple[str, bytes]] = []
             violations: list[Violation] = []
             ended = False
@@ -143,7 +148,7 @@ def serve(fd_in: int = 0, fd_out: int = 1) -> None:
                 frames.append((message["id"], frame))
             if not ended and wanted > len(frames):
                 demand[master] = wanted - len(frames)  # to the back: every master asking gets its turn
-            out.append((master, frames, violations, ended))
+            out.append((master, frames, violations, ended, hostname))
             pending += len(frames)
             if pending >= FLUSH_AT or not demand or time.monotonic() >= flushed + FLUSH_EVERY:
                 sink.write(_frame(out))
@@ -172,6 +177,7 @@ class Feed:
     taken: int = 0
     violations: list[Violation] = field(default_factory=list)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    hostname: str | None = None  # the emulated master's, from the generator with its first notifications
 
     def take(self) -> Prepared | None:
         """The next notification, None when none is here (yet: see ``ended``)."""
@@ -229,8 +235,10 @@ class Generator:
                 if self.first_at is None:
                     self.first_at = time.monotonic()
                     self.ready.set()
-                for index, frames, violations, ended in replies:
+                for index, frames, violations, ended, hostname in replies:
                     feed = feeds[index]
+                    if hostname is not None:
+                        feed.hostname = hostname
                     feed.requested -= len(frames)
                     feed.buffer.extend([Prepared(message_id, frame) for message_id, frame in frames])
                     if violations:

@@ -14,6 +14,11 @@ never pay for generating.
 Refused masters, lost notifications, late acknowledgements and the endpoint's
 protocol violations are findings; COMMAND requests are answered from each
 master's domain, as ``run`` does, and counted.
+
+With ``expect_state``, each master folds the notifications the endpoint
+acknowledged into its expected state as the acknowledgements come (a JSON
+decode per acknowledgement), and :meth:`LoadResult.expected_state` gives them,
+by each master's host name, for ``diff-state``.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from emulator.protocol.session import Acknowledged
 from emulator.responders import DEFAULT_PROFILE, CommandExchange, CommandResponder
 from emulator.scenario import Timeline
 from emulator.scenario.model import Scenario
+from emulator.state import AckRecorder, document, unique_names
 from emulator.wire.master import CloseTogether, ConnectError, EmulatedMaster
 from emulator.wire.tls import TlsOptions
 
@@ -70,6 +76,8 @@ class LoadConfig:
     generators: int | None = None  # generator processes; None: one per core (at most one per master)
     progress: Callable[[dict[str, Any]], None] | None = None  # called about once a second
     stop: asyncio.Event | None = None
+    expect_state: bool = False  # fold what was acknowledged into each master's expected state (a decode per ack)
+    token_for: Callable[[str], str] | None = None  # the token of a master's own registration, by its host name; None: the targets'
 
 
 @dataclass(slots=True)
@@ -95,6 +103,21 @@ class LoadResult:
     cpu_seconds: float = 0.0  # CPU time of the senders' process while the clock ran: near elapsed, it was the limit
     rss_at_start: int | None = None  # bytes resident when the clock started; None: unknown here
     rss_peak: int | None = None  # the most seen while it ran (sampled each second and at the end)
+    hostnames: list[str | None] = field(default_factory=list)  # each master's, in the masters' order (None: never heard)
+    recorders: list[AckRecorder] = field(default_factory=list)  # with expect_state: each master's, in the same order
+
+    def expected_state(self) -> dict[str, Any]:
+        """What the endpoint was told, as jobs and images per master (``schemas/expected-state.json``).
+
+        Masters are keyed by their host names; where two load masters have the same
+        one, the first (in the masters' order: seed, seed + 1, ...) keeps it and the
+        next ones are ``name#2``, ``name#3`` (:func:`emulator.state.unique_names`).
+        ValueError unless the run had ``LoadConfig.expect_state``.
+        """
+        if not self.config.expect_state:
+            raise ValueError("expected_state needs a load run with LoadConfig(expect_state=True)")
+        names = unique_names(hostname or "master" for hostname in self.hostnames)
+        return document({name: recorder.state for name, recorder in zip(names, self.recorders, strict=True)})
 
     def figures(self) -> dict[str, Any]:
         figures = self.metrics.as_dict(self.elapsed, self.config.duration)
@@ -174,8 +197,12 @@ async def run_load(config: LoadConfig) -> LoadResult:
             for feed in generator.feeds
         ]
         close_together = CloseTogether(config.masters)
+        recorders = [AckRecorder() for _ in range(config.masters)] if config.expect_state else []
         masters = [
-            _master(config, index, targets, metrics, close_together, streams[index], scenario_start) for index in range(config.masters)
+            _master(
+                config, index, targets, metrics, close_together, streams[index], scenario_start, recorders[index] if recorders else None
+            )
+            for index in range(config.masters)
         ]
         progress = asyncio.ensure_future(_every_second(config, metrics, masters, start, memory, generator))
         freezer = asyncio.ensure_future(_freeze_while_connecting(start + config.ramp_up + CONNECTING_GRACE))
@@ -205,6 +232,7 @@ async def run_load(config: LoadConfig) -> LoadResult:
             first_sent_at=max(first, start) if first is not None and metrics.sent else None,
             setup_s=start - began, generation_cpu_s=generator.cpu_seconds, generation_processes=len(generator.parts), generation_rss_peak=generator.rss_peak,
             all_started_s=max((s.began for s in streams), default=start) - start, starved=sum(s.starved for s in streams), starved_share=sum(s.starved_s for s in streams) / max(1e-9, elapsed * len(streams)), generated=sum(f.taken + len(f.buffer) for f in generator.feeds), cpu_seconds=cpu, rss_at_start=memory.start, rss_peak=memory.peak,
+            hostnames=[feed.hostname for feed in generator.feeds], recorders=recorders,
         )  # fmt: skip
     finally:
         gc.unfreeze()
@@ -296,7 +324,7 @@ class DomainResponder:
 
 def _master(
     config: LoadConfig, index: int, targets: list[Target], metrics: LoadMetrics, close_together: CloseTogether, stream: MasterStream,
-    scenario_start: float,
+    scenario_start: float, recorder: AckRecorder | None = None,
 ) -> EmulatedMaster:  # fmt: skip
     on_ack, freed = metrics.on_ack, stream.acknowledged
 
@@ -308,9 +336,21 @@ def _master(
     settings = dataclasses.replace(config.settings, record_acks=False)  # the metrics keep histograms
     responder = DomainResponder(config.scenario, config.seed + index, scenario_start, config.profile, stream)
     return EmulatedMaster(
-        targets, settings, tls=config.tls, rng=random.Random(config.seed + index), on_ack=acknowledged, stop=config.stop,
+        targets, settings, tls=config.tls, rng=random.Random(config.seed + index), stop=config.stop,
+        on_ack=acknowledged if recorder is None else _folding(acknowledged, recorder),
         close_together=close_together, responder=cast(CommandResponder, responder),
     )  # fmt: skip
+
+
+def _folding(acknowledged: Callable[[Acknowledged], None], recorder: AckRecorder) -> Callable[[Acknowledged], None]:
+    """``acknowledged``, then the notification folded into ``recorder`` (a closure of its own: without it, no test per ack)."""
+    fold = recorder.fold
+
+    def folding(event: Acknowledged) -> None:
+        acknowledged(event)
+        fold(event.frame)  # what was sent, as the endpoint acknowledged it
+
+    return folding
 
 
 async def _run_one(config: LoadConfig, index: int, master: EmulatedMaster, stream: MasterStream) -> Report:
@@ -323,6 +363,9 @@ async def _run_one(config: LoadConfig, index: int, master: EmulatedMaster, strea
         # so that the generator's pace shows as a later start, not as the endpoint's latency in the open model.
         feed.arrived.clear()
         await feed.arrived.wait()
+    if config.token_for is not None and feed.hostname is not None:  # its own registration: known now, with its first notifications
+        token = config.token_for(feed.hostname)
+        master.targets = [dataclasses.replace(target, token=token) for target in master.targets]
     stream.began = time.monotonic()  # the open model's slots count from this master's start
     return await master.run(stream)
 

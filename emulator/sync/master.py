@@ -140,6 +140,7 @@ class SyncMaster:
         rng: random.Random | None = None,
         on_sample: Callable[[Sample], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_ack: Callable[[Acknowledged], None] | None = None,
     ) -> None:
         self.targets = sorted(targets, key=lambda t: t.priority)
         if not self.targets:
@@ -150,6 +151,7 @@ class SyncMaster:
         self.rng = rng or random.Random()
         self.on_sample = on_sample
         self.clock = clock
+        self.on_ack = on_ack  # called with each notification's acknowledgement, once (as EmulatedMaster's on_ack)
         props = self.settings.properties
         self.session = MasterSession(
             self.targets[0].token,
@@ -495,6 +497,8 @@ class SyncMaster:
             report.acks.append((event.message_id, latency, event.attempts))
         name = self._names.pop(event.message_id, "NOTIFICATION")
         self._sample("NBWSS", name, latency, len(event.frame), error)
+        if self.on_ack is not None:
+            self.on_ack(event)
 
     def _answer(self, message: dict[str, Any]) -> None:
         if self.responder is None:

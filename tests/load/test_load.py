@@ -19,19 +19,24 @@ import time
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from emulator import state
 from emulator.cli import main
+from emulator.diffstate import diff
+from emulator.endpoint.server import Fault, ReferenceEndpoint
 from emulator.harness import EndpointHandle, LoopThread
 from emulator.load.generator import Feed
 from emulator.load.html import series
 from emulator.load.metrics import FOLD_PER_ACK, LoadMetrics
-from emulator.load.runner import FREEZE_INTERVAL, LoadConfig, _freeze_while_connecting, run_load
+from emulator.load.runner import FREEZE_INTERVAL, LoadConfig, LoadResult, _freeze_while_connecting, run_load
 from emulator.load.streams import MasterStream, feed_sizes
 from emulator.load.thresholds import parse
-from emulator.protocol.run import Prepared
+from emulator.protocol.run import Prepared, Target
 from emulator.scenario import load as scenario
+from emulator.state import AckRecorder
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -516,3 +521,64 @@ def test_open_model_a_notification_that_slid_past_the_end_of_the_run_is_not_sent
 
     items, sent = asyncio.run(go())
     assert items == [] and sent == 0
+
+
+def load_against_the_reference_store(fault: Fault | None, seconds: float = 1.0) -> tuple[LoadResult, dict[str, Any]]:
+    """A short load run of three masters, each on its own registration, against an in-process reference endpoint and its store."""
+
+    async def go() -> tuple[LoadResult, dict[str, Any]]:
+        async with ReferenceEndpoint(fault=fault, keep=1) as endpoint:
+            config = LoadConfig(
+                scenario("smoke"), masters=3, duration=seconds, targets=[Target(endpoint.url, endpoint.token)],
+                token_for=endpoint.token_for, expect_state=True, seed=3,
+            )  # fmt: skip
+            return await run_load(config), endpoint.store.export()
+
+    return asyncio.run(go())
+
+
+def test_load_expected_state_is_what_the_reference_store_holds_for_every_master() -> None:
+    result, stored = load_against_the_reference_store(None)
+    assert result.metrics.acknowledged == result.metrics.sent > 100 and result.metrics.lost == 0
+    expected = state.check(result.expected_state())
+    # each master by its host name (the generator's), on its own registration: the store files them apart
+    assert list(expected["masters"]) == sorted(h for h in result.hostnames if h is not None) and len(expected["masters"]) == 3
+    assert sorted(stored["masters"]) == sorted(expected["masters"])
+    assert all(master["jobs"] and master["images"] for master in expected["masters"].values())
+    assert diff(expected, stored) == []
+
+
+def test_load_expected_state_shows_a_store_that_drops_early_updates() -> None:
+    result, stored = load_against_the_reference_store(Fault.STORE_EARLY_UPDATE)
+    differences = diff(result.expected_state(), stored)
+    assert differences and {d.field for d in differences} >= {"lastOperation"}, differences[:5]
+
+
+def test_load_expected_state_is_asked_for() -> None:
+    config = LoadConfig(scenario("smoke"), masters=1)
+    with pytest.raises(ValueError, match="expect_state=True"):
+        LoadResult(config, LoadMetrics(0.0), [], 0.0, "").expected_state()
+
+
+def test_load_masters_of_one_host_name_are_told_apart_in_their_order() -> None:
+    config = LoadConfig(scenario("smoke"), masters=3, expect_state=True)
+    result = LoadResult(config, LoadMetrics(0.0), [], 0.0, "", hostnames=["nbu-a", "nbu-b", "nbu-a"])
+    result.recorders = [AckRecorder() for _ in range(3)]
+    result.recorders[2].state.jobs["7"] = {"jobId": 7}
+    masters = result.expected_state()["masters"]
+    assert list(masters) == ["nbu-a", "nbu-a#2", "nbu-b"] and masters["nbu-a#2"]["jobs"] == {"7": {"jobId": 7}}
+
+
+def test_load_expect_state_writes_the_document(capsys, tmp_path: Path) -> None:
+    path = tmp_path / "expected.json"
+    code, out, _ = run(capsys, "load", "--masters", "2", "--duration", "0.5", "--expect-state", str(path), "--quiet")
+    assert code == 0, out
+    document = state.read(path)
+    assert len(document["masters"]) == 2 and all(m["jobs"] for m in document["masters"].values())
+    assert f"expected state: 2 masters, written to {path}" in out
+
+
+def test_load_expect_state_to_an_unwritable_path_is_one_line_before_the_run(capsys, tmp_path: Path) -> None:
+    code, out, err = run(capsys, "load", "--masters", "1", "--duration", "5", "--expect-state", str(tmp_path / "no" / "x.json"))
+    assert code == 2 and not out
+    assert err.count("\n") == 1 and "--expect-state" in err and "no folder" in err, err

@@ -17,6 +17,7 @@ from emulator.diffstate import diff
 from emulator.endpoint.store import EndpointStore, StoreBug
 from emulator.exceptions import SchemaError
 from emulator.harness import EndpointHandle, MasterHandle
+from emulator.protocol.codec import encode
 from emulator.scenario import Timeline, load
 
 
@@ -46,6 +47,32 @@ def test_a_message_counts_once_and_only_acknowledged_ones_count() -> None:
     first_only = state.expected_state(master, messages, acknowledged=[messages[0]["id"]])
     items = [item for part in messages[0]["payload"] if part["object"] == "JOB" for item in part["data"]]  # a cycle's events come batched
     assert first_only["masters"][master]["jobs"] == {str(item["jobId"]): item for item in items}
+
+
+def test_the_ack_recorder_folds_frames_as_the_expected_state_does() -> None:
+    """Frames folded as acknowledged (bytes or text, any order of acks) give what expected_state gives in that order."""
+    master, messages = smoke_messages()
+    recorder = state.AckRecorder()
+    for message in messages:
+        recorder.fold(encode(message))
+    assert state.document({master: recorder.state}) == state.expected_state(master, messages)
+    text = state.AckRecorder()
+    for message in reversed(messages):  # an endpoint that acknowledges out of order: the last acknowledged counts
+        text.fold(encode(message).decode())
+    assert state.document({master: text.state}) == state.expected_state(master, list(reversed(messages)))
+    assert text.state.as_dict() != recorder.state.as_dict()
+    with pytest.raises(SchemaError):
+        recorder.fold(b"{not json")
+
+
+def test_masters_of_one_host_name_are_told_apart_and_parts_merge() -> None:
+    assert state.unique_names(["a", "b", "a", "a#2", "a"]) == ["a", "b", "a#2", "a#2#2", "a#3"]
+    part = {"masters": {"nbu-a": {"jobs": {"1": {"jobId": 1}}, "images": {}}, "nbu-b": {"jobs": {}, "images": {}}}}
+    other = {"masters": {"nbu-a": {"jobs": {"2": {"jobId": 2}}, "images": {}}}}
+    merged = state.check(state.merge([part, other]))
+    assert list(merged["masters"]) == ["nbu-a", "nbu-a#2", "nbu-b"]
+    assert merged["masters"]["nbu-a"]["jobs"] == {"1": {"jobId": 1}} and merged["masters"]["nbu-a#2"]["jobs"] == {"2": {"jobId": 2}}
+    assert state.merge([]) == {"format": state.FORMAT, "masters": {}}
 
 
 def test_the_schema_rejects_what_is_not_a_state() -> None:

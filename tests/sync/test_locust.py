@@ -6,6 +6,7 @@ import csv
 import importlib.util
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -16,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from emulator import state
+from emulator.diffstate import diff
 from emulator.endpoint.server import Fault, ReferenceEndpoint
 from emulator.harness import EndpointHandle, LoopThread
 
@@ -144,6 +147,55 @@ def test_users_reconnect_and_resend_with_the_endpoint_restarted_under_them_nothi
     assert sum(entry["num_failures"] for entry in samples) == 0, figures  # nothing lost, nothing late
     assert sum(entry["num_requests"] for entry in samples) == len(set(ids))  # each notification acknowledged, once
     assert figures[("CONNECT", "CONNECT")]["num_requests"] - figures[("CONNECT", "CONNECT")]["num_failures"] == 2 * users
+
+
+def expected_state_of_a_locust_run(endpoint: EndpointHandle, tmp_path: Path, distributed: bool, timing: float) -> dict[str, Any]:
+    """A run of one user with --nbwss-expect-state, local or on a worker of a master; the file it wrote."""
+    path = tmp_path / "expected.json"
+    options = [*LOCUST, "--headless", "-u", "1", "-r", "1", "-t", f"{round(2 * timing)}s", "--host", endpoint.url,
+               "--nbwss-token", endpoint.token, "--nbwss-scenario", "restore", "--nbwss-window", "8",
+               "--nbwss-expect-state", str(path), "--only-summary"]  # fmt: skip
+    worker = None
+    if distributed:
+        port = free_port()
+        options += ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port), "--expect-workers", "1"]
+        worker = subprocess.Popen(
+            [*LOCUST, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+    try:
+        done = subprocess.run(options, capture_output=True, text=True, timeout=90, check=False)
+    finally:
+        if worker is not None:
+            try:
+                worker.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.communicate()
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    return state.read(path)
+
+
+@pytest.mark.parametrize("distributed", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["local", "master-and-worker"])
+def test_locust_expect_state_is_what_the_reference_store_holds(
+    endpoint: EndpointHandle, tmp_path: Path, timing: float, distributed: bool
+) -> None:
+    expected = expected_state_of_a_locust_run(endpoint, tmp_path, distributed, timing)
+    ((name, master),) = expected["masters"].items()  # the user's master, by its host name
+    assert re.fullmatch(r"nbu-[a-z]+-primary01\.[a-z.-]+", name), name
+    assert len(master["jobs"]) > 5 and master["images"]
+    assert diff(expected, endpoint.state()) == []  # the store files the one registration's master under its own name
+
+
+def test_locust_expect_state_to_an_unwritable_path_is_one_error(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [*LOCUST, "--headless", "-u", "1", "-r", "1", "-t", "2s", "--host", "ws://127.0.0.1:9/nbwss", "--nbwss-token", "t",
+         "--nbwss-expect-state", str(tmp_path / "no" / "x.json")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("nbwss-emulator: ")]
+    assert len(errors) == 1 and "--nbwss-expect-state" in errors[0] and "no folder" in errors[0], done.stderr[-2000:]
 
 
 @pytest.mark.parametrize(

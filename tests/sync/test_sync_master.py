@@ -256,7 +256,7 @@ def test_works_under_gevent_monkey_patching(endpoint: ReferenceEndpoint, tmp_pat
         "import itertools, sys, gevent\n"
         "from emulator.scenario import Timeline, load\n"
         "from emulator.sync import SyncMaster\n"
-        "from emulator.wire.master import Settings, Target\n"
+        "from emulator.protocol.run import Settings, Target\n"
         "def one(seed):\n"
         "    messages = list(itertools.islice(Timeline(load('restore'), seed=seed).notifications(repeat=True), 200))\n"
         "    report = SyncMaster([Target(sys.argv[1], sys.argv[2])], Settings(window=8)).run(messages)\n"
