@@ -53,6 +53,14 @@ def add_parsers(verbs: Any) -> None:
         help=f"notifications generated ahead of the senders at most, all masters (default {BUFFER:,}); "
         "they come from a generator process as the run goes",
     )
+    load_.add_argument(
+        "--prepare",
+        type=non_negative,
+        default=0,
+        metavar="N",
+        help="notifications each master generates before the clock starts (default 0: as the run goes); "
+        "for peak rates beyond what one generator process keeps up with",
+    )
     load_.add_argument("--endpoint", metavar="URL", help="the endpoint under test (default: the reference endpoint in a separate process)")
     load_.add_argument("--token", help="the endpoint's token (default: $NBWSS_TOKEN)")
     load_.add_argument("--cafile", help="trust this CA for wss://")
@@ -95,6 +103,7 @@ def _load(args: argparse.Namespace) -> int:
         tls=options.tls,
         seed=args.seed,
         buffer=args.buffer,
+        prepare=args.prepare,
         profile=args.nbu_version,
         progress=None if args.quiet else _progress_line,
         expect_state=bool(args.expect_state),

@@ -179,6 +179,18 @@ class Feed:
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     hostname: str | None = None  # the emulated master's, from the generator with its first notifications
 
+    def prepare(self, count: int) -> None:
+        """Ask for ``count`` notifications beyond what is buffered or on its way (see :func:`prepared`)."""
+        if count > 0 and not self.ended:
+            self.requested += count
+            self.generator.ask(self.index, count)
+
+    async def filled(self, count: int) -> None:
+        """Until ``count`` notifications are buffered, or the domain ended."""
+        while len(self.buffer) < count and not self.ended:
+            self.arrived.clear()
+            await self.arrived.wait()
+
     def take(self) -> Prepared | None:
         """The next notification, None when none is here (yet: see ``ended``)."""
         buffer = self.buffer

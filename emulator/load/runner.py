@@ -72,6 +72,7 @@ class LoadConfig:
     tls: TlsOptions = field(default_factory=TlsOptions)
     seed: int = 0
     buffer: int | None = None  # notifications generated ahead of the senders at most, all masters; None: streams.BUFFER
+    prepare: int = 0  # notifications each master has generated before the clock starts (peak rates the generator cannot keep)
     profile: str = DEFAULT_PROFILE  # the NetBackup version COMMAND answers speak for
     generators: int | None = None  # generator processes; None: one per core (at most one per master)
     progress: Callable[[dict[str, Any]], None] | None = None  # called about once a second
@@ -186,6 +187,10 @@ async def run_load(config: LoadConfig) -> LoadResult:
             else:
                 generator = await starting[0]
             await generator.ready.wait()  # the clock starts with notifications to send: a short run is not spent waiting
+            if config.prepare:
+                for feed in generator.feeds:
+                    feed.prepare(config.prepare)
+                await asyncio.gather(*(feed.filled(config.prepare) for feed in generator.feeds))
         except asyncio.CancelledError:  # interrupted before the clock started: nothing was sent
             return LoadResult(config, LoadMetrics(time.monotonic()), [], 0.0, targets[0].url if targets else "", interrupted=True)
         memory = ResidentMemory.now()

@@ -73,6 +73,17 @@ def test_closed_model_against_the_reference_endpoint_in_its_own_process(capsys, 
     assert "acked" in err and "p99" in err  # progress lines, one a second
 
 
+def test_prepare_has_each_master_generate_that_many_before_the_clock_starts() -> None:
+    """--prepare N: the clock starts with N notifications per master buffered, beyond what --buffer keeps ahead."""
+
+    async def go() -> LoadResult:
+        return await run_load(LoadConfig(scenario("smoke"), masters=2, duration=0.3, buffer=40, prepare=500))
+
+    result = asyncio.run(go())
+    assert result.generated >= 2 * 500  # without it, the buffer's 40 and what was sent
+    assert result.metrics.sent > 0 and result.metrics.lost == 0
+
+
 def test_memory_is_bounded_by_the_buffer_not_the_duration() -> None:
     """The generator runs no further ahead of the senders than the buffer: a long run holds no more than a short one."""
 
