@@ -8,9 +8,12 @@ clients, not the endpoint, set the pace. The two clients take turns, round after
 round, so that drifts of a shared machine hit both alike:
 
 * bare: a websockets client sending pre-built frames with a window, counting acks;
-* load: ``run_load`` with one master, the same window, every frame validated both
-  ways, acks correlated by id into HDR histograms; its notifications prepared
-  before its clock starts, as the tool does by default.
+* load, prepared: ``run_load`` with one master, the same window, every frame
+  validated both ways, acks correlated by id into HDR histograms, its notifications
+  generated before its clock starts (``--prepare``, a round's worth): the sending
+  path alone, what the bare client's pre-built frames are compared with;
+* load, live: the same generating as it goes (the default), where one master's
+  domain in one generator process shares the two cores with the rest.
 
 Then, at half of the bare client's rate (or --p99-rate), both send in the open model
 (each frame due at its time, latency counted from then) and their p99 ack latencies
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 from dataclasses import dataclass, field
 
@@ -35,7 +39,9 @@ from emulator.scenario import load
 from emulator.wire.tls import TlsOptions
 
 
-async def load_run(url: str, token: str, cafile: str | None, seconds: float, window: int, rate: float | None = None) -> LoadResult:
+async def load_run(
+    url: str, token: str, cafile: str | None, seconds: float, window: int, rate: float | None = None, prepare: int = 0
+) -> LoadResult:
     settings = Settings(window=window if rate is None else 100_000)  # open model: the rate decides, as the CLI does
     config = LoadConfig(
         load("datacenter-day"),
@@ -45,6 +51,7 @@ async def load_run(url: str, token: str, cafile: str | None, seconds: float, win
         targets=[Target(url, token)],
         settings=settings,
         tls=TlsOptions(cafile),
+        prepare=prepare,
     )
     result = await run_load(config)
     figures = result.figures()
@@ -58,9 +65,11 @@ class Rounds:
 
     bare: list[float] = field(default_factory=list)
     load: list[float] = field(default_factory=list)
+    live: list[float] = field(default_factory=list)
     bare_cpu: list[float] = field(default_factory=list)
     load_cpu: list[float] = field(default_factory=list)
-    generated: int = 0
+    live_cpu: list[float] = field(default_factory=list)
+    starved: int = 0
 
 
 def throughput(args: argparse.Namespace, tls: bool, sample: list[bytes]) -> Rounds:
@@ -70,10 +79,13 @@ def throughput(args: argparse.Namespace, tls: bool, sample: list[bytes]) -> Roun
             rate, cpu = asyncio.run(bare_rate(url, token, sample, args.window, args.seconds, cafile))
             rounds.bare.append(rate)
             rounds.bare_cpu.append(cpu)
-            result = asyncio.run(load_run(url, token, cafile, args.seconds, args.window))
+            result = asyncio.run(load_run(url, token, cafile, args.seconds, args.window, prepare=int(1.5 * rate * args.seconds)))
             rounds.load.append(result.metrics.acknowledged / result.elapsed)
             rounds.load_cpu.append(result.cpu_seconds / result.metrics.acknowledged * 1e6)
-            rounds.generated += result.starved
+            result = asyncio.run(load_run(url, token, cafile, args.seconds, args.window))
+            rounds.live.append(result.metrics.acknowledged / result.elapsed)
+            rounds.live_cpu.append(result.cpu_seconds / result.metrics.acknowledged * 1e6)
+            rounds.starved += result.starved
     return rounds
 
 
@@ -84,13 +96,17 @@ def show_throughput(title: str, rounds: Rounds) -> None:
     for name, rates, cpu in (
         ("bare websockets (pre-built frames)", rounds.bare, rounds.bare_cpu),
         ("nbwss-emu load (1 master, validating)", rounds.load, rounds.load_cpu),
+        ("  the same, generating live", rounds.live, rounds.live_cpu),
     ):
         print(f"  {name:<42}{median(rates):>10,.0f}{max(rates):>10,.0f}{median(cpu):>12.1f}")
     paired = median(m / b for m, b in zip(rounds.load, rounds.bare, strict=True))
     print(f"  throughput load/bare: median of rounds {paired:.2f}, best/best {max(rounds.load) / max(rounds.bare):.2f}")
     print(f"  CPU per acknowledgement bare/load (the ratio with a core each): {median(rounds.bare_cpu) / median(rounds.load_cpu):.2f}")
-    if rounds.generated:
-        print(f"  (load's master waited for its generator process {rounds.generated} times)")
+    live = median(m / b for m, b in zip(rounds.live, rounds.bare, strict=True))
+    print(
+        f"  generating live, load/bare: median of rounds {live:.2f} (one master's domain is one generator process, "
+        f"on {os.cpu_count()} cores with the endpoint; it waited for its generator {rounds.starved} times)"
+    )
 
 
 def main() -> None:
@@ -154,14 +170,15 @@ def latency(args: argparse.Namespace, rate: float, sample: list[bytes]) -> None:
             bare_latency.seconds.extend(
                 (p99(latencies), steal.share(begin, begin + 1)) for begin, latencies in by_second.items() if len(latencies) >= full
             )
-            metrics = asyncio.run(load_run(url, token, None, args.seconds, args.window, rate)).metrics
+            prepare = int(1.2 * rate * args.seconds)
+            metrics = asyncio.run(load_run(url, token, None, args.seconds, args.window, rate, prepare)).metrics
             load_latency.rounds.append(metrics.percentiles_ms()["p99"])
             load_latency.seconds.extend(
                 (metrics.percentiles_ms(second.latency)["p99"], steal.share(metrics.start + index, metrics.start + index + 1))
                 for index, second in metrics.seconds.items()
                 if second.latency.get_total_count() >= full
             )
-    print(f"\np99 ack latency at {rate:,.0f}/s (open model, latency from when each was due)")
+    print(f"\np99 ack latency at {rate:,.0f}/s (open model, latency from when each was due; load prepared)")
     print(f"  {'client':<18}{'median of rounds':>18}{'of seconds':>12}{'best tenth':>12}{'of quiet seconds':>18}")
     for name, figures in (("bare websockets", bare_latency), ("nbwss-emu load", load_latency)):
         quiet = figures.quiet()
