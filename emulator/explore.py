@@ -513,6 +513,7 @@ def explore(options: ExploreOptions) -> ExploreResult:
             phases=[Phase.generate, Phase.shrink],
             suppress_health_check=list(HealthCheck),
         )
+        forced = hypothesis.core.global_force_seed  # pytest's --hypothesis-seed, say: put back afterwards
         while time.monotonic() - started < options.budget:
             rounds += 1
             hypothesis.core.global_force_seed = round_seeds.randrange(1 << 31)  # type: ignore[assignment]  # as --hypothesis-seed sets it
@@ -526,7 +527,7 @@ def explore(options: ExploreOptions) -> ExploreResult:
                 failure = (broken, list(driver.log), driver.recorder)
                 break
             finally:
-                hypothesis.core.global_force_seed = None
+                hypothesis.core.global_force_seed = forced
     finally:
         if endpoint is not None:
             loop.call(endpoint.stop(), timeout=15)

@@ -40,10 +40,14 @@ def test_exploration_finds_and_shrinks_each_seeded_store_bug(fault: str, seed: i
         result.assert_passed()
 
 
-def test_a_correct_endpoint_survives_the_budget() -> None:
+def test_a_correct_endpoint_survives_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hypothesis.core  # noqa: PLC0415 - the global exploration borrows, as pytest's --hypothesis-seed sets it
+
+    monkeypatch.setattr(hypothesis.core, "global_force_seed", 1234)
     result = explore(ExploreOptions(settings=FAST, budget=1, seed=11, steps=8, examples_per_round=10))
     result.assert_passed()
     assert result.examples > 3
+    assert hypothesis.core.global_force_seed == 1234  # given back as it was
 
 
 def test_replay_sends_the_shrunk_failure_again_ids_and_resend_included(tmp_path: Path) -> None:
