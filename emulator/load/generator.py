@@ -29,7 +29,7 @@ import signal
 import struct
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -177,6 +177,7 @@ class Feed:
     taken: int = 0
     violations: list[Violation] = field(default_factory=list)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    on_arrival: Callable[[], None] | None = None  # called, as arrived is set, when notifications came (or the feed ended)
     hostname: str | None = None  # the emulated master's, from the generator with its first notifications
 
     def prepare(self, count: int) -> None:
@@ -258,11 +259,15 @@ class Generator:
                     if ended:
                         feed.ended, feed.requested = True, 0
                     feed.arrived.set()
+                    if feed.on_arrival is not None:
+                        feed.on_arrival()
         except asyncio.IncompleteReadError:
             self.ready.set()
             for feed in feeds:  # the generator is gone: what is buffered is all there is
                 feed.ended = True
                 feed.arrived.set()
+                if feed.on_arrival is not None:
+                    feed.on_arrival()
             if self.process.returncode not in (None, 0, -signal.SIGTERM):
                 raise ConnectError(f"the notification generator ended ({self.process.returncode})") from None
 

@@ -203,12 +203,15 @@ async def run_load(config: LoadConfig) -> LoadResult:
         ]
         close_together = CloseTogether(config.masters)
         recorders = [AckRecorder() for _ in range(config.masters)] if config.expect_state else []
+        # One generator of CONNECT ids and back-off jitter for all: a Random is 2.5 KiB, a tenth of a master's connection.
+        rng = random.Random(config.seed)
         masters = [
             _master(
-                config, index, targets, metrics, close_together, streams[index], scenario_start, recorders[index] if recorders else None
+                config, index, targets, metrics, close_together, streams[index], scenario_start, rng,
+                recorders[index] if recorders else None,
             )
             for index in range(config.masters)
-        ]
+        ]  # fmt: skip
         progress = asyncio.ensure_future(_every_second(config, metrics, masters, start, memory, generator))
         freezer = asyncio.ensure_future(_freeze_while_connecting(start + config.ramp_up + CONNECTING_GRACE))
         runs = [asyncio.ensure_future(_run_one(config, index, master, streams[index])) for index, master in enumerate(masters)]
@@ -329,7 +332,7 @@ class DomainResponder:
 
 def _master(
     config: LoadConfig, index: int, targets: list[Target], metrics: LoadMetrics, close_together: CloseTogether, stream: MasterStream,
-    scenario_start: float, recorder: AckRecorder | None = None,
+    scenario_start: float, rng: random.Random, recorder: AckRecorder | None = None,
 ) -> EmulatedMaster:  # fmt: skip
     on_ack, freed = metrics.on_ack, stream.acknowledged
 
@@ -341,7 +344,7 @@ def _master(
     settings = dataclasses.replace(config.settings, record_acks=False)  # the metrics keep histograms
     responder = DomainResponder(config.scenario, config.seed + index, scenario_start, config.profile, stream)
     return EmulatedMaster(
-        targets, settings, tls=config.tls, rng=random.Random(config.seed + index), stop=config.stop,
+        targets, settings, tls=config.tls, rng=rng, stop=config.stop,
         on_ack=acknowledged if recorder is None else _folding(acknowledged, recorder),
         close_together=close_together, responder=cast(CommandResponder, responder),
     )  # fmt: skip

@@ -1,11 +1,12 @@
 """Each master's notifications in a load run: what its feed brings, paced by the model, a bounded way ahead.
 
-The master takes notifications from an asynchronous iterable (one of these), so
-that its connection stays open while the generator catches up. The stream hands
-out no more than the master can use soon: in the closed model, as many as
-``ahead`` beyond what was acknowledged; in the open model, those due within
-``LEAD`` seconds. So memory stays bounded, a notification is counted as sent
-about when it leaves, and a run ends on time.
+The master takes notifications from its stream without waiting (a
+:class:`~emulator.protocol.run.PullSource`): no task and no timer per notification,
+one wake-up of the master when the generator brings what it waited for. The stream
+hands out no more than the master can use now: in the closed model, what its window
+takes; in the open model, the next notification, which the master holds until it is
+due. So memory stays bounded, a notification is counted as sent when it is due, and
+a run ends on time.
 """
 
 from __future__ import annotations
@@ -13,18 +14,15 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from typing import Any
 
 from emulator.load.generator import Feed
 from emulator.load.metrics import LoadMetrics
-from emulator.protocol.run import Paced
+from emulator.protocol.run import NOT_YET, Paced
 
 #: Notifications buffered ahead of the senders at most, all masters together (~600 bytes each).
 BUFFER = 50_000
-#: Open model: notifications are handed to the master this long before they are due (seconds): the master holds
-#: them until then, and a hiccup of the generator shorter than this costs nothing.
-LEAD = 1.0
 
 
 def feed_sizes(masters: int, window: int, rate: float | None, buffer: int | None = None) -> tuple[int, int]:
@@ -41,7 +39,7 @@ def feed_sizes(masters: int, window: int, rate: float | None, buffer: int | None
 
 
 class MasterStream:
-    """One master's notifications for the duration; the master's on_ack calls :meth:`acknowledged`."""
+    """One master's notifications for the duration, taken by the master as it can send them."""
 
     def __init__(
         self, feed: Feed, metrics: LoadMetrics, *, began: float, stop_at: float, window: int, rate: float | None, masters: int
@@ -51,78 +49,80 @@ class MasterStream:
         self.began = began
         self.stop_at = stop_at
         self.ahead = 2 * window  # closed model: handed out and not yet acknowledged, at most
-        self.reopen = self.ahead - max(1, window // 2)  # and handed out again from here (the master still has half a window)
         self.interval = masters / rate if rate else None  # open model: this master's share of the rate
         self.handed = 0
         self.outstanding = 0
-        self._room = asyncio.Event()
         self.starved = 0  # times the master had to wait for the generator
         self.starved_s = 0.0  # and for how long in all (seconds)
         self.slid = 0.0  # open model: how far its schedule slid for want of notifications (seconds)
+        self._wake: Callable[[], None] | None = None
+        self._blocked = False  # closed model: handed out ``ahead``: the next acknowledgement wakes the master
+        self._waiting_since: float | None = None  # when the master began to wait for the generator
+        self._ended = False
+
+    def bind(self, wake: Callable[[], None]) -> None:
+        """The master's wake-up: called when what it waits for comes (notifications, room, the end)."""
+        self._wake = wake
+        self.feed.on_arrival = self._arrived
+        if self.interval is None:  # the closed model ends at stop_at, whatever the master waits for
+            asyncio.get_running_loop().call_at(self.stop_at, wake)
 
     def acknowledged(self) -> None:
         self.outstanding -= 1
-        if self.outstanding == self.reopen:  # once per half window of acks, not per ack: one wake-up for many
-            self._room.set()
+        if self._blocked and self._wake is not None:
+            self._blocked = False
+            self._wake()
 
-    def __aiter__(self) -> AsyncIterator[Any]:
-        return self._items()
-
-    async def _items(self) -> AsyncIterator[Any]:
-        feed, metrics, interval = self.feed, self.metrics, self.interval
-        while True:
-            if interval is not None:
-                at = self.handed * interval + self.slid
-                due = self.began + at
-                if due >= self.stop_at:
-                    return
-                lead = due - LEAD - time.monotonic()
-                if lead > 0:
-                    await asyncio.sleep(lead)
-            else:
-                if time.monotonic() >= self.stop_at:
-                    return
-                while self.outstanding >= self.ahead:
-                    self._room.clear()
-                    if not await self._wait(self._room):
-                        return
-            item = feed.take()
-            while item is None:
-                if feed.ended or (interval is None and time.monotonic() >= self.stop_at):
-                    return
+    def take(self) -> Any:
+        """The next notification (open model: as a Paced step), None at the end, NOT_YET while there is none."""
+        if self._ended:
+            return None
+        interval, now = self.interval, time.monotonic()
+        due = at = 0.0
+        if interval is not None:
+            at = self.handed * interval + self.slid
+            due = self.began + at
+            if due >= self.stop_at:
+                return self._end()
+        else:
+            if now >= self.stop_at:
+                return self._end()
+            if self.outstanding >= self.ahead:
+                self._blocked = True
+                return NOT_YET
+        feed = self.feed
+        item = feed.take()
+        if item is None:
+            if feed.ended:
+                return self._end()
+            if self._waiting_since is None:
                 self.starved += 1
-                feed.arrived.clear()
-                waited = time.monotonic()
-                going_on = await self._wait(feed.arrived)
-                self.starved_s += time.monotonic() - waited
-                if not going_on:
-                    return
-                item = feed.take()
-                if interval is not None and time.monotonic() > due:
-                    # Late for want of a notification: the generator's delay, not the endpoint's. This master's
-                    # schedule slides by it, so its latency stays the endpoint's (its rate shows the loss).
-                    late = time.monotonic() - due
-                    self.slid += late
-                    at, due = at + late, due + late
-                    if due >= self.stop_at:
-                        return  # it came after the run's end: not sent (the buffer's, not the endpoint's, to account for)
-            self.handed += 1
-            if interval is not None:
-                metrics.on_sent(due)
-                yield Paced(at, item)
-            else:
-                self.outstanding += 1
-                metrics.on_sent(time.monotonic())
-                yield item
+                self._waiting_since = now
+            return NOT_YET
+        if self._waiting_since is not None:
+            self.starved_s += now - self._waiting_since
+            self._waiting_since = None
+            if interval is not None and now > due:
+                # Late for want of a notification: the generator's delay, not the endpoint's. This master's
+                # schedule slides by it, so its latency stays the endpoint's (its rate shows the loss).
+                late = now - due
+                self.slid += late
+                at, due = at + late, due + late
+                if due >= self.stop_at:
+                    return self._end()  # it came after the run's end: not sent (the buffer's, not the endpoint's, to account for)
+        self.handed += 1
+        if interval is not None:
+            self.metrics.on_sent(due)
+            return Paced(at, item)
+        self.outstanding += 1
+        self.metrics.on_sent(now)
+        return item
 
-    async def _wait(self, event: asyncio.Event) -> bool:
-        """Wait for ``event``, in the closed model no longer than the run lasts; whether the run goes on."""
-        if self.interval is not None:
-            await event.wait()
-            return True
-        timer = asyncio.get_running_loop().call_at(self.stop_at, event.set)  # a timer, not a task per wait
-        try:
-            await event.wait()
-        finally:
-            timer.cancel()
-        return time.monotonic() < self.stop_at
+    def _arrived(self) -> None:
+        if self._waiting_since is not None and self._wake is not None:
+            self._wake()
+
+    def _end(self) -> None:
+        """None, the end: nothing more is handed out."""
+        self._ended = True
+        self.feed.on_arrival = None

@@ -7,8 +7,9 @@ a run (:mod:`emulator.contract.rules`), so they live below all of them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from hdrh.histogram import HdrHistogram
 
@@ -145,3 +146,26 @@ class Report:
         if latency <= self.ack_limit:  # within the limit, but only after a resend (a resend interval shorter than it)
             return f"notification {message_id} acknowledged only after a resend, {latency * 1000:.0f} ms after its first send ({limit})"
         return f"notification {message_id} acknowledged {latency * 1000:.0f} ms after its first send ({limit})"
+
+
+class _NotYet:
+    def __repr__(self) -> str:
+        return "NOT_YET"
+
+
+#: What a :class:`PullSource` gives while it has nothing for now (it calls its wake-up when it has).
+NOT_YET: Any = _NotYet()
+
+
+@runtime_checkable
+class PullSource(Protocol):
+    """A stream of steps the sender takes from without waiting: no task, no wake-up per step.
+
+    ``take()`` gives the next step, None at the end, or :data:`NOT_YET`; after a NOT_YET
+    the source calls the function given to ``bind()`` once it has something (or ended).
+    A load run's masters are fed so (one wake-up per notification cost as much as sending it).
+    """
+
+    def bind(self, wake: Callable[[], None]) -> None: ...
+
+    def take(self) -> Any: ...

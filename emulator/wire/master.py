@@ -31,7 +31,7 @@ from websockets.protocol import State as WsState
 from emulator.exceptions import ConnectionFailed
 from emulator.findings import Finding, RuleId
 from emulator.protocol.codec import decode
-from emulator.protocol.run import Duplicate, Paced, Prepared, Raw, Reconnect, Report, Settings, Target
+from emulator.protocol.run import NOT_YET, Duplicate, Paced, Prepared, PullSource, Raw, Reconnect, Report, Settings, Target
 from emulator.protocol.sender import Reconnection, SendPolicy
 from emulator.protocol.session import (
     Acknowledged,
@@ -165,6 +165,7 @@ class EmulatedMaster:
         self._held: Any = None  # a Paced message waiting for its time, or a step left to the sender
         self._filling = False  # the sender is in _fill (the pacer then leaves sending to it)
         self._not_due = False  # the last look found the next notification not due yet (see _take_ready)
+        self._source_waits = False  # the last look found the source with nothing for now: it wakes the sender itself
         self._pacer: asyncio.TimerHandle | None = None  # sends the next paced notification when due (see _pace)
         self._source: _Source | None = None
         self._finished = False  # the run is over (its report made); the connection may still be closing
@@ -202,7 +203,7 @@ class EmulatedMaster:
 
     # -- the run --------------------------------------------------------------------------
 
-    async def run(self, messages: Iterable[Any] | AsyncIterable[Any]) -> Report:
+    async def run(self, messages: Iterable[Any] | AsyncIterable[Any] | PullSource) -> Report:
         """Send ``messages`` (NOTIFICATION REQUEST dicts, or Paced/Reconnect/Duplicate steps); returns the report.
 
         An asynchronous iterable keeps the connection open until it ends, so a caller
@@ -353,7 +354,7 @@ class EmulatedMaster:
         """
         policy = self.policy
         transport = ws.transport
-        self._not_due = False
+        self._not_due = self._source_waits = False
         while policy.window_open(len(session.pending)) and session.state is State.OPEN:
             if len(burst) >= MAX_BURST:
                 self._flush(ws, session, burst)
@@ -380,6 +381,7 @@ class EmulatedMaster:
                 burst.append(_register(session, item.message, due))
                 continue
             if item is _NOT_YET:
+                self._source_waits = True
                 return _STOP  # an asynchronous source has nothing for now; it wakes the sender
             return item
         return _STOP
@@ -540,7 +542,7 @@ class EmulatedMaster:
         elif item is not _STOP:
             self._held = item
             self._wake.set()
-        elif not self._arm_pacer(ws, session):
+        elif not self._arm_pacer(ws, session) and not self._source_waits:
             self._wake.set()  # stopped by the window, the endpoint not reading or a close: the sender's to see
 
     def _arm_pacer(self, ws: MasterConnection, session: MasterSession) -> bool:
@@ -801,7 +803,7 @@ def _kind(frame: str | bytes) -> tuple[str, str] | None:
     return None
 
 
-_NOT_YET = object()  # what an asynchronous source gives while it waits
+_NOT_YET = NOT_YET  # what an asynchronous or pull source gives while it waits
 _STOP = object()  # nothing more may leave for now
 
 
@@ -815,12 +817,16 @@ def _register(session: MasterSession, notification: dict[str, Any] | Prepared, d
 class _Source:
     """Items of a synchronous or asynchronous iterable, taken without blocking the sender."""
 
-    def __init__(self, items: Iterable[Any] | AsyncIterable[Any], wake: asyncio.Event) -> None:
+    def __init__(self, items: Iterable[Any] | AsyncIterable[Any] | PullSource, wake: asyncio.Event) -> None:
         self._sync: Iterator[Any] | None = None
+        self._pull: PullSource | None = None
         self._task: asyncio.Future[None] | None = None
         self._buffer: deque[Any] = deque()
         self._ended = False
-        if isinstance(items, AsyncIterable):
+        if isinstance(items, PullSource):
+            self._pull = items
+            items.bind(wake.set)
+        elif isinstance(items, AsyncIterable):
             self._task = asyncio.ensure_future(self._feed(aiter(items), wake))
         else:
             self._sync = iter(items)
@@ -836,6 +842,8 @@ class _Source:
 
     def next(self) -> Any:
         """The next item, None at the end, or _NOT_YET."""
+        if self._pull is not None:
+            return self._pull.take()
         if self._sync is not None:
             return next(self._sync, None)
         if self._buffer:

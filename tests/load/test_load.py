@@ -34,7 +34,7 @@ from emulator.load.metrics import FOLD_PER_ACK, LoadMetrics
 from emulator.load.runner import FREEZE_INTERVAL, LoadConfig, LoadResult, _freeze_while_connecting, run_load
 from emulator.load.streams import MasterStream, feed_sizes
 from emulator.load.thresholds import parse
-from emulator.protocol.run import Prepared, Target
+from emulator.protocol.run import NOT_YET, Prepared, Target
 from emulator.scenario import load as scenario
 from emulator.state import AckRecorder
 
@@ -461,6 +461,32 @@ def test_threshold_lines_say_units_and_what_was_measured() -> None:
     assert parse("lost==0").describe(3.0) == "3 lost"
 
 
+async def pull(stream: MasterStream, most: int) -> list[Any]:
+    """Take up to ``most`` steps from ``stream`` as a master does: on NOT_YET, until the stream wakes it; to its end."""
+    woken = asyncio.Event()
+    stream.bind(woken.set)
+    items: list[Any] = []
+    while len(items) < most:
+        item = stream.take()
+        if item is None:
+            break
+        if item is NOT_YET:
+            woken.clear()
+            await woken.wait()
+            continue
+        items.append(item)
+    return items
+
+
+async def arrive_late(feed: Feed, delay: float) -> None:
+    """Two notifications from a generator that took ``delay`` seconds (a stand-in for a slow one)."""
+    await asyncio.sleep(delay)
+    feed.buffer.extend(Prepared(f"id-{n}", b"{}") for n in range(2))
+    feed.arrived.set()
+    if feed.on_arrival is not None:
+        feed.on_arrival()
+
+
 def test_open_model_a_late_generator_slides_the_schedule_instead_of_counting_as_latency() -> None:
     """A notification that came from the generator after it was due is due when it came: the delay is not the endpoint's."""
 
@@ -472,16 +498,8 @@ def test_open_model_a_late_generator_slides_the_schedule_instead_of_counting_as_
         feed = Feed(0, 4, 4, Asks())  # type: ignore[arg-type]
         began = time.monotonic()
         stream = MasterStream(feed, LoadMetrics(began), began=began, stop_at=began + 10, window=64, rate=10.0, masters=1)
-        items = aiter(stream)
-
-        async def late() -> None:
-            await asyncio.sleep(0.3)
-            feed.buffer.extend(Prepared(f"id-{n}", b"{}") for n in range(2))
-            feed.arrived.set()
-
-        arriving = asyncio.ensure_future(late())
-        first = await anext(items)
-        second = await anext(items)
+        arriving = asyncio.ensure_future(arrive_late(feed, 0.3))
+        first, second = await pull(stream, 2)
         await arriving
         return [first.at, second.at]
 
@@ -519,14 +537,8 @@ def test_open_model_a_notification_that_slid_past_the_end_of_the_run_is_not_sent
         began = time.monotonic()
         metrics = LoadMetrics(began)
         stream = MasterStream(feed, metrics, began=began, stop_at=began + 0.2, window=64, rate=10.0, masters=1)
-
-        async def late() -> None:
-            await asyncio.sleep(0.3)
-            feed.buffer.extend(Prepared(f"id-{n}", b"{}") for n in range(2))
-            feed.arrived.set()
-
-        arriving = asyncio.ensure_future(late())
-        items = [item async for item in stream]
+        arriving = asyncio.ensure_future(arrive_late(feed, 0.3))
+        items = await pull(stream, 10)
         await arriving
         return items, metrics.sent
 
