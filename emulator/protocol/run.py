@@ -81,6 +81,9 @@ class Settings:
     max_size: int = 1024 * 1024
     validate: bool = True
     record_acks: bool = True  # each acknowledgement in Report.acks; a long run keeps counters and a histogram instead
+    # Acknowledged ids remembered, so that a second acknowledgement is ack.once and not an unknown id (ack.known-id):
+    # some 200 bytes each. A load run of many masters shares 65,536 among them.
+    ack_memory: int = 65_536
     ack_histogram: bool = False  # the latencies in Report.latency (an HDR histogram; a soak run, where acks are not recorded)
     # "deflate": offer permessage-deflate (RFC 7692). Off by default: NetBackup does not document offering
     # it, so an endpoint must work without; on, it tests the endpoint's compressed path.

@@ -153,8 +153,10 @@ class MasterSession:
         schemas: SchemaSet | None = None,
         rng: random.Random | None = None,
         max_frame_text: int = MAX_FRAME_TEXT,
+        ack_memory: int = ACKED_MEMORY,
     ) -> None:
         self.token = token
+        self.ack_memory = ack_memory  # acknowledged ids remembered (to tell a second acknowledgement from an unknown id)
         self.clock = clock
         self.resend_interval = resend_interval
         self.ignore_decoder = ignore_decoder
@@ -170,7 +172,7 @@ class MasterSession:
         self.pending: OrderedDict[str, Pending] = OrderedDict()
         self.counters = Counters()
         self.outgoing_violations: list[Violation] = []  # the master's own frames that break the schemas
-        # id -> copies sent and not yet acknowledged, in two generations of ACKED_MEMORY / 2: a full one is
+        # id -> copies sent and not yet acknowledged, in two generations of ack_memory / 2: a full one is
         # dropped whole. (One dict emptied from the front as it is filled, or an OrderedDict, left the
         # allocator with tables it did not give back: a soak's memory rose by 10% between 100,000 and 500,000.)
         self._acked: dict[str, int] = {}
@@ -381,7 +383,10 @@ class MasterSession:
                     RuleId.ACK_ONCE, "/id", f"notification {message_id} acknowledged again (more acknowledgements than copies sent)", data
                 )
             ]
-        return [self.violation(RuleId.ACK_KNOWN_ID, "/id", f"acknowledgement of {message_id}, which the master never sent", data)]
+        text = f"acknowledgement of {message_id}, which the master never sent"
+        if self.counters.acknowledged > self.ack_memory // 2:
+            text += f" (or acknowledged before the last {self.ack_memory // 2:,} it remembers)"
+        return [self.violation(RuleId.ACK_KNOWN_ID, "/id", text, data)]
 
     def _settle(self, pending: Pending, received_at: float | None = None) -> Acknowledged:
         """``pending`` has its acknowledgement, received at ``received_at`` or now (and is out of ``self.pending``)."""
@@ -395,7 +400,7 @@ class MasterSession:
     def _remember_ack(self, message_id: str, copies: int) -> None:
         acked = self._acked
         acked[message_id] = copies
-        if len(acked) >= ACKED_MEMORY // 2:
+        if len(acked) >= self.ack_memory // 2:
             self._acked_before, self._acked = acked, {}
 
     def forget_ack(self, message_id: str) -> None:

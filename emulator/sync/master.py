@@ -160,6 +160,7 @@ class SyncMaster:
             ignore_decoder=props.ignore_decoder,
             validate_outgoing=self.settings.validate,
             rng=self.rng,
+            ack_memory=self.settings.ack_memory,
         )
         self.report = Report(url=self.targets[0].url)
         # The same policy core as the asyncio master: fail-over order and back-off, lateness, when to give up.

@@ -220,6 +220,7 @@ class EmulatedMaster:
             ignore_decoder=props.ignore_decoder,
             validate_outgoing=settings.validate,
             rng=self.rng,
+            ack_memory=settings.ack_memory,
         )
         self._session = session
         self._source = _Source(messages, self._wake)

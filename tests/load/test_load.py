@@ -31,7 +31,7 @@ from emulator.harness import EndpointHandle, LoopThread
 from emulator.load.generator import Feed
 from emulator.load.html import series
 from emulator.load.metrics import FOLD_PER_ACK, LoadMetrics
-from emulator.load.runner import FREEZE_INTERVAL, LoadConfig, LoadResult, _freeze_while_connecting, run_load
+from emulator.load.runner import FREEZE_INTERVAL, LoadConfig, LoadResult, _freeze_while_connecting, master_settings, run_load
 from emulator.load.streams import MasterStream, feed_sizes
 from emulator.load.thresholds import parse
 from emulator.protocol.run import NOT_YET, Prepared, Target
@@ -82,6 +82,14 @@ def test_prepare_has_each_master_generate_that_many_before_the_clock_starts() ->
     result = asyncio.run(go())
     assert result.generated >= 2 * 500  # without it, the buffer's 40 and what was sent
     assert result.metrics.sent > 0 and result.metrics.lost == 0
+
+
+def test_the_masters_of_a_load_run_share_the_memory_of_acknowledged_ids() -> None:
+    """65,536 remembered ids for each of 5,000 masters grew a run by 160 bytes a notification: they share them."""
+    assert master_settings(LoadConfig(scenario("smoke"), masters=1)).ack_memory == 65_536
+    assert master_settings(LoadConfig(scenario("smoke"), masters=1000)).ack_memory == 65
+    assert master_settings(LoadConfig(scenario("smoke"), masters=5000)).ack_memory == 16  # at least
+    assert master_settings(LoadConfig(scenario("smoke"), masters=2)).record_acks is False
 
 
 def test_memory_is_bounded_by_the_buffer_not_the_duration() -> None:

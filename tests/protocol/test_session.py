@@ -156,6 +156,19 @@ def test_duplicate_and_unknown_acknowledgements_are_violations(clock, notificati
     assert isinstance(session.receive(ack(notifications[0]["id"]))[0], Acknowledged)
 
 
+def test_the_memory_of_acknowledged_ids_is_bounded_and_says_so(clock, notifications) -> None:
+    """With ack_memory 4, the last 2 to 4 acknowledged ids are remembered; a second ack of an older one says it may be that."""
+    session = opened(clock, ack_memory=4)
+    for message in notifications:
+        session.send(message)
+        session.receive(ack(message["id"]))
+    assert len(session._acked) + len(session._acked_before) <= 4
+    (recent,) = session.receive(ack(notifications[-1]["id"]))
+    assert recent.rule == "ack.once"
+    (old,) = session.receive(ack(notifications[0]["id"]))
+    assert old.rule == "ack.known-id" and "or acknowledged before the last 2 it remembers" in old.finding.message
+
+
 def test_undecodable_frames_close_unless_ignored(clock) -> None:
     strict = opened(clock)
     events = strict.receive("{not json")
