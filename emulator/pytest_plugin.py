@@ -34,10 +34,13 @@ from emulator.protocol.run import Settings, Target
 from emulator.rest import CommandResponder
 from emulator.rest.https import RestServer
 from emulator.scenario import Scenario, load
+from emulator.wire.master import ConnectError
 from emulator.wire.tls import TlsOptions
 
 MARKER = "nbwss_contract"
 _SEED = pytest.StashKey[int]()
+#: External endpoints that could not be reached this session, and why: the tests after the first one skip, not reconnect.
+_UNREACHABLE = pytest.StashKey[dict[str, str]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -57,6 +60,20 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("--nbwss-endpoint needs --nbwss-token (or NBWSS_TOKEN)")
     seed = config.getoption("--nbwss-seed")
     config.stash[_SEED] = seed if seed is not None else random.randrange(1_000_000)
+    config.stash[_UNREACHABLE] = {}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """An endpoint under test that cannot be reached: one line naming it and why, not a traceback through the emulator."""
+    try:
+        return (yield)
+    except ConnectError as error:
+        url = _external(item.config)
+        if not url or "nbwss_master" not in getattr(item, "fixturenames", ()):
+            raise
+        item.config.stash[_UNREACHABLE].setdefault(url, str(error))
+        raise pytest.fail.Exception(f"cannot reach the NBWSS endpoint {url} (--nbwss-endpoint): {error}", pytrace=False) from None
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -124,6 +141,9 @@ def nbwss_master(
     url = _external(config)
     token_for: Callable[[str], str] | None = None  # an external endpoint: the one token given, for every master
     if url:
+        unreachable = config.stash[_UNREACHABLE].get(url)
+        if unreachable is not None:  # said once, by the test that tried: the others do not try again
+            pytest.skip(f"the NBWSS endpoint {url} could not be reached earlier in this session: {unreachable}")
         targets = [Target(url, _token(config) or "")]  # the token was checked in pytest_configure
     else:
         endpoint: EndpointHandle = request.getfixturevalue("nbwss_endpoint")

@@ -207,8 +207,11 @@ def summary(figures: dict[str, Any]) -> list[str]:
             f"note: masters spent {generation['starved_share']:.0%} of their time waiting for the generator: it may have limited the rate "
             "(--buffer N for more ahead)"
         )
+    evidence = figures.get("evidence", {})
     for rule, count in sorted(figures["findings"].items()):
         lines.append(f"finding {rule}: {count}")
+        if evidence.get(rule):  # the first example; the JSON report keeps a few
+            lines.append(f"  e.g. {evidence[rule][0]}")
     for entry in figures["thresholds"]:
         lines.append(
             f"threshold {entry['threshold']}: {'met' if entry['met'] else 'NOT MET'} (measured {entry['measured']}; limit {entry['limit']})"

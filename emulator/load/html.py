@@ -134,8 +134,12 @@ def _thresholds(figures: dict[str, Any]) -> str:
 
 
 def _findings(figures: dict[str, Any]) -> str:
-    rows = "".join(f"<tr><td>{escape(rule)}</td><td>{count:,}</td></tr>" for rule, count in sorted(figures["findings"].items()))
-    return f"<table><tr><th>rule</th><th>findings</th></tr>{rows}</table>" if rows else "<p>no findings</p>"
+    evidence = figures.get("evidence", {})
+    rows = "".join(
+        f"<tr><td>{escape(rule)}</td><td>{count:,}</td><td>{escape((evidence.get(rule) or [''])[0])}</td></tr>"
+        for rule, count in sorted(figures["findings"].items())
+    )
+    return f"<table><tr><th>rule</th><th>findings</th><th>first example</th></tr>{rows}</table>" if rows else "<p>no findings</p>"
 
 
 def _drain(go: Any, figure: Any, seconds: list[dict[str, Any]]) -> None:

@@ -32,10 +32,11 @@ import os
 import random
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from emulator.contract.rules import EVIDENCE
 from emulator.findings import RuleId
 from emulator.load import children
 from emulator.load.children import Child
@@ -43,7 +44,7 @@ from emulator.load.generator import Generators, processes_for
 from emulator.load.metrics import LoadMetrics
 from emulator.load.streams import MasterStream, feed_sizes
 from emulator.protocol.run import Report, Settings, Target
-from emulator.protocol.session import Acknowledged
+from emulator.protocol.session import Acknowledged, Violation
 from emulator.responders import DEFAULT_PROFILE, CommandExchange, CommandResponder
 from emulator.scenario import Timeline
 from emulator.scenario.model import Scenario
@@ -106,6 +107,7 @@ class LoadResult:
     rss_peak: int | None = None  # the most seen while it ran (sampled each second and at the end)
     hostnames: list[str | None] = field(default_factory=list)  # each master's, in the masters' order (None: never heard)
     recorders: list[AckRecorder] = field(default_factory=list)  # with expect_state: each master's, in the same order
+    evidence: dict[str, list[str]] = field(default_factory=dict)  # the first few examples of each finding, by rule
 
     def expected_state(self) -> dict[str, Any]:
         """What the endpoint was told, as jobs and images per master (``schemas/expected-state.json``).
@@ -135,7 +137,8 @@ class LoadResult:
                 "masters_connected": sum(1 for r in self.reports if r.established),
                 "masters_refused": sum(1 for r in self.reports if r.refused),
                 "commands": {"answered": len(commands), "failed": sum(1 for c in commands if c.status >= 400)},
-                "late": sum(len(r.late_acks) for r in self.reports),
+                "late": sum(r.late for r in self.reports),  # all of them: late_acks keeps only the first hundred per master
+                "evidence": self.evidence,
                 "generation": {
                     "first_sent_s": round(self.first_sent_s, 3) if self.first_sent_s is not None else None,
                     "first_sent_at": self.first_sent_at,  # time.monotonic() then: the system's clock, comparable across processes
@@ -232,7 +235,7 @@ async def run_load(config: LoadConfig) -> LoadResult:
         if not reports and errors:
             raise ConnectError(str(errors[0]))
         interrupted = interrupted or any(r.interrupted for r in reports)
-        _count(metrics, reports, errors, generator)
+        evidence = _count(metrics, reports, errors, generator)
         first = generator.first_at
         return LoadResult(
             config, metrics, reports, elapsed, targets[0].url, interrupted,
@@ -240,7 +243,7 @@ async def run_load(config: LoadConfig) -> LoadResult:
             first_sent_at=max(first, start) if first is not None and metrics.sent else None,
             setup_s=start - began, generation_cpu_s=generator.cpu_seconds, generation_processes=len(generator.parts), generation_rss_peak=generator.rss_peak,
             all_started_s=max((s.began for s in streams), default=start) - start, starved=sum(s.starved for s in streams), starved_share=sum(s.starved_s for s in streams) / max(1e-9, elapsed * len(streams)), generated=sum(f.taken + len(f.buffer) for f in generator.feeds), cpu_seconds=cpu, rss_at_start=memory.start, rss_peak=memory.peak,
-            hostnames=[feed.hostname for feed in generator.feeds], recorders=recorders,
+            hostnames=[feed.hostname for feed in generator.feeds], recorders=recorders, evidence=evidence,
         )  # fmt: skip
     finally:
         gc.unfreeze()
@@ -253,13 +256,20 @@ async def _stop(server: Child) -> None:
     await server.wait(0.2)
 
 
-def _count(metrics: LoadMetrics, reports: list[Report], errors: list[BaseException], generator: Generators) -> None:
-    """Fold the masters' reports into the figures: what was lost, refused, late or broken is a finding."""
-    findings = metrics.findings
+def _count(metrics: LoadMetrics, reports: list[Report], errors: list[BaseException], generator: Generators) -> dict[str, list[str]]:
+    """Fold the masters' reports into the figures: what was lost, refused, late or broken is a finding.
 
-    def add(rule: str, count: int) -> None:
+    Returns the evidence: for each rule found, its first examples (at most
+    :data:`~emulator.contract.rules.EVIDENCE`), worded as ``run`` words them.
+    """
+    findings = metrics.findings
+    evidence: dict[str, list[str]] = {}
+
+    def add(rule: str, count: int, examples: Iterable[str] = ()) -> None:
         if count:
             findings[rule] = findings.get(rule, 0) + count
+            kept = evidence.setdefault(rule, [])
+            kept.extend(itertools.islice(examples, max(0, EVIDENCE - len(kept))))
 
     left = sum(report.sent for report in reports)
     if metrics.sent > left:  # handed to masters that never sent them: refused, or stopped first
@@ -269,13 +279,23 @@ def _count(metrics: LoadMetrics, reports: list[Report], errors: list[BaseExcepti
         metrics.retried += report.resent
         metrics.connections_opened += report.established
         metrics.connections_dropped += report.drops
-        add(RuleId.CONNECT_ACCEPTS_TOKEN, 1 if report.refused else 0)  # a refused master sent nothing: never a pass
-        add(RuleId.ACK_EVERY_NOTIFICATION, len(report.lost))
-        add(RuleId.ACK_WITHIN_TIMEOUT, len(report.late_acks))  # late as run counts it: beyond notification.sendTimeout
+        # a refused master sent nothing: never a pass
+        add(RuleId.CONNECT_ACCEPTS_TOKEN, 1 if report.refused else 0, [f"CONNECT to {report.url} answered valid: false"])
+        lost = (f"notification {message_id} never acknowledged" for message_id in report.lost)
+        add(RuleId.ACK_EVERY_NOTIFICATION, len(report.lost), itertools.chain([report.error] if report.error else [], lost))
+        # late as run counts it: beyond notification.sendTimeout (all of them; late_acks keeps the first hundred)
+        add(RuleId.ACK_WITHIN_TIMEOUT, report.late, (report.late_text(i, latency) for i, latency in report.late_acks))
     # what the endpoint broke, and what the generator found in the masters' own frames
     for violation in itertools.chain(*(r.violations for r in reports), *(f.violations for f in generator.feeds)):
-        add(violation.rule, 1)
-    add(RuleId.CONNECT_ANSWERED, len(errors))  # masters that could not connect while others could
+        add(violation.rule, 1, [_quoted(violation)])
+    add(RuleId.CONNECT_ANSWERED, len(errors), (str(error) for error in errors))  # masters that could not connect while others could
+    return evidence
+
+
+def _quoted(violation: Violation) -> str:
+    """A violation as ``run``'s evidence words it: where in the frame, what is wrong, and the frame (its start)."""
+    text = f"{violation.finding.pointer or '/'}: {violation.finding.message}"
+    return f"{text} in {violation.frame[:300]}" if violation.frame else text
 
 
 #: Acknowledged ids remembered by all masters of a run together, and by each at least (see Settings.ack_memory).
@@ -446,7 +466,7 @@ async def _every_second(
                 "acked_per_s": round((metrics.acknowledged - last_acked) / span),
                 "outstanding": metrics.sent - metrics.acknowledged,
                 "latency_ms": metrics.percentiles_ms(second.latency) if second is not None else metrics.percentiles_ms(),
-                "errors": sum(len(m.report.violations) + m.report.drops + len(m.report.late_acks) + m.report.refused for m in masters),
+                "errors": sum(len(m.report.violations) + m.report.drops + m.report.late + m.report.refused for m in masters),
             }
         )
         last_sent, last_acked, last_at = metrics.sent, metrics.acknowledged, now

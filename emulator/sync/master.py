@@ -58,6 +58,8 @@ from emulator.wire.tls import TlsOptions, client_context
 
 #: Violations kept in the report with their frames; beyond, only counted (a long Locust run must stay small).
 MAX_VIOLATIONS = 1000
+#: Late acknowledgements kept as evidence when acknowledgements are not recorded; all are counted (Report.late).
+MAX_LATE_KEPT = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +279,7 @@ class SyncMaster:
         report = self.report
         report.sent, report.resent = self.session.counters.sent, self.session.counters.resent
         report.duplicate_acks = self.session.counters.duplicate_acks
+        report.acknowledged = self.session.counters.acknowledged
         found: dict[str, int] = {str(result.rule.id): result.failures for result in evaluate(RunFacts(report)) if result.status == FAILED}
         for rule, count in self.overflow.items():
             contract_rule = _CONTRACT_RULE.get(rule, rule)
@@ -489,7 +492,9 @@ class SyncMaster:
         # Late as run judges it: resent for want of an ack, or slow since the last send (a resend after a
         # reconnect restarts the clock: the time without a connection is not the endpoint's to answer for).
         if self.policy.is_late(event.latency, event.overdue):
-            report.late_acks.append((event.message_id, latency))
+            report.late += 1  # all of them, for findings(); the evidence only up to MAX_LATE_KEPT in a long (Locust) run
+            if self.settings.record_acks or len(report.late_acks) < MAX_LATE_KEPT:
+                report.late_acks.append((event.message_id, latency))
             error = (
                 f"[ack.within-timeout] acknowledged {latency * 1000:.0f} ms after the first send "
                 f"(limit {self._ack_limit * 1000:.0f} ms, {event.attempts} sends)"

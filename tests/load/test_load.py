@@ -185,6 +185,46 @@ def test_late_acknowledgements_are_findings_as_in_run(capsys, endpoint: Endpoint
     assert "finding ack.within-timeout:" in out and " 0 late" not in out
 
 
+def test_every_late_acknowledgement_is_counted_not_only_those_kept_as_evidence(capsys, tmp_path: Path, endpoint: EndpointHandle) -> None:
+    """A master keeps 100 late acknowledgements as evidence; late and the finding count all of them."""
+    endpoint.fault = "late-ack"  # each ack 0.4 s after its notification, all beyond the 0.1 s limit
+    report = tmp_path / "load.json"
+    code, out, _ = run(
+        capsys, "load", "smoke", "--masters", "1", "--duration", "0.3", "--window", "200", "--endpoint", endpoint.url,
+        f"--token={endpoint.token}", "--ack-timeout", "0.1", "--resend-interval", "5", "--json", str(report), "--quiet",
+    )  # fmt: skip
+    assert code == 1
+    figures = json.loads(report.read_text())
+    assert figures["late"] == figures["acknowledged"] == figures["sent"] > 100, out
+    assert figures["findings"] == {"ack.within-timeout": figures["late"]}
+    assert f"{figures['late']} late" in out and f"finding ack.within-timeout: {figures['late']}" in out
+
+
+def test_findings_carry_evidence_in_the_json_and_the_first_example_of_each_is_printed(
+    capsys, tmp_path: Path, endpoint: EndpointHandle
+) -> None:
+    """As run's evidence: the quoted frame that broke a rule (here the CONNECT answer), and each late ack's id and latency."""
+    endpoint.fault = "connect-not-boolean"  # CONNECT answered {"valid": "true"}
+    report = tmp_path / "load.json"
+    argv = ["load", "smoke", "--masters", "2", "--duration", "0.3", "--endpoint", endpoint.url, f"--token={endpoint.token}"]
+    page = tmp_path / "load.html"
+    code, out, _ = run(capsys, *argv, "--json", str(report), "--html", str(page), "--quiet")
+    assert code == 1
+    evidence = json.loads(report.read_text())["evidence"]
+    assert set(evidence) == {"connect.answered", "frames.schema"}
+    assert all(len(examples) == 2 and '"payload":{"valid":"true"}' in examples[0] for examples in evidence.values())
+    assert f"finding connect.answered: 2\n  e.g. {evidence['connect.answered'][0]}\n" in out
+    assert f"<td>{htmllib.escape(evidence['connect.answered'][0])}</td>" in page.read_text()  # the findings table too
+
+    endpoint.fault = "late-ack"  # each ack 0.4 s after its notification
+    more = ["--ack-timeout", "0.1", "--resend-interval", "5", "--window", "8", "--json", str(report), "--quiet"]
+    code, out, _ = run(capsys, *argv, *more)
+    late = json.loads(report.read_text())["evidence"]["ack.within-timeout"]
+    assert len(late) == 5  # a few, however many were late
+    assert all(re.fullmatch(r"notification [0-9A-F-]{36} acknowledged \d+ ms after its first send \(.* is 100 ms\)", e) for e in late)
+    assert f"  e.g. {late[0]}\n" in out
+
+
 def test_load_answers_the_endpoints_command_requests(capsys, tmp_path: Path, endpoint: EndpointHandle) -> None:
     """The endpoint logs in and reads the jobs after each CONNECT: load answers from each master's domain."""
     report = tmp_path / "load.json"

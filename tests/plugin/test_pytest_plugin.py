@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -226,3 +229,44 @@ def test_the_readme_example_passes(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_nbwss=_readme_example())
     result = run(pytester)
     result.assert_outcomes(passed=len(RULES) - 1 + 4, skipped=1)
+
+
+def test_an_unreachable_endpoint_is_one_line_naming_it_and_the_cause_not_a_traceback_per_test(pytester: pytest.Pytester) -> None:
+    """The first test to connect fails with one line; the others skip saying why, without connecting again."""
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    url = f"ws://127.0.0.1:{port}/nbwss"
+    pytester.makepyfile(test_nbwss=_readme_example())
+    result = run(pytester, "-rs", "--nbwss-endpoint", url, "--nbwss-token", "t")
+    output = result.stdout.str()
+    result.assert_outcomes(failed=1, skipped=len(RULES) - 1 + 4)  # every other test
+    cause = f"connection refused by 127.0.0.1:{port}"
+    failures = output[output.index("= FAILURES =") : output.index("short test summary info")]
+    said = [line for line in failures.splitlines() if not line.startswith(("=", "_"))]  # under the test's header, nothing more
+    assert said == [f"cannot reach the NBWSS endpoint {url} (--nbwss-endpoint): {cause}"]
+    assert f"the NBWSS endpoint {url} could not be reached earlier in this session: {cause}" in output  # the skips' reason (-rs)
+    assert "Traceback" not in output and "emulator/wire" not in output and len(output.splitlines()) < 80
+
+
+def test_after_an_endpoint_could_not_be_reached_the_other_tests_do_not_connect_again(pytester: pytest.Pytester) -> None:
+    accepted: list[int] = []
+    with socket.socket() as server:  # takes each connection and closes it: no WebSocket handshake
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+
+        def serve() -> None:
+            with contextlib.suppress(OSError):
+                while True:
+                    connection, _ = server.accept()
+                    accepted.append(1)
+                    connection.close()
+
+        threading.Thread(target=serve, daemon=True).start()
+        url = f"ws://127.0.0.1:{server.getsockname()[1]}/nbwss"
+        tests = "".join(f"def test_{n}(nbwss_master):\n    nbwss_master.backup(policy_type='STANDARD')\n\n" for n in range(5))
+        pytester.makepyfile(test_x=tests)
+        result = run(pytester, "--nbwss-endpoint", url, "--nbwss-token", "t")
+    result.assert_outcomes(failed=1, skipped=4)
+    assert len(accepted) == 1
+    result.stdout.fnmatch_lines([f"*cannot reach the NBWSS endpoint {url} (--nbwss-endpoint): *"])

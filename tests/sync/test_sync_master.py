@@ -307,3 +307,14 @@ def test_drain_waits_for_what_is_in_flight_and_reports_the_rest_lost_without_wai
     assert time.monotonic() - started < 5
     lost = [s for s in samples if s.error and "before the master stopped" in s.error]
     assert len(lost) == 4 == len(sync.report.lost) and sync.findings()["ack.every-notification"] == 4
+
+
+def test_late_acknowledgements_are_counted_in_the_findings_as_run_counts_them(endpoint: ReferenceEndpoint) -> None:
+    """Each acknowledgement beyond the limit is one ack.within-timeout failure (the Locust summary prints these counts)."""
+    endpoint.fault, endpoint.late_ack_delay = Fault.LATE_ACK, 0.3
+    samples: list[Sample] = []
+    sync = master(endpoint, samples, window=3, ack_timeout=0.1, properties=NbwssProperties(resend_interval=5))
+    report = sync.run(notifications(3))
+    assert not report.lost and report.late == 3
+    assert sync.findings() == {"ack.within-timeout": 3}
+    assert [s.error.split(" ")[0] for s in samples if s.kind == "NBWSS" and s.error] == ["[ack.within-timeout]"] * 3
