@@ -218,9 +218,13 @@ class SyncMaster:
             self._fill(ws, source)
         if self._exhausted and not session.pending:
             return False
-        deadline = self._deadline()
         try:
-            frame = ws.recv(timeout=max(0.0, deadline - self.clock()))
+            # What already came is taken without a timer (under gevent, a wait with a time-out makes one each
+            # time); only an empty queue waits, until the next thing falls due.
+            try:
+                frame = ws.recv(timeout=0)
+            except TimeoutError:
+                frame = ws.recv(timeout=max(0.0, self._deadline() - self.clock()))
         except TimeoutError:
             self._overdue(ws)
             return True
