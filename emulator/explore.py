@@ -437,6 +437,15 @@ class Driver:
                 break
         return condition() or self._run.done() or deadline == limit
 
+    def _sends(self, ids: list[str]) -> Counter[str]:
+        """How often the master sent each of ``ids`` (resent after a reconnect, or after the resend interval)."""
+        wanted = set(ids)
+        return Counter(
+            frame["id"]
+            for line in self.recorder.lines
+            if line["dir"] == "out" and isinstance(frame := line.get("frame"), dict) and frame.get("id") in wanted
+        )
+
     def check_time(self) -> None:
         """OutOfTime when the deadline has passed."""
         if time.monotonic() >= self.deadline:
@@ -458,7 +467,9 @@ class Driver:
         found = []
         missing = [i for i in self.awaited if not self.acks[i]]
         if missing:
-            found.append(f"{len(missing)} notification(s) not acknowledged within {self._wait_limit():g}s: {', '.join(missing[:3])}")
+            sends = self._sends(missing[:3])
+            named = ", ".join(i + (f" (sent {sends[i]} times)" if sends[i] > 1 else "") for i in missing[:3])
+            found.append(f"{len(missing)} notification(s) not acknowledged within {self._wait_limit():g}s: {named}")
         unanswered = [i for i, wanted in self.duplicates.items() if self.acks[i] < wanted]
         if unanswered:
             found.append(
