@@ -161,18 +161,21 @@ def test_a_resent_acknowledged_id_never_acknowledged_again_is_a_duplicate_accept
 
 
 async def _reordering_endpoint(url: list[str]) -> Any:
-    """A correct endpoint that acknowledges what came in the last 20 ms in reverse order (as batching endpoints do)."""
+    """A correct endpoint that acknowledges a burst in reverse order once 20 ms pass without a notification (as batching endpoints do)."""
     from websockets.asyncio.server import ServerConnection, serve  # noqa: PLC0415
 
     async def handle(websocket: ServerConnection) -> None:
         session = EndpointSession("token")
         held: list[dict[str, Any]] = []
+        loop = asyncio.get_running_loop()
+        last = [loop.time()]
 
         async def flush() -> None:
             while True:
-                await asyncio.sleep(0.02)
-                while held:
-                    await websocket.send(encode(held.pop()).decode())
+                await asyncio.sleep(0.005)
+                if held and loop.time() - last[0] >= 0.02:
+                    while held:
+                        await websocket.send(encode(held.pop()).decode())
 
         flusher = asyncio.ensure_future(flush())
         try:
@@ -180,6 +183,7 @@ async def _reordering_endpoint(url: list[str]) -> Any:
                 for reply in session.receive(frame):
                     if isinstance(reply, Reply) and reply.kind == "ack":
                         held.append(reply.message)
+                        last[0] = loop.time()
                     elif isinstance(reply, Reply):
                         await websocket.send(encode(reply.message).decode())
         finally:
