@@ -10,8 +10,12 @@ collections) stand for ours, and a field mapped to ``null`` is not compared::
 
 Records of the endpoint may come as an object keyed by anything or as a list: they
 are matched by ``jobId`` and ``backupId`` (after mapping). Masters are matched by
-name, or, when each side has exactly one, with each other whatever their names
-(an endpoint may not know the master's name: NBWSS messages do not carry it).
+name, or, when the endpoint exports exactly one, it holds them all whatever their
+names (an endpoint may not know the master's name: NBWSS messages do not carry it,
+and masters that share a registration are one to it). Compared so, a job or image
+that several masters reported (an AIR image: the source's and the target's) may be
+stored as any one of them told it, whichever came last to the endpoint. A master
+with no jobs and no images is no difference where the other side has nothing for it.
 """
 
 from __future__ import annotations
@@ -58,34 +62,44 @@ def diff(expected: dict[str, Any], actual: dict[str, Any], mapping: dict[str, An
     """The differences between an expected state and an endpoint's export (mapped with ``mapping``)."""
     expected_masters = _masters(expected, "expected")
     actual_masters = _masters(actual, "actual")
-    pairs: list[tuple[str, dict[str, Any] | None, dict[str, Any] | None]] = []
+    pairs: list[tuple[str, Versions | None, dict[str, Any] | None]] = []
     if len(actual_masters) == 1 and len(expected_masters) >= 1:
         # An endpoint that does not tell masters apart (one token for all) exports one master: it holds them all.
         (_, only_theirs) = next(iter(actual_masters.items()))
         name = next(iter(expected_masters)) if len(expected_masters) == 1 else " + ".join(sorted(expected_masters))
-        pairs.append((name, _union(expected_masters.values()), only_theirs))
+        pairs.append((name, _versions(expected_masters.values()), only_theirs))
     else:
         for name in sorted(set(expected_masters) | set(actual_masters)):
-            pairs.append((name, expected_masters.get(name), actual_masters.get(name)))
+            mine = expected_masters.get(name)
+            pairs.append((name, None if mine is None else _versions([mine]), actual_masters.get(name)))
     differences: list[Difference] = []
     for name, mine, theirs in pairs:
         if mine is None or theirs is None:
-            differences.append(Difference(name, "master", "", "missing" if theirs is None else "extra"))
+            # A master one side has nothing for is no difference when the other holds nothing for it either.
+            if mine is not None and any(mine.values()):
+                differences.append(Difference(name, "master", "", "missing"))
+            elif theirs is not None and any(_records(theirs, collection, mapping) for collection in _KEYS):
+                differences.append(Difference(name, "master", "", "extra"))
             continue
-        for collection in ("jobs", "images"):
+        for collection in _KEYS:
             fields = (mapping or {}).get("fields", {}).get(collection, {})
             skipped = {ours for ours, their_name in fields.items() if their_name is None}
-            differences.extend(_compare(name, collection, _records(mine, collection, None), _records(theirs, collection, mapping), skipped))
+            differences.extend(_compare(name, collection, mine[collection], _records(theirs, collection, mapping), skipped))
     return differences
 
 
-def _union(masters: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """Several masters' jobs and images as one master's (their keys are the jobs' and images' own ids)."""
-    union: dict[str, Any] = {"jobs": {}, "images": {}}
+#: One side's masters as compared: per collection, every version of each record (one per master that reported it).
+Versions = dict[str, dict[str, list[dict[str, Any]]]]
+
+
+def _versions(masters: Iterable[dict[str, Any]]) -> Versions:
+    """The jobs and images of one master, or of several as one (their keys are the jobs' and images' own ids)."""
+    versions: Versions = {collection: {} for collection in _KEYS}
     for master in masters:
-        for collection in ("jobs", "images"):
-            union[collection].update(master.get(collection, {}))
-    return union
+        for collection in _KEYS:
+            for key, record in _records(master, collection, None).items():
+                versions[collection].setdefault(key, []).append(record)
+    return versions
 
 
 def _masters(document: Any, side: str) -> dict[str, dict[str, Any]]:
@@ -126,23 +140,33 @@ def _records(master: dict[str, Any], collection: str, mapping: dict[str, Any] | 
 
 
 def _compare(
-    master: str, collection: str, mine: dict[str, dict[str, Any]], theirs: dict[str, dict[str, Any]], skipped: set[str]
+    master: str, collection: str, mine: dict[str, list[dict[str, Any]]], theirs: dict[str, dict[str, Any]], skipped: set[str]
 ) -> list[Difference]:
     kind = _KINDS[collection]
-    differences = []
+    differences: list[Difference] = []
     for key in sorted(set(mine) | set(theirs), key=_order):
         if key not in theirs:
             differences.append(Difference(master, kind, key, "missing"))
         elif key not in mine:
             differences.append(Difference(master, kind, key, "extra"))
         else:
-            stored = theirs[key]
-            for field, value in mine[key].items():
-                if field in skipped:
-                    continue
-                other = stored.get(field, _ABSENT)
-                if not _same(value, other):
-                    differences.append(Difference(master, kind, key, "different", field, value, other))
+            # Stored as any one master told it is right (masters compared as one: whichever came last); when it is
+            # none of them, the differences from the nearest version are what is wrong.
+            found = [_fields_differing(master, kind, key, version, theirs[key], skipped) for version in mine[key]]
+            differences.extend(sorted(found, key=len)[0])
+    return differences
+
+
+def _fields_differing(
+    master: str, kind: str, key: str, mine: dict[str, Any], stored: dict[str, Any], skipped: set[str]
+) -> list[Difference]:
+    differences = []
+    for field, value in mine.items():
+        if field in skipped:
+            continue
+        other = stored.get(field, _ABSENT)
+        if not _same(value, other):
+            differences.append(Difference(master, kind, key, "different", field, value, other))
     return differences
 
 

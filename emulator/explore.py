@@ -6,25 +6,34 @@ replication, failures), which queue the notifications NetBackup would send, and
 interleaves transport events within the protocol: sending what is queued in
 batches of a drawn size, in one burst, with a reconnect while notifications are
 pending, while the master reads slowly, and resending an acknowledged id. After
-each step it checks that everything sent was acknowledged, that the endpoint
-kept the connection, that every frame was valid, and (given a state fetch) that
-the endpoint's state equals the truth: the expected state of the acknowledged
-notifications (:mod:`emulator.state`).
+each step it checks that everything sent was acknowledged (a resent id again),
+that the endpoint kept the connection, that every frame was valid, and (given a
+state fetch) that the endpoint's state equals the truth: the expected state of
+the acknowledged notifications (:mod:`emulator.state`). A wrong answer to
+CONNECT is a failure too, found at the first connection.
 
 A failure is shrunk by hypothesis to the shortest sequence, run once more, and
 that run's transcript is saved: ``nbwss-emu replay`` sends the same frames, ids
 included (:func:`read_replay_steps` turns the transcript back into steps).
+
+The budget holds within hypothesis' runs: every wait for acknowledgements ends
+at it, and so does shrinking, ``shrink_time`` past it at most (a tenth of it, 30 s
+at most, by default); what was found by then (the shortest failing sequence so
+far) is the result.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
+import math
 import pickle
 import random
 import secrets
 import time
+import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -40,12 +49,13 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from emulator.diffstate import diff
 from emulator.endpoint.server import Fault, ReferenceEndpoint
-from emulator.exceptions import NbwssError, UsageError
+from emulator.exceptions import ConnectionFailed, NbwssError, UsageError
+from emulator.findings import RuleId
 from emulator.harness import _step
 from emulator.protocol.codec import encode
 from emulator.protocol.messages import new_id
 from emulator.protocol.run import Duplicate, Reconnect, Settings, Target
-from emulator.protocol.session import Acknowledged
+from emulator.protocol.session import Acknowledged, Violation
 from emulator.responders import CommandResponder
 from emulator.scenario import Timeline, load
 from emulator.state import expected_state
@@ -76,7 +86,8 @@ class ExploreOptions:
     targets: list[Target] = field(default_factory=list)
     settings: Settings = field(default_factory=Settings)
     tls: TlsOptions = field(default_factory=TlsOptions)
-    budget: float = 300.0  # seconds of exploration (shrinking a failure may take a little longer)
+    budget: float = 300.0  # seconds of exploration, shrinking included (see shrink_time)
+    shrink_time: float | None = None  # shrinking may go on past the budget this long at most; default a tenth of it, 30 s at most
     seed: int | None = None
     steps: int = 12  # steps of one example at most
     examples_per_round: int = 40  # a round is one hypothesis run (about 0.2 s of its own); rounds go on until the budget is spent
@@ -110,6 +121,19 @@ class ExploreResult:
 
 class Broken(AssertionError):
     """An invariant that did not hold after a step."""
+
+
+class OutOfTime(KeyboardInterrupt):
+    """The budget is spent: ends hypothesis' run at once.
+
+    Hypothesis stops on a KeyboardInterrupt without recording the example (any other
+    exception is a failure to shrink, or breaks its record of what was drawn);
+    :func:`explore` catches this one around each run.
+    """
+
+
+class StateUnavailable(ConnectionFailed):
+    """The endpoint's state cannot be read at all: testing cannot start (exit 2)."""
 
 
 # -- the transcript of one example ----------------------------------------------------------
@@ -220,7 +244,11 @@ class Driver:
         self.sent: list[dict[str, Any]] = []  # in the order sent (each id once)
         self.awaited: list[str] = []  # ids sent whose acknowledgement is due
         self.acks: Counter[str] = Counter()
+        self.first_acked: str | None = None  # the first id acknowledged: the one a Duplicate step resends
+        self.duplicates: dict[str, int] = {}  # ids resent on purpose: how many acknowledgements each must have
         self.log: list[str] = []
+        self.deadline = math.inf  # no wait goes past it (monotonic time): OutOfTime then
+        self.best: tuple[str, list[str], ExampleRecorder] | None = None  # the shortest failing example so far
         self._steps: dict[str, Any] = {}
 
     # -- life of an example ---------------------------------------------------------------
@@ -234,6 +262,8 @@ class Driver:
         self.hostname = self.timeline.masters[self.primary].hostname
         self.recorder = ExampleRecorder()
         self.outbox, self.sent, self.awaited, self.acks, self.log = [], [], [], Counter(), []
+        self.first_acked, self.duplicates = None, {}
+        self.check_time()
         self.loop.call(self._open(seed), timeout=self.options.settings.connect_timeout + 5)
 
     async def _open(self, seed: int) -> None:
@@ -256,7 +286,16 @@ class Driver:
             await asyncio.sleep(0.002)
         if self._run.done():
             error = self._run.exception()
-            raise error if error is not None else ConnectError("the endpoint did not accept the CONNECT")
+            if error is not None:
+                raise error
+            report = self.master.report
+            wrong = [v for v in report.violations if v.rule == RuleId.CONNECT_ANSWERED]
+            if wrong:  # the endpoint's failure, as run judges it: a verdict, not a setup error
+                self.log.append("connect")
+                self.failed(_violation_texts(wrong))
+            if report.refused:
+                raise ConnectError("the endpoint answered CONNECT with valid: false (is the token right?)")
+            raise ConnectError(report.error or "the endpoint did not accept the CONNECT")
 
     def stop(self) -> None:
         if self._run is not None:
@@ -266,10 +305,18 @@ class Driver:
     async def _close(self) -> None:
         assert self._queue is not None and self._run is not None
         self._queue.put_nowait(None)
-        try:
-            await asyncio.wait_for(asyncio.shield(self._run), self._wait_limit() + 5)
-        except (asyncio.TimeoutError, NbwssError):  # asyncio's: not yet TimeoutError on Python 3.10
+        if self._settled():
+            with contextlib.suppress(asyncio.TimeoutError, NbwssError):  # asyncio's: not yet TimeoutError on Python 3.10
+                await asyncio.wait_for(asyncio.shield(self._run), self._wait_limit() + 5)
+        if not self._run.done():
+            # Something is still unacknowledged (the example failed, or ran out of time): the master would wait for
+            # it as long again before it closes; nothing it could still learn counts.
             self._run.cancel()
+            await asyncio.wait({self._run}, timeout=5)
+
+    def _settled(self) -> bool:
+        """Every notification sent was acknowledged, and every resend of an acknowledged id acknowledged again."""
+        return all(self.acks[i] for i in self.awaited) and all(self.acks[i] >= n for i, n in self.duplicates.items())
 
     async def _items(self) -> AsyncIterator[Any]:
         assert self._queue is not None
@@ -281,6 +328,8 @@ class Driver:
 
     def _on_ack(self, event: Acknowledged) -> None:
         self.acks[event.message_id] += 1
+        if self.first_acked is None:
+            self.first_acked = event.message_id  # in the order the master saw them, as its Duplicate step picks
         if self._acked_event is not None:
             self._acked_event.set()
 
@@ -325,7 +374,8 @@ class Driver:
         ids = [m["id"] for m in messages]
         self.awaited.extend(ids)
         self.log.append(f"send {how}, batches of {batch}: {len(messages)} message(s)")
-        self.loop.call(self._deliver(messages, how), timeout=self._wait_limit() * 2 + 10)
+        if not self.loop.call(self._deliver(messages, how), timeout=self._wait_limit() * 2 + 10):
+            raise OutOfTime
 
     def _merge(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
         """One NOTIFICATION REQUEST carrying the items of ``messages`` (one group per object kind, in order), a new id."""
@@ -338,7 +388,7 @@ class Driver:
         payload = [{"notificationType": kind, "object": obj, "data": data} for (kind, obj), data in groups.items()]
         return {**messages[-1], "id": new_id(self.rng), "payload": payload}
 
-    async def _deliver(self, messages: list[dict[str, Any]], how: str) -> None:
+    async def _deliver(self, messages: list[dict[str, Any]], how: str) -> bool:
         assert self._queue is not None and self.master is not None
         transport = self.master._ws.transport if how == "slow-read" and self.master._ws is not None else None
         if transport is not None:
@@ -351,36 +401,62 @@ class Driver:
         if transport is not None:
             await asyncio.sleep(0.02)
             transport.resume_reading()
-        await self._await_acks()
+        return await self._await_acks()
 
     def resend(self) -> None:
-        """Resend the first acknowledged notification, same id (as a master does after a restart)."""
-        if not self.sent or not any(self.acks[m["id"]] for m in self.sent):
+        """Resend the first acknowledged notification, same id (as a master does after a restart); it must be acknowledged again."""
+        first = self.first_acked
+        if first is None:
             self.log.append("resend an acknowledged id: none acknowledged yet")
             return
-        first = next(m["id"] for m in self.sent if self.acks[m["id"]])
         self.log.append(f"resend acknowledged {first}")
-        self.loop.call(self._resend(first), timeout=self._wait_limit() * 2 + 10)
+        wanted = self.duplicates[first] = self.acks[first] + 1
+        if not self.loop.call(self._resend(first, wanted), timeout=self._wait_limit() * 2 + 10):
+            raise OutOfTime
 
-    async def _resend(self, message_id: str) -> None:
+    async def _resend(self, message_id: str, wanted: int) -> bool:
         assert self._queue is not None
-        wanted = self.acks[message_id] + 1
         self._queue.put_nowait(Duplicate())
-        await self._await_acks(lambda: self.acks[message_id] >= wanted)
+        return await self._await_acks(lambda: self.acks[message_id] >= wanted)
 
-    async def _await_acks(self, done: Callable[[], bool] | None = None) -> None:
+    async def _await_acks(self, done: Callable[[], bool] | None = None) -> bool:
+        """Wait until ``done`` (by default: everything sent acknowledged) or the acknowledgement time is up; False
+        when the budget's deadline came first."""
         assert self._acked_event is not None and self._run is not None
         condition = done or (lambda: all(self.acks[i] for i in self.awaited))
-        deadline = time.monotonic() + self._wait_limit()
+        limit = time.monotonic() + self._wait_limit()
+        deadline = min(limit, self.deadline)
         while not condition() and not self._run.done():
             self._acked_event.clear()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return
+                break
             try:
                 await asyncio.wait_for(self._acked_event.wait(), remaining)
             except asyncio.TimeoutError:  # not yet TimeoutError on Python 3.10
-                return
+                break
+        return condition() or self._run.done() or deadline == limit
+
+    def _sends(self, ids: list[str]) -> Counter[str]:
+        """How often the master sent each of ``ids`` (resent after a reconnect, or after the resend interval)."""
+        wanted = set(ids)
+        return Counter(
+            frame["id"]
+            for line in self.recorder.lines
+            if line["dir"] == "out" and isinstance(frame := line.get("frame"), dict) and frame.get("id") in wanted
+        )
+
+    def check_time(self) -> None:
+        """OutOfTime when the deadline has passed."""
+        if time.monotonic() >= self.deadline:
+            raise OutOfTime
+
+    def failed(self, problems: list[str]) -> None:
+        """Broken with ``problems``; the example is kept when it is the shortest failing one so far."""
+        what = "; ".join(problems)
+        if self.best is None or len(self.log) <= len(self.best[1]):  # shrinking tries shorter ones: the later the better
+            self.best = (what, list(self.log), self.recorder)
+        raise Broken(what)
 
     # -- the invariants --------------------------------------------------------------------------
 
@@ -391,11 +467,19 @@ class Driver:
         found = []
         missing = [i for i in self.awaited if not self.acks[i]]
         if missing:
-            found.append(f"{len(missing)} notification(s) not acknowledged within {self._wait_limit():g}s: {', '.join(missing[:3])}")
+            sends = self._sends(missing[:3])
+            named = ", ".join(i + (f" (sent {sends[i]} times)" if sends[i] > 1 else "") for i in missing[:3])
+            found.append(f"{len(missing)} notification(s) not acknowledged within {self._wait_limit():g}s: {named}")
+        unanswered = [i for i, wanted in self.duplicates.items() if self.acks[i] < wanted]
+        if unanswered:
+            found.append(
+                f"[{RuleId.ACK_DUPLICATE_ACCEPTED.value}] {', '.join(unanswered[:3])}: sent again with the same id (as after a reconnect),"
+                f" not acknowledged again within {self._wait_limit():g}s"
+            )
         if report.drops:
             found.append(f"the endpoint dropped the connection {report.drops} time(s) (close codes {report.close_codes})")
         if report.violations:
-            found.extend(f"[{v.rule}] {v.finding.pointer or '/'}: {v.finding.message}" for v in report.violations[:3])
+            found.extend(_violation_texts(report.violations[:3]))
         if fetch is not None and not found:
             acked = [i for i in self.acks if self.acks[i]]
             truth = expected_state(self.hostname, self.sent, acked)
@@ -468,7 +552,7 @@ def machine_class(driver: Driver, fetch: StateFetch | None, seeds: Callable[[], 
         def holds(self) -> None:
             problems = driver.problems(fetch)
             if problems:
-                raise Broken("; ".join(problems))
+                driver.failed(problems)
 
         def teardown(self) -> None:
             driver.stop()
@@ -492,11 +576,17 @@ def explore(options: ExploreOptions) -> ExploreResult:
             targets = [Target(endpoint.url, endpoint.token)]
             if fetch is None:
                 fetch = endpoint.store.export  # read between steps, when every notification is acknowledged
+        if options.state is not None:
+            _check_fetch(options.state)
         driver = Driver(loop, targets, options, seed)
+        driver.deadline = ends = started + options.budget
         example_seeds, round_seeds = random.Random(seed), random.Random(~seed)
 
         def next_seed() -> int:
             nonlocal examples
+            if driver.best is not None:  # shrinking: within the budget, and shrink_time past it at most
+                driver.deadline = ends + (options.shrink_time if options.shrink_time is not None else min(30.0, options.budget / 10))
+            driver.check_time()
             examples += 1
             if endpoint is not None:
                 loop.call(_reset(endpoint, options.fault), timeout=10)
@@ -519,6 +609,11 @@ def explore(options: ExploreOptions) -> ExploreResult:
             hypothesis.core.global_force_seed = round_seeds.randrange(1 << 31)  # type: ignore[assignment]  # as --hypothesis-seed sets it
             try:
                 run_state_machine_as_test(machine, settings=run_settings)
+            except OutOfTime:
+                # The budget ran out within the run: what was found by then stands (its shortest failing sequence).
+                if driver.best is not None:
+                    failure = (driver.best[0], driver.best[1], driver.best[2])
+                break
             except Exception as error:
                 broken = _what_broke(error)
                 if broken is None:
@@ -541,6 +636,16 @@ def explore(options: ExploreOptions) -> ExploreResult:
     return ExploreResult(False, examples, rounds, seed, elapsed, message, steps, options.transcript, recorder.lines)
 
 
+def _violation_texts(violations: list[Violation]) -> list[str]:
+    """Each violation as its rule, where and what, and the frame that broke it (as run's evidence gives them)."""
+    texts = []
+    for violation in violations:
+        rule = getattr(violation.rule, "value", violation.rule)
+        frame = f" in {violation.frame[:300]}" if violation.frame else ""
+        texts.append(f"[{rule}] {violation.finding.pointer or '/'}: {violation.finding.message}{frame}")
+    return texts
+
+
 def _what_broke(error: BaseException) -> str | None:
     """What broke, from a :class:`Broken` or a group of them (distinct failures); None for any other error."""
     if isinstance(error, Broken):
@@ -558,15 +663,40 @@ async def _reset(endpoint: ReferenceEndpoint, fault: Fault | None) -> None:
     endpoint.fault = fault
 
 
+def _check_fetch(fetch: StateFetch) -> None:
+    """StateUnavailable (one line) unless ``fetch`` answers a state document now, before exploring starts.
+
+    A fetch that cannot work at all is a setup error; one that fails later, between
+    steps, is a finding about the endpoint.
+    """
+    try:
+        document = fetch()
+        diff({"masters": {}}, document)  # its shape: SchemaError when it is not a state
+    except NbwssError as error:
+        raise StateUnavailable(f"the endpoint's state: {error}") from None
+    except Exception as error:  # whatever the team's fetch raises
+        raise StateUnavailable(f"the endpoint's state cannot be read: {type(error).__name__}: {error}") from None
+
+
 def state_from_url(url: str, token: str | None, timeout: float = 10.0) -> StateFetch:
-    """A state fetch that GETs ``url`` (JSON in the expected-state shape), with the token as a bearer when given."""
+    """A state fetch that GETs ``url`` (JSON in the expected-state shape), with the token as a bearer when given.
+
+    It raises :class:`StateUnavailable` saying in one line why the state could not be read.
+    """
 
     def fetch() -> dict[str, Any]:
         request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            document = json.loads(response.read())
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                document = json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            raise StateUnavailable(f"{url} answered HTTP {error.code} {error.reason}") from None
+        except urllib.error.URLError as error:
+            raise StateUnavailable(f"cannot read {url}: {error.reason}") from None
+        except (OSError, ValueError) as error:  # a time-out, a reset; not JSON
+            raise StateUnavailable(f"cannot read {url}: {error}") from None
         if not isinstance(document, dict):
-            raise ValueError(f"{url} did not answer a JSON object")
+            raise StateUnavailable(f"{url} did not answer a JSON object")
         return document
 
     return fetch

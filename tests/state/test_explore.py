@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +14,11 @@ import pytest
 from emulator.cli import main
 from emulator.contract import ContractOptions, replay
 from emulator.diffstate import diff
+from emulator.endpoint.core import EndpointSession, Reply
 from emulator.endpoint.server import Fault, ReferenceEndpoint
-from emulator.explore import ExploreOptions, explore, read_replay_steps, state_from_url
+from emulator.explore import Driver, ExploreOptions, InlineLoop, StateUnavailable, explore, read_replay_steps, state_from_url
 from emulator.harness import EndpointHandle, LoopThread
+from emulator.protocol.codec import encode
 from emulator.protocol.properties import NbwssProperties
 from emulator.protocol.run import Duplicate, Reconnect, Settings, Target
 
@@ -119,3 +123,124 @@ def test_the_pytest_fixture(nbwss_explore: Any) -> None:
     nbwss_explore(budget=1, steps=4, examples_per_round=5).assert_passed()
     with pytest.raises(AssertionError, match="shortest sequence"):
         nbwss_explore(budget=60, seed=6, steps=6, fault=Fault.STORE_RESENT_AS_NEW).assert_passed()
+
+
+# -- resends, the budget, CONNECT and the state fetch -------------------------------------------------------
+
+
+@pytest.fixture
+def inline_loop() -> Iterator[InlineLoop]:
+    loop = InlineLoop()
+    yield loop
+    loop.stop()
+
+
+def sent_again(driver: Driver) -> list[str]:
+    """Ids of the NOTIFICATION REQUESTs the master sent more than once in the driver's example."""
+    sent = [line["frame"]["id"] for line in driver.recorder.lines if line["dir"] == "out" and line["frame"].get("type") == "NOTIFICATION"]
+    return sorted({i for i in sent if sent.count(i) > 1})
+
+
+def test_a_resent_acknowledged_id_never_acknowledged_again_is_a_duplicate_accepted_failure(inline_loop: InlineLoop) -> None:
+    """drop-duplicates: a store that de-duplicates by id and so never acknowledges a resent one."""
+    endpoint = inline_loop.call(ReferenceEndpoint(fault=Fault.DROP_DUPLICATES).start(), timeout=10)
+    try:
+        driver = Driver(inline_loop, [Target(endpoint.url, endpoint.token)], ExploreOptions(settings=FAST))
+        driver.start(1)
+        driver.operate("backup", {"policy_type": "STANDARD"}, "backup standard full")
+        driver.deliver(1, "steady")
+        assert driver.problems(None) == []
+        driver.resend()
+        (problem,) = driver.problems(None)
+        resent = driver.first_acked
+        assert problem.startswith(f"[ack.duplicate-accepted] {resent}: sent again with the same id"), problem
+        assert driver.log[-1] == f"resend acknowledged {resent}" and sent_again(driver) == [resent]
+        driver.stop()
+    finally:
+        inline_loop.call(endpoint.stop(), timeout=15)
+
+
+async def _reordering_endpoint(url: list[str]) -> Any:
+    """A correct endpoint that acknowledges a burst in reverse order once 20 ms pass without a notification (as batching endpoints do)."""
+    from websockets.asyncio.server import ServerConnection, serve  # noqa: PLC0415
+
+    async def handle(websocket: ServerConnection) -> None:
+        session = EndpointSession("token")
+        held: list[dict[str, Any]] = []
+        loop = asyncio.get_running_loop()
+        last = [loop.time()]
+
+        async def flush() -> None:
+            while True:
+                await asyncio.sleep(0.005)
+                if held and loop.time() - last[0] >= 0.02:
+                    while held:
+                        await websocket.send(encode(held.pop()).decode())
+
+        flusher = asyncio.ensure_future(flush())
+        try:
+            async for frame in websocket:
+                for reply in session.receive(frame):
+                    if isinstance(reply, Reply) and reply.kind == "ack":
+                        held.append(reply.message)
+                        last[0] = loop.time()
+                    elif isinstance(reply, Reply):
+                        await websocket.send(encode(reply.message).decode())
+        finally:
+            flusher.cancel()
+
+    server = await serve(handle, "127.0.0.1", 0)
+    url.append(f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/nbwss")
+    return server
+
+
+def test_the_resend_names_and_awaits_the_id_the_master_resent_when_acks_come_out_of_order(inline_loop: InlineLoop) -> None:
+    url: list[str] = []
+    server = inline_loop.call(_reordering_endpoint(url), timeout=10)
+    try:
+        driver = Driver(inline_loop, [Target(url[0], "token")], ExploreOptions(settings=FAST))
+        driver.start(1)
+        driver.operate("backup", {"policy_type": "STANDARD"}, "backup standard full")
+        driver.deliver(1, "burst")
+        first_sent = driver.sent[0]["id"]
+        assert driver.first_acked != first_sent  # acknowledged last: the master resends another one
+        driver.resend()
+        assert driver.problems(None) == []
+        assert driver.log[-1] == f"resend acknowledged {driver.first_acked}" and sent_again(driver) == [driver.first_acked]
+        driver.stop()
+    finally:
+        server.close()
+        inline_loop.call(server.wait_closed(), timeout=10)
+
+
+def test_the_budget_holds_against_slow_examples_and_bounds_shrinking() -> None:
+    """late-ack: every send waits 3 s for its acknowledgements; drop-duplicates: every failing example waits them out."""
+    started = time.monotonic()
+    result = explore(ExploreOptions(budget=2, seed=3, steps=6, examples_per_round=3, fault=Fault.LATE_ACK))
+    assert result.passed and time.monotonic() - started < 2 + 4
+    started = time.monotonic()
+    result = explore(ExploreOptions(settings=FAST, budget=3, shrink_time=1, seed=1, steps=6, fault=Fault.DROP_DUPLICATES))
+    assert time.monotonic() - started < 3 + 1 + 4
+    assert result.passed or (result.failure and result.steps)  # what was found by then, shrunk as far as it got
+
+
+def test_a_wrong_connect_answer_is_a_connect_answered_failure_with_its_frame(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explore", "--budget", "20", "--seed", "1", "--fault", "connect-not-boolean"]) == 1
+    out = capsys.readouterr().out
+    assert 'FAIL: [connect.answered] /payload/valid: "true" is not of type "boolean" in {' in out and '"valid":"true"' in out
+
+
+def test_a_state_url_that_cannot_be_read_is_a_setup_error(capsys: pytest.CaptureFixture[str]) -> None:
+    loop = LoopThread("endpoint-under-test")
+    try:
+        endpoint = EndpointHandle(loop)
+        explore_it = ["explore", "--endpoint", endpoint.url, "--token", endpoint.token, "--budget", "5"]
+        assert main([*explore_it, "--state-url", "http://127.0.0.1:9/nbwss/state"]) == 2
+        assert main([*explore_it, "--state-url", endpoint.state_url + "/nothing"]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and err.count("nbwss-emu: error:") == 2, err
+        with pytest.raises(StateUnavailable, match="HTTP 401"):
+            explore(ExploreOptions(targets=[Target(endpoint.url, endpoint.token)], state=state_from_url(endpoint.state_url, "wrong")))
+        endpoint.close()
+    finally:
+        loop.stop()

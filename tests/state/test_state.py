@@ -182,3 +182,42 @@ def test_the_store_is_exported_over_http_with_the_token(nbwss_master: MasterHand
         assert json.loads(response.read()) == nbwss_endpoint.state()
     with pytest.raises(urllib.error.HTTPError, match="401"):
         urllib.request.urlopen(nbwss_endpoint.state_url, timeout=5)
+
+
+def test_masters_sharing_a_registration_are_one_store_and_an_air_image_may_be_either_masters(
+    nbwss_endpoint: EndpointHandle, tmp_path: Path
+) -> None:
+    """smoke's two masters, one token: the image both report (AIR's source and target) is stored as the last told it."""
+    path = tmp_path / "expected.json"
+    run = ["run", "smoke", "--endpoint", nbwss_endpoint.url, "--token", nbwss_endpoint.token, "--quiet", "--resend-interval", "0.5"]
+    assert main([*run, "--expect-state", str(path)]) == 0
+    expected = state.read(path)
+    both = [set(master["images"]) for master in expected["masters"].values()]
+    assert len(both) == 2 and both[0] & both[1]  # the replicated image, each master's version of it
+    stored = tmp_path / "stored.json"
+    stored.write_text(json.dumps(nbwss_endpoint.state()))
+    assert main(["diff-state", str(path), str(stored)]) == 0
+
+
+def test_a_record_several_masters_reported_is_right_as_any_of_them_and_wrong_as_none() -> None:
+    source = {"backupId": "c_1", "exists": True, "localCopy": False, "lastOperation": "NO_LOCAL_COPY_AVAILABLE", "createdTime": 2}
+    target = {"backupId": "c_1", "exists": True, "localCopy": True, "lastOperation": "CREATE", "createdTime": 1}
+    expected = {"masters": {"src": {"jobs": {}, "images": {"c_1": source}}, "dr": {"jobs": {}, "images": {"c_1": target}}}}
+    for version in (source, target):
+        assert diff(expected, {"masters": {"one": {"images": [version]}}}) == []
+    neither = {**target, "createdTime": 3}
+    assert [str(d) for d in diff(expected, {"masters": {"one": {"images": [neither]}}})] == [
+        "dr + src: image c_1: createdTime: expected 1, stored 3"  # the nearest version's difference
+    ]
+    # Told apart (each master on its own registration), each must hold its own version.
+    apart = {"masters": {"src": {"images": [target]}, "dr": {"images": [target]}}}
+    assert {(d.master, d.field) for d in diff(expected, apart)} == {("src", "localCopy"), ("src", "lastOperation"), ("src", "createdTime")}
+
+
+def test_a_master_with_nothing_is_no_difference_where_the_store_has_nothing_for_it() -> None:
+    empty = {"jobs": {}, "images": {}}
+    job = {"jobs": {"1": {"jobId": 1}}, "images": {}}
+    assert diff({"masters": {"nbu": empty}}, {"masters": {}}) == []
+    assert diff({"masters": {"a": job, "b": empty}}, {"masters": {"a": job, "c": {"jobs": []}}}) == []
+    assert [(d.master, d.what) for d in diff({"masters": {"nbu": job}}, {"masters": {}})] == [("nbu", "missing")]
+    assert [(d.master, d.what) for d in diff({"masters": {"a": job, "b": empty}}, {"masters": {"a": job, "c": job}})] == [("c", "extra")]
