@@ -30,7 +30,6 @@ from websockets.protocol import State as WsState
 
 from emulator.exceptions import ConnectionFailed
 from emulator.findings import Finding, RuleId
-from emulator.protocol.codec import decode
 from emulator.protocol.run import NOT_YET, Duplicate, Paced, Prepared, PullSource, Raw, Reconnect, Report, Settings, Target
 from emulator.protocol.sender import Reconnection, SendPolicy
 from emulator.protocol.session import (
@@ -154,7 +153,6 @@ class EmulatedMaster:
         self.report = Report(url=self.targets[0].url)
         if self.settings.ack_histogram:
             self.report.latency = HdrHistogram(1, HIGHEST_LATENCY_US, 3)
-        self._duplicate_ids: set[str] | None = None  # deliberate duplicates sent, not yet acknowledged again (made at the first)
         self._ws: ClientConnection | None = None
         self._wake = asyncio.Event()
         self._session: MasterSession | None = None
@@ -575,6 +573,12 @@ class EmulatedMaster:
         policy = self.policy
         policy.acknowledged(event.received_at)  # the read's time: no second look at the clock per ack
         report = self.report
+        if event.duplicate:  # a deliberate duplicate's own acknowledgement: shown apart from the notifications'
+            report.duplicates_acked.append(event.message_id)
+            if policy.is_late(event.latency, event.overdue):
+                report.late += 1
+                report.late_acks.append((event.message_id, event.latency))
+            return
         if self._record_acks:
             report.acks.append((event.message_id, event.latency, event.attempts))
         histogram = report.latency
@@ -585,9 +589,6 @@ class EmulatedMaster:
             report.late += 1
             if self._record_acks or len(report.late_acks) < MAX_LATE_KEPT:
                 report.late_acks.append((event.message_id, event.latency))
-        if self._duplicate_ids and event.message_id in self._duplicate_ids:
-            self._duplicate_ids.discard(event.message_id)
-            report.duplicates_acked.append(event.message_id)
         if len(self._acked_frames) < 16:
             self._acked_frames.append((event.message_id, event.frame))
         if self.on_ack is not None:
@@ -606,12 +607,8 @@ class EmulatedMaster:
     async def _send_duplicate(self, ws: ClientConnection, session: MasterSession) -> None:
         """Send the first acknowledged notification again, as a master does after a reconnect."""
         message_id, frame = self._acked_frames[0]
-        session.forget_ack(message_id)
         self.report.duplicates_sent.append(message_id)
-        if self._duplicate_ids is None:
-            self._duplicate_ids = set()
-        self._duplicate_ids.add(message_id)
-        await self._send(ws, session, session.send(decode(frame)))
+        await self._send(ws, session, session.send_duplicate(message_id, frame))
 
     async def _send(self, ws: ClientConnection, session: MasterSession, frame: bytes) -> bool:
         """Write ``frame`` if it may go; whether it was written."""
@@ -687,7 +684,7 @@ class EmulatedMaster:
 
     def _finish(self, session: MasterSession) -> Report:
         report = self.report
-        report.lost = list(session.pending)
+        report.lost = session.lost()
         report.sent = session.counters.sent
         report.acknowledged = session.counters.acknowledged
         report.resent = session.counters.resent

@@ -20,7 +20,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from emulator.protocol.codec import encode
 from emulator.protocol.messages import connect_response, notification_response
 from emulator.protocol.properties import NbwssProperties
-from emulator.protocol.run import Paced, Settings, Target
+from emulator.protocol.run import Duplicate, Paced, Settings, Target
 from emulator.protocol.session import Acknowledged, MasterSession, State, Violation
 from emulator.scenario import Timeline, load
 from emulator.wire.master import EmulatedMaster
@@ -146,3 +146,58 @@ def test_acknowledged_ids_are_remembered_for_half_the_memory_at_least(monkeypatc
         assert again.rule == "ack.once"
     (forgotten,) = session.receive(ack(ids[0]))  # long forgotten: an id the master does not know
     assert forgotten.rule == "ack.known-id"
+
+
+def test_a_deliberate_duplicate_is_settled_by_its_own_acknowledgement_after_the_copies() -> None:
+    clock = Clock()
+    session = opened(clock)
+    (message,) = notifications(1)
+    frame = session.send(message)
+    clock.now += 5.0
+    session.resend_due()  # two copies out; the slow endpoint will answer both
+    clock.now += 1.0
+    (first,) = session.receive(ack(message["id"]))  # the first copy's
+    assert isinstance(first, Acknowledged) and not first.duplicate
+    session.send_duplicate(message["id"], frame)  # the resent copy's ack is still to come
+    assert session.receive(ack(message["id"])) == []  # the resent copy's: not the duplicate's, and no ack.once
+    assert session.lost() == [] and list(session.pending) == [message["id"]]  # the duplicate still waits for its own
+    (own,) = session.receive(ack(message["id"]))
+    assert isinstance(own, Acknowledged) and own.duplicate
+    assert session.counters.duplicate_acks == 0 and session.counters.copy_acks == 1
+    (extra,) = session.receive(ack(message["id"]))  # one more than the three copies sent
+    assert isinstance(extra, Violation) and extra.rule == "ack.once"
+
+
+def test_a_deliberate_duplicate_is_counted_apart_from_the_notifications_sent() -> None:
+    clock = Clock()
+    session = opened(clock)
+    first, second = notifications(2)
+    frame = session.send(first)
+    session.send(second)
+    session.receive(ack(first["id"]))
+    session.send_duplicate(first["id"], frame)
+    assert session.counters.sent == 2 and session.counters.duplicates == 1
+    assert session.lost() == [second["id"]]  # the unanswered duplicate is not a notification lost
+    session.receive(ack(second["id"]))
+    session.receive(ack(first["id"]))
+    assert session.counters.acknowledged == 2 and session.counters.duplicates_acked == 1
+
+
+def test_a_slow_correct_endpoint_gets_no_false_ack_once_from_the_deliberate_duplicate() -> None:
+    resend, delay = 0.2, 0.3  # the notification is sent twice before its first ack; each copy is answered
+
+    async def scenario() -> tuple:
+        async with slow_endpoint(delay) as (url, received):
+            properties = NbwssProperties(resend_interval=resend, send_timeout=1.0, connection_period=0.5)
+            master = EmulatedMaster([Target(url, "t")], Settings(properties=properties, drain_timeout=3.0))
+            first, second = notifications(2)
+            # The run goes on (the second notification at 0.8 s) while the acknowledgements of the copies come.
+            report = await master.run([first, Duplicate(), Paced(0.8, second)])
+            return report, list(received)
+
+    report, received = asyncio.run(scenario())
+    assert [(v.rule, v.finding.message) for v in report.violations] == []
+    assert report.duplicate_acks == 0 and report.duplicates_sent == report.duplicates_acked != []
+    assert report.sent == 2 and report.acknowledged == 2 and not report.lost  # the duplicate is apart
+    assert len(report.acks) == 2
+    assert received.count(report.duplicates_sent[0]) >= 3  # the original, its resend, the duplicate (and its resend)

@@ -1,0 +1,97 @@
+"""Verdicts on endpoints written the way cloud teams write them: what a cross-stack check found wrong, fixed.
+
+Each test reproduces one defect over loopback, with the reference endpoint (and one of
+its faults) or a small websockets endpoint of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from emulator.cli import main
+from emulator.contract import ContractOptions, run_scenario
+from emulator.contract.probes import run_probes
+from emulator.contract.report import print_summary
+from emulator.endpoint import Fault, ReferenceEndpoint
+from emulator.findings import RuleId
+from emulator.protocol.properties import NbwssProperties
+from emulator.protocol.run import Settings, Target
+from emulator.scenario import Timeline, load
+from emulator.wire.tls import TlsOptions
+
+FAST = NbwssProperties(connection_period=0.5, resend_interval=0.3, send_timeout=0.2)
+FAST_ARGS = ["--resend-interval", "0.3", "--ack-timeout", "0.2", "--reconnect-period", "0.5"]
+
+
+def settings() -> Settings:
+    return Settings(properties=FAST, drain_timeout=1.0, connect_timeout=3.0)
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def against(fault: Fault | None, **options: Any) -> Any:
+    async def scenario() -> Any:
+        async with ReferenceEndpoint(fault=fault, probe_commands=True) as endpoint:
+            chosen = ContractOptions(targets=[Target(endpoint.url, endpoint.token)], settings=settings(), **options)
+            return await run_scenario(load("smoke"), chosen)
+
+    return asyncio.run(scenario())
+
+
+def printed(result: Any) -> str:
+    console = Console(record=True, width=300)
+    print_summary(result, console)
+    return console.export_text()
+
+
+# -- D11: the deliberate duplicate is not a notification sent ---------------------------------
+
+
+def test_the_deliberate_duplicate_is_counted_apart_from_the_notifications_sent() -> None:
+    result = against(Fault.DROP_DUPLICATES)  # a de-duplicating endpoint: it never answers the duplicate
+    stats = result.stats()
+    rules = {r.rule.id: r for r in result.results}
+    # The smoke primary's 22 notifications (a resend after the reconnect may be one the endpoint saw before: lost).
+    assert stats["sent"] == stats["acknowledged"] + stats["lost"] == 22
+    assert result.report.duplicates_sent[0] not in result.report.lost  # the duplicate is not a notification lost
+    assert (stats["duplicates_sent"], stats["duplicates_acknowledged"]) == (1, 0)
+    assert rules[RuleId.ACK_DUPLICATE_ACCEPTED].status == "failed"
+    text = printed(result)
+    assert f"22 sent, {stats['acknowledged']} acknowledged" in text
+    assert "deliberate duplicates (an acknowledged id sent again): 1 sent, 0 acknowledged" in text
+
+
+# -- D10: probes that could not run say so ----------------------------------------------------
+
+
+def test_probes_after_a_failed_connect_are_not_run_never_broke_it(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    code, out, err = cli(capsys, "run", "--fault", "connect-not-boolean", "--probe", "all", "--json", str(path), *FAST_ARGS)
+    assert code == 1, out + err
+    probes = json.loads(path.read_text())["probes"]
+    assert len(probes) == 7
+    assert {p["status"] for p in probes} == {"not run"}, probes
+    assert all(p["kept_connection"] is None and p["sent"] == 0 for p in probes)
+    assert "broke it" not in out and "not run" in out
+
+
+def test_a_probe_whose_own_connect_fails_is_not_run() -> None:
+    async def scenario() -> Any:
+        async with ReferenceEndpoint(fault=Fault.CONNECT_NOT_BOOLEAN) as endpoint:
+            pool = [t.message for t in Timeline(load("smoke")).messages()]
+            target = Target(endpoint.url, endpoint.token)
+            return await run_probes(["burst", "reconnect-storm"], [target], settings(), TlsOptions(), pool)
+
+    results = asyncio.run(scenario())
+    assert [(r.status, r.sent) for r in results] == [("not run", 0), ("not run", 0)], [r.detail for r in results]
+    assert all("CONNECT answered wrongly" in r.detail for r in results)
