@@ -46,6 +46,10 @@ def print_summary(result: ContractResult, console: Console) -> None:
         f"notifications: {stats['sent']} sent, {stats['acknowledged']} acknowledged, {stats['resent']} resent, {stats['lost']} lost; "
         f"connections: {stats['connections']} ({stats['dropped']} dropped); COMMAND requests: {stats['commands']}"
     )
+    if stats["unanswered_commands"]:  # the endpoint's own flow was cut off: say so where people look, not only in --json
+        console.print(
+            "COMMAND requests not answered (they arrived while the connection was closing): " + ", ".join(stats["unanswered_commands"])
+        )
     if stats["duplicates_sent"]:
         console.print(
             f"deliberate duplicates (an acknowledged id sent again): {stats['duplicates_sent']} sent, "

@@ -338,8 +338,8 @@ def _with_probes(messages: Iterator[Any]) -> Iterator[Any]:
         yield message
         count += 1
         if count == RECONNECT_AFTER:
-            yield Reconnect()
+            yield Reconnect(settle=True)
             yield Duplicate()
     if count < RECONNECT_AFTER:
-        yield Reconnect()
+        yield Reconnect(settle=True)
         yield Duplicate()

@@ -30,7 +30,15 @@ class Target:
 
 @dataclass(frozen=True, slots=True)
 class Reconnect:
-    """A step in a message stream: drop the connection now (as a network would) and carry on."""
+    """A step in a message stream: drop the connection now (as a network would) and carry on.
+
+    ``settle``: close as a master closing on purpose would rather than at once: first
+    ping the endpoint (once the pong is in, what it sent before has arrived, the
+    time-out at most notification.sendTimeout) and answer every COMMAND request read
+    by then, so that a cloud application's login is not cut off by the test itself.
+    """
+
+    settle: bool = False
 
 
 @dataclass(frozen=True, slots=True)

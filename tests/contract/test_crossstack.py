@@ -8,24 +8,31 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 from pathlib import Path
 from typing import Any
 
 import pytest
 from rich.console import Console
+from websockets.asyncio.server import ServerConnection, serve
 
 from emulator.cli import main
-from emulator.contract import ContractOptions, run_scenario
+from emulator.contract import ContractOptions, ContractResult, run_scenario
 from emulator.contract.probes import run_probes
 from emulator.contract.report import print_summary
+from emulator.contract.rules import RunFacts, evaluate
 from emulator.endpoint import Fault, ReferenceEndpoint
 from emulator.findings import RuleId
+from emulator.protocol.codec import encode
+from emulator.protocol.messages import connect_response, new_id, notification_response
 from emulator.protocol.properties import NbwssProperties
-from emulator.protocol.run import Settings, Target
+from emulator.protocol.run import Report, Settings, Target
 from emulator.scenario import Timeline, load
 from emulator.wire.tls import TlsOptions
 
 FAST = NbwssProperties(connection_period=0.5, resend_interval=0.3, send_timeout=0.2)
+API = "application/vnd.netbackup+json;version=8.1"
+LOGIN = json.dumps({"domainType": "vx", "domainName": "nbu", "userName": "cloud", "password": "secret"})
 FAST_ARGS = ["--resend-interval", "0.3", "--ack-timeout", "0.2", "--reconnect-period", "0.5"]
 
 
@@ -95,3 +102,53 @@ def test_a_probe_whose_own_connect_fails_is_not_run() -> None:
     results = asyncio.run(scenario())
     assert [(r.status, r.sent) for r in results] == [("not run", 0), ("not run", 0)], [r.detail for r in results]
     assert all("CONNECT answered wrongly" in r.detail for r in results)
+
+
+# -- D12: the deliberate reconnect answers what the endpoint asked before it --------------------
+
+
+def test_the_deliberate_reconnect_answers_a_login_sent_right_after_connect() -> None:
+    """As a Node ws endpoint does: CONNECT answered, then at once a login COMMAND through the master."""
+    answered: list[str] = []
+    asked: list[str] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        async for frame in ws:
+            message = json.loads(frame)
+            if message["type"] == "CONNECT":
+                valid = message["payload"]["token"] == "t"
+                await ws.send(encode(connect_response(message["id"], 1, valid)).decode())
+                if not valid:
+                    continue
+                login = new_id(random.Random())
+                asked.append(login)
+                payload = {"uri": "/netbackup/login", "method": "POST", "headers": {"Content-Type": API}, "parameters": LOGIN}
+                await ws.send(
+                    json.dumps({"version": "1.0", "id": login, "type": "COMMAND", "subType": "REQUEST", "timeStamp": 1, "payload": payload})
+                )
+            elif message["type"] == "COMMAND":
+                answered.append(message["id"])
+            elif message["type"] == "NOTIFICATION":
+                await ws.send(encode(notification_response(message["id"], 1)).decode())
+
+    async def scenario() -> Any:
+        async with serve(handler, "127.0.0.1", 0) as server:
+            url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/nbwss"
+            return await run_scenario(load("smoke"), ContractOptions(targets=[Target(url, "t")], settings=settings()))
+
+    result = asyncio.run(scenario())
+    assert result.report.deliberate_drops == 1 and result.report.established == 2
+    assert result.report.unanswered == []
+    assert asked[0] in answered  # the login sent on the first connection, before the master closed it
+    assert result.passed, [(r.rule.id, r.evidence) for r in result.results if r.status == "failed"]
+
+
+def test_unanswered_commands_are_printed() -> None:
+    report = Report(url="ws://127.0.0.1:1/nbwss", established=1)
+    report.unanswered.append(
+        {"id": "C705F14D", "type": "COMMAND", "subType": "REQUEST", "payload": {"method": "POST", "uri": "/netbackup/login"}}
+    )
+    result = ContractResult("smoke", 1, report.url, False, evaluate(RunFacts(report)), report)
+    assert "COMMAND requests not answered (they arrived while the connection was closing): POST /netbackup/login (C705F14D)" in printed(
+        result
+    )
