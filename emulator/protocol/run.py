@@ -121,6 +121,7 @@ class Report:
     duplicate_acks: int = 0  # acknowledgements beyond one per copy sent
     copy_acks: int = 0  # acknowledgements of resent copies after the first (allowed: one per copy)
     ack_limit: float = 0.0  # notification.sendTimeout, seconds: an acknowledgement later than this is late
+    resend_interval: float = 0.0  # notification.scheduledRate, seconds (0: not said): a resend also makes an ack late
     violations: list[Violation] = field(default_factory=list)
     commands: list[CommandExchange] = field(default_factory=list)  # COMMAND requests answered (the answer was sent)
     unanswered: list[dict[str, Any]] = field(default_factory=list)  # COMMAND requests received, no answer sent (closing)
@@ -150,10 +151,17 @@ class Report:
 
     def late_text(self, message_id: str, latency: float) -> str:
         """A late acknowledgement in words, with the limit and its unit (evidence of ack.within-timeout)."""
-        limit = f"notification.sendTimeout is {self.ack_limit * 1000:g} ms"
-        if latency <= self.ack_limit:  # within the limit, but only after a resend (a resend interval shorter than it)
-            return f"notification {message_id} acknowledged only after a resend, {latency * 1000:.0f} ms after its first send ({limit})"
-        return f"notification {message_id} acknowledged {latency * 1000:.0f} ms after its first send ({limit})"
+        timeout = f"{self.ack_limit * 1000:g} ms"
+        if latency <= self.ack_limit:  # within sendTimeout, but only after a resend: the resend interval is shorter than it
+            resend = f" ({self.resend_interval * 1000:g} ms)" if self.resend_interval else ""
+            return (
+                f"notification {message_id} acknowledged {latency * 1000:.0f} ms after its first send, only after the master "
+                f"had resent it: notification.scheduledRate{resend} is shorter than notification.sendTimeout ({timeout}), and "
+                "the master waits no longer than that for an acknowledgement"
+            )
+        return (
+            f"notification {message_id} acknowledged {latency * 1000:.0f} ms after its first send (notification.sendTimeout is {timeout})"
+        )
 
 
 class _NotYet:

@@ -739,6 +739,7 @@ class EmulatedMaster:
         report.duplicate_acks = session.counters.duplicate_acks
         report.copy_acks = session.counters.copy_acks
         report.ack_limit = self.policy.ack_limit
+        report.resend_interval = self.settings.properties.resend_interval
         report.violations.extend(session.outgoing_violations)
         session.outgoing_violations.clear()
         report.elapsed = time.monotonic() - self._start

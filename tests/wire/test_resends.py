@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
+from emulator.cli import main
 from emulator.protocol.codec import encode
 from emulator.protocol.messages import connect_response, notification_response
 from emulator.protocol.properties import NbwssProperties
@@ -201,3 +204,30 @@ def test_a_slow_correct_endpoint_gets_no_false_ack_once_from_the_deliberate_dupl
     assert report.sent == 2 and report.acknowledged == 2 and not report.lost  # the duplicate is apart
     assert len(report.acks) == 2
     assert received.count(report.duplicates_sent[0]) >= 3  # the original, its resend, the duplicate (and its resend)
+
+
+def test_an_acknowledgement_after_a_resend_within_send_timeout_says_why_it_is_late() -> None:
+    async def scenario() -> Any:
+        async with slow_endpoint(0.3) as (url, _):
+            properties = NbwssProperties(resend_interval=0.2, send_timeout=1.0, connection_period=0.5)
+            master = EmulatedMaster([Target(url, "t")], Settings(properties=properties, drain_timeout=2.0))
+            return await master.run(notifications(3))
+
+    report = asyncio.run(scenario())  # resent at 0.2 s, answered at 0.3 s: within the 1 s sendTimeout, after the resend
+    assert report.late == 3
+    text = report.late_text(*report.late_acks[0])
+    assert re.fullmatch(
+        r"notification \S+ acknowledged \d+ ms after its first send, only after the master had resent it: "
+        r"notification.scheduledRate \(200 ms\) is shorter than notification.sendTimeout \(1000 ms\), "
+        r"and the master waits no longer than that for an acknowledgement",
+        text,
+    ), text
+
+
+def test_a_resend_interval_shorter_than_the_ack_timeout_is_warned_about(capsys: pytest.CaptureFixture[str]) -> None:
+    (warning,) = NbwssProperties(resend_interval=1.0, send_timeout=2.0).warnings()
+    assert "notification.scheduledRate (--resend-interval) is 1 s, shorter than notification.sendTimeout" in warning
+    assert NbwssProperties(resend_interval=5.0, send_timeout=2.0).warnings() == []
+    code = main(["run", "--no-probes", "--resend-interval", "0.1", "--ack-timeout", "0.5", "--quiet"])
+    assert code == 0
+    assert "warning: notification.scheduledRate (--resend-interval) is 0.1 s, shorter than" in capsys.readouterr().err
