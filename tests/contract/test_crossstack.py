@@ -31,7 +31,6 @@ from emulator.scenario import Timeline, load
 from emulator.wire.tls import TlsOptions
 
 FAST = NbwssProperties(connection_period=0.5, resend_interval=0.3, send_timeout=0.2)
-API = "application/vnd.netbackup+json;version=8.1"
 LOGIN = json.dumps({"domainType": "vx", "domainName": "nbu", "userName": "cloud", "password": "secret"})
 FAST_ARGS = ["--resend-interval", "0.3", "--ack-timeout", "0.2", "--reconnect-period", "0.5"]
 
@@ -107,10 +106,8 @@ def test_a_probe_whose_own_connect_fails_is_not_run() -> None:
 # -- D12: the deliberate reconnect answers what the endpoint asked before it --------------------
 
 
-def test_the_deliberate_reconnect_answers_a_login_sent_right_after_connect() -> None:
-    """As a Node ws endpoint does: CONNECT answered, then at once a login COMMAND through the master."""
-    answered: list[str] = []
-    asked: list[str] = []
+def login_endpoint(api: str, answered: list[dict[str, Any]], asked: list[str]) -> Any:
+    """A handler as a Node ws endpoint has it: CONNECT answered, then at once a login COMMAND through the master in ``api``."""
 
     async def handler(ws: ServerConnection) -> None:
         async for frame in ws:
@@ -122,25 +119,56 @@ def test_the_deliberate_reconnect_answers_a_login_sent_right_after_connect() -> 
                     continue
                 login = new_id(random.Random())
                 asked.append(login)
-                payload = {"uri": "/netbackup/login", "method": "POST", "headers": {"Content-Type": API}, "parameters": LOGIN}
-                await ws.send(
-                    json.dumps({"version": "1.0", "id": login, "type": "COMMAND", "subType": "REQUEST", "timeStamp": 1, "payload": payload})
-                )
+                headers = {"Content-Type": f"application/vnd.netbackup+json;version={api}"}
+                payload = {"uri": "/netbackup/login", "method": "POST", "headers": headers, "parameters": LOGIN}
+                request = {"version": "1.0", "id": login, "type": "COMMAND", "subType": "REQUEST", "timeStamp": 1, "payload": payload}
+                await ws.send(json.dumps(request))
             elif message["type"] == "COMMAND":
-                answered.append(message["id"])
+                answered.append(message)
             elif message["type"] == "NOTIFICATION":
                 await ws.send(encode(notification_response(message["id"], 1)).decode())
 
+    return handler
+
+
+def run_against(handler: Any, **options: Any) -> Any:
     async def scenario() -> Any:
         async with serve(handler, "127.0.0.1", 0) as server:
             url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/nbwss"
-            return await run_scenario(load("smoke"), ContractOptions(targets=[Target(url, "t")], settings=settings()))
+            return await run_scenario(load("smoke"), ContractOptions(targets=[Target(url, "t")], settings=settings(), **options))
 
-    result = asyncio.run(scenario())
+    return asyncio.run(scenario())
+
+
+def test_the_deliberate_reconnect_answers_a_login_sent_right_after_connect() -> None:
+    """As a Node ws endpoint does: CONNECT answered, then at once a login COMMAND through the master."""
+    answered: list[dict[str, Any]] = []
+    asked: list[str] = []
+    result = run_against(login_endpoint("1.0", answered, asked))
     assert result.report.deliberate_drops == 1 and result.report.established == 2
     assert result.report.unanswered == []
-    assert asked[0] in answered  # the login sent on the first connection, before the master closed it
+    assert asked[0] in [m["id"] for m in answered]  # the login sent on the first connection, before the master closed it
     assert result.passed, [(r.rule.id, r.evidence) for r in result.results if r.status == "failed"]
+
+
+# -- D13: a COMMAND refused for its API version says which --nbu-version serves it ---------------
+
+
+def test_a_command_refused_for_its_api_version_is_a_warning_with_the_nbu_version_hint() -> None:
+    answered: list[dict[str, Any]] = []
+    result = run_against(login_endpoint("12.0", answered, []))  # NetBackup 10.5's API; the default profile is 8.1
+    assert {m["payload"]["statusCode"] for m in answered} == {415}
+    well_formed = next(r for r in result.results if r.rule.id is RuleId.COMMAND_WELL_FORMED)
+    assert well_formed.status == "warning", (well_formed.status, well_formed.evidence)
+    assert "API version 12.0 is not served by NetBackup 8.1" in well_formed.evidence[0]
+    assert "hint: --nbu-version 10.5" in well_formed.evidence[0]
+    assert result.passed  # a warning: the endpoint may well be right for a newer master
+    assert "--nbu-version 10.5" in printed(result)
+
+    served: list[dict[str, Any]] = []
+    newer = run_against(login_endpoint("12.0", served, []), profile="10.5")
+    assert {m["payload"]["statusCode"] for m in served} == {201}
+    assert next(r for r in newer.results if r.rule.id is RuleId.COMMAND_WELL_FORMED).status == "passed"
 
 
 def test_unanswered_commands_are_printed() -> None:
