@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 import pytest
 from rich.console import Console
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.http11 import Request, Response
 
 from emulator.cli import main
 from emulator.contract import ContractOptions, ContractResult, run_scenario
@@ -180,3 +182,40 @@ def test_unanswered_commands_are_printed() -> None:
     assert "COMMAND requests not answered (they arrived while the connection was closing): POST /netbackup/login (C705F14D)" in printed(
         result
     )
+
+
+# -- D14: --probe with --expect-state -------------------------------------------------------------
+
+
+def test_probes_with_expect_state_are_warned_about(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    state = tmp_path / "expected.json"
+    code, _, err = cli(capsys, "run", "--quiet", "--probe", "duplicate", "--expect-state", str(state), *FAST_ARGS)
+    assert code == 0 and state.exists()
+    assert f"warning: --expect-state {state} holds what the scenario told the endpoint, not what the probes send" in err
+    code, _, err = cli(capsys, "run", "--quiet", "--expect-state", str(state), *FAST_ARGS)
+    assert code == 0 and "probes" not in err
+
+
+# -- D15: an HTTP 400 on the upgrade names the path -----------------------------------------------
+
+
+def test_an_http_400_on_the_upgrade_suggests_checking_the_path(capsys: pytest.CaptureFixture[str]) -> None:
+    """Node's ws (WebSocketServer with a path) answers 400 to an upgrade on any other path."""
+
+    def wrong_path(connection: ServerConnection, request: Request) -> Response | None:
+        if request.path != "/nbwss":
+            return connection.respond(HTTPStatus.BAD_REQUEST, "Bad Request\n")
+        return None
+
+    async def handler(ws: ServerConnection) -> None:
+        await ws.wait_closed()
+
+    async def scenario() -> int:
+        async with serve(handler, "127.0.0.1", 0, process_request=wrong_path) as server:
+            url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/websocket"
+            return await asyncio.to_thread(main, ["run", "--endpoint", url, "--token", "t", "--no-probes"])
+
+    code = asyncio.run(scenario())
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "answered HTTP 400 instead of upgrading to WebSocket (is /websocket the path the endpoint serves its WebSocket on?" in err
