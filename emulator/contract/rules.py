@@ -150,7 +150,8 @@ def _violations(rule: Rule, by_rule: Evidence, checked: int, *ids: RuleId) -> Ru
 
 
 def _frames_in(report: Report) -> int:
-    return report.acknowledged + len(report.commands) + report.established
+    # Every frame received when the driver counts them (a wrong CONNECT answer is a frame checked too), else a floor.
+    return max(report.frames_in, report.acknowledged + len(report.commands) + report.established)
 
 
 Judge = Callable[[Rule, RunFacts, Evidence], RuleResult]

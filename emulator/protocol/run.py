@@ -121,6 +121,7 @@ class Report:
     duplicate_acks: int = 0  # acknowledgements beyond one per copy sent
     copy_acks: int = 0  # acknowledgements of resent copies after the first (allowed: one per copy)
     ack_limit: float = 0.0  # notification.sendTimeout, seconds: an acknowledgement later than this is late
+    frames_in: int = 0  # frames received from the endpoint, all of them (what the frames.* rules checked)
     resend_interval: float = 0.0  # notification.scheduledRate, seconds (0: not said): a resend also makes an ack late
     violations: list[Violation] = field(default_factory=list)
     commands: list[CommandExchange] = field(default_factory=list)  # COMMAND requests answered (the answer was sent)

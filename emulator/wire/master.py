@@ -740,6 +740,7 @@ class EmulatedMaster:
         report.copy_acks = session.counters.copy_acks
         report.ack_limit = self.policy.ack_limit
         report.resend_interval = self.settings.properties.resend_interval
+        report.frames_in = session.counters.frames_in
         report.violations.extend(session.outgoing_violations)
         session.outgoing_violations.clear()
         report.elapsed = time.monotonic() - self._start

@@ -219,3 +219,14 @@ def test_an_http_400_on_the_upgrade_suggests_checking_the_path(capsys: pytest.Ca
     err = capsys.readouterr().err
     assert code == 2
     assert "answered HTTP 400 instead of upgrading to WebSocket (is /websocket the path the endpoint serves its WebSocket on?" in err
+
+
+# -- D18: frames that arrived were checked ----------------------------------------------------------
+
+
+def test_frame_rules_count_the_frames_that_arrived_even_without_a_connection() -> None:
+    result = against(Fault.CONNECT_NOT_BOOLEAN, probes=False)  # one frame came: the wrong CONNECT answer
+    rules = {r.rule.id: r for r in result.results}
+    assert rules[RuleId.FRAMES_SCHEMA].status == "failed"
+    for rule in (RuleId.FRAMES_JSON, RuleId.FRAMES_DIRECTION, RuleId.FRAMES_SIZE):
+        assert (rules[rule].status, rules[rule].checked) == ("passed", 1), (rule, rules[rule].status, rules[rule].summary)
