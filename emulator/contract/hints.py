@@ -74,8 +74,8 @@ def connection_hint(message: str, url: str, tls: TlsOptions) -> str:
     if "HTTP 400" in message or "HTTP 404" in message:
         # Node's ws and others answer 400 (aiohttp, Starlette 404) on a path they serve no WebSocket on.
         path = urlsplit(url).path or "/"
-        tls = "; or, if it is a TLS port, use wss://" if scheme == "ws" and "HTTP 400" in message else ""
-        return f"{message} (is {path} the path the endpoint serves its WebSocket on? check the URL's path{tls})"
+        or_tls = "; or, if it is a TLS port, use wss://" if scheme == "ws" and "HTTP 400" in message else ""
+        return f"{message} (is {path} the path the endpoint serves its WebSocket on? check the URL's path{or_tls})"
     if scheme == "ws" and ("valid HTTP response" in message or "connection reset" in message):
         return f"{message} (is it a TLS port? then use wss://)"
     return message
