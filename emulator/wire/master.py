@@ -626,6 +626,8 @@ class EmulatedMaster:
             if policy.is_late(event.latency, event.overdue):
                 report.late += 1
                 report.late_acks.append((event.message_id, event.latency))
+            if self.on_ack is not None:
+                self.on_ack(event)  # Acknowledged.duplicate tells it apart
             return
         if self._record_acks:
             report.acks.append((event.message_id, event.latency, event.attempts))
