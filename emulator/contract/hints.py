@@ -71,7 +71,12 @@ def connection_hint(message: str, url: str, tls: TlsOptions) -> str:
         return message
     if "TLS handshake" in message and any(reason in message.upper() for reason in _NOT_TLS):
         return f"{message} (if the port serves plain ws://, use ws://)"
-    if scheme == "ws" and ("valid HTTP response" in message or "connection reset" in message or "HTTP 400" in message):
+    if "HTTP 400" in message or "HTTP 404" in message:
+        # Node's ws and others answer 400 (aiohttp, Starlette 404) on a path they serve no WebSocket on.
+        path = urlsplit(url).path or "/"
+        or_tls = "; or, if it is a TLS port, use wss://" if scheme == "ws" and "HTTP 400" in message else ""
+        return f"{message} (is {path} the path the endpoint serves its WebSocket on? check the URL's path{or_tls})"
+    if scheme == "ws" and ("valid HTTP response" in message or "connection reset" in message):
         return f"{message} (is it a TLS port? then use wss://)"
     return message
 

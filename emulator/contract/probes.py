@@ -24,13 +24,14 @@ from emulator.protocol.probes import (
     ProbePlan,
     ProbeResult,
     judge,
+    not_run,
     plan,
 )
 from emulator.protocol.run import Report, Settings, Target
 from emulator.wire.master import ConnectError, EmulatedMaster
 from emulator.wire.tls import TlsOptions
 
-__all__ = ["PROBES", "PROBE_NAMES", "Probe", "ProbeResult", "connected_first", "run_probes", "try_wrong_token"]
+__all__ = ["PROBES", "PROBE_NAMES", "Probe", "ProbeResult", "connected_first", "not_run_probes", "run_probes", "try_wrong_token"]
 
 
 async def try_wrong_token(target: Target, settings: Settings, tls: TlsOptions, token: str) -> tuple[bool | None, str]:
@@ -66,6 +67,11 @@ async def run_probes(
     return results
 
 
+def not_run_probes(names: list[str], why: str) -> list[ProbeResult]:
+    """The named probes, in catalogue order, each "not run" for ``why``."""
+    return [not_run(probe, why) for probe in PROBES if probe.name in names]
+
+
 async def _run_plan(planned: ProbePlan, targets: list[Target], settings: Settings, tls: TlsOptions) -> list[ConnectionOutcome]:
     """What each of the plan's connections did, in the plan's order."""
     if planned.concurrent:
@@ -84,6 +90,8 @@ async def _connection(connection: ConnectionPlan, targets: list[Target], setting
         report = await master.run(connection.steps)
     except ConnectError as error:
         return ConnectionOutcome(failure=str(error))
+    if not report.established:  # a WebSocket opened, CONNECT went wrong (answered wrongly, refused): nothing was sent
+        return ConnectionOutcome(failure=report.error or ("CONNECT answered valid: false" if report.refused else "no CONNECT accepted"))
     return _outcome(report)
 
 
@@ -92,6 +100,7 @@ def _outcome(report: Report) -> ConnectionOutcome:
     return ConnectionOutcome(
         acknowledged=[message_id for message_id, _, _ in report.acks],
         duplicates_sent=list(report.duplicates_sent),
+        duplicates_acked=list(report.duplicates_acked),
         drops=report.drops,
         close_codes=list(report.close_codes),
         error=report.error,

@@ -12,8 +12,10 @@ from rich.table import Table
 
 from emulator.contract.rules import FAILED, NOT_EXERCISED, PASSED, SKIPPED, WARNING
 from emulator.contract.runner import ContractResult
+from emulator.protocol.probes import BROKE_IT, HANDLED, NOT_RUN
 
 _STYLE = {PASSED: "green", FAILED: "bold red", SKIPPED: "dim", WARNING: "yellow", NOT_EXERCISED: "dim"}
+_PROBE_STYLE = {HANDLED: "green", BROKE_IT: "bold red", NOT_RUN: "dim"}
 
 
 def print_summary(result: ContractResult, console: Console) -> None:
@@ -35,7 +37,7 @@ def print_summary(result: ContractResult, console: Console) -> None:
         for column in ("probe", "result", "sent", "acknowledged", "details"):
             probes.add_column(column, justify="right" if column in ("sent", "acknowledged") else "left", overflow="fold")
         for p in result.probes:
-            verdict = "[green]handled[/]" if p.handled else "[bold red]broke it[/]"
+            verdict = f"[{_PROBE_STYLE[p.status]}]{p.status}[/]"
             probes.add_row(p.probe.name, verdict, str(p.sent), str(p.acknowledged), p.detail)
         console.print(probes)
     stats = result.stats()
@@ -44,6 +46,15 @@ def print_summary(result: ContractResult, console: Console) -> None:
         f"notifications: {stats['sent']} sent, {stats['acknowledged']} acknowledged, {stats['resent']} resent, {stats['lost']} lost; "
         f"connections: {stats['connections']} ({stats['dropped']} dropped); COMMAND requests: {stats['commands']}"
     )
+    if stats["unanswered_commands"]:  # the endpoint's own flow was cut off: say so where people look, not only in --json
+        console.print(
+            "COMMAND requests not answered (they arrived while the connection was closing): " + ", ".join(stats["unanswered_commands"])
+        )
+    if stats["duplicates_sent"]:
+        console.print(
+            f"deliberate duplicates (an acknowledged id sent again): {stats['duplicates_sent']} sent, "
+            f"{stats['duplicates_acknowledged']} acknowledged"
+        )
     if latency["p50"] is not None:
         console.print(
             f"ack latency: p50 {latency['p50']:.2f} ms, p90 {latency['p90']:.2f} ms, p99 {latency['p99']:.2f} ms, max {latency['max']:.2f} ms"
@@ -115,11 +126,14 @@ def _suite(result: ContractResult) -> ET.Element:
             out.text = f"warning: {r.summary}: " + "; ".join(r.evidence)
     for p in result.probes:
         case = ET.SubElement(suite, "testcase", classname="nbwss.probe", name=p.probe.name)
-        if not p.handled:
+        if not p.ran:
+            ET.SubElement(case, "skipped", message=p.detail)
+        elif not p.handled:
             failure = ET.SubElement(case, "failure", message=f"{p.probe.description}: {p.detail}", type=f"probe.{p.probe.name}")
             failure.text = p.detail
     suite.set("tests", str(len(result.results) + len(result.probes)))
-    suite.set("failures", str(failures + sum(1 for p in result.probes if not p.handled)))
+    suite.set("failures", str(failures + sum(1 for p in result.probes if p.ran and not p.handled)))
+    suite.set("skipped", str(skipped + sum(1 for p in result.probes if not p.ran)))
     stats = ET.SubElement(suite, "system-out")
     stats.text = json.dumps(result.stats())
     return suite

@@ -8,6 +8,7 @@ exactly one judge, and :func:`evaluate` refuses a finding of an unknown rule.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 from emulator.findings import Basis, RuleId
 from emulator.protocol.run import Report
 from emulator.responders import VERSION_PROFILES
+from emulator.rest.versions import RELEASE_API
 
 PASSED, FAILED, SKIPPED, WARNING, NOT_EXERCISED = "passed", "failed", "skipped", "warning", "not exercised"
 EVIDENCE = 5  # examples kept per rule
@@ -148,7 +150,8 @@ def _violations(rule: Rule, by_rule: Evidence, checked: int, *ids: RuleId) -> Ru
 
 
 def _frames_in(report: Report) -> int:
-    return report.acknowledged + len(report.commands) + report.established
+    # Every frame received when the driver counts them (a wrong CONNECT answer is a frame checked too), else a floor.
+    return max(report.frames_in, report.acknowledged + len(report.commands) + report.established)
 
 
 Judge = Callable[[Rule, RunFacts, Evidence], RuleResult]
@@ -286,7 +289,37 @@ def _commands(rule: Rule, facts: RunFacts, by_rule: Evidence) -> RuleResult:
             problems.append(problem)
     if problems:
         return RuleResult(rule, FAILED, len(commands), len(problems), f"{len(problems)} malformed", problems[:EVIDENCE])
+    versions = _version_refusals(commands, facts.profile)
+    if versions:  # well formed, but for an API version this master's release does not serve: the endpoint's flow stopped
+        return RuleResult(rule, WARNING, len(commands), len(versions), f"{len(versions)} refused for the API version", versions[:EVIDENCE])
     return RuleResult(rule, PASSED, len(commands))
+
+
+_API_VERSION = re.compile(r"version\s*=\s*\"?(\d+)(?:\.(\d+))?", re.IGNORECASE)
+
+
+def _version_refusals(commands: list[Any], profile: str) -> list[str]:
+    """COMMANDs answered 406/415 because they asked for an API version the emulated release lacks, each with the hint."""
+    found = []
+    for exchange in commands:
+        if exchange.status not in (406, 415):
+            continue
+        payload = exchange.request["payload"]
+        headers = {k.lower(): v for k, v in payload.get("headers", {}).items()}
+        asked = [m for m in (_API_VERSION.search(str(headers.get(h, ""))) for h in ("accept", "content-type")) if m is not None]
+        if not asked:
+            continue
+        major = max(int(m.group(1)) for m in asked)
+        serves = RELEASE_API.get(profile)
+        if serves is not None and 1 <= major <= int(serves.split(".")[0]):
+            continue  # a version this release serves: the refusal is about something else
+        release = next((name for name, api in RELEASE_API.items() if api is not None and int(api.split(".")[0]) >= major), None)
+        hint = f"--nbu-version {release} emulates a master that serves it" if release else "no NetBackup release serves it"
+        found.append(
+            f"{payload.get('method')} {payload.get('uri')}: answered {exchange.status}: API version {major}.0 is not served by "
+            f"NetBackup {profile} (newest {serves or 'none: plain JSON'}); hint: {hint}"
+        )
+    return found
 
 
 #: The one judge of each rule; a rule without a judge is an error at import, not a rule that always passes.

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from emulator.contract.probes import ProbeResult, connected_first, run_probes, try_wrong_token
+from emulator.contract.probes import ProbeResult, connected_first, not_run_probes, run_probes, try_wrong_token
 from emulator.contract.rules import FAILED, RuleResult, RunFacts, evaluate
 from emulator.domain.clock import Scheduler
 from emulator.domain.master import MasterServer
@@ -86,7 +86,7 @@ class ContractResult:
     def stats(self) -> dict[str, Any]:
         report = self.report
         return {
-            "sent": report.sent,
+            "sent": report.sent,  # distinct notifications; the deliberate duplicates are apart
             "acknowledged": report.acknowledged,
             "resent": report.resent,
             "lost": len(report.lost),
@@ -95,6 +95,8 @@ class ContractResult:
             "dropped": report.drops,
             "commands": len(report.commands),
             "acks_of_resent_copies": report.copy_acks,  # a copy's ack after the first: allowed, one per copy
+            "duplicates_sent": len(report.duplicates_sent),  # deliberate: an acknowledged id again (ack.duplicate-accepted)
+            "duplicates_acknowledged": len(report.duplicates_acked),
             "unanswered_commands": [_request_line(request) for request in report.unanswered],
             "elapsed_s": round(max(self.elapsed, report.elapsed), 3),
             "ack_latency_ms": report.latency_ms(),
@@ -280,7 +282,10 @@ async def _run(
                     report.interrupted = True
             else:
                 token_skipped = "no connection was established, so no second one was tried"
-        if options.probe_names and not report.interrupted:
+        if options.probe_names and not report.interrupted and not report.established:
+            # Nothing to probe: the endpoint's CONNECT already failed (the rules say how); "broke it" would be a guess.
+            probes = not_run_probes(options.probe_names, "the run established no connection (see connect.accepts-token)")
+        elif options.probe_names and not report.interrupted:
             try:
                 probes = await run_probes(
                     options.probe_names, connected_first(targets, connected), options.settings, options.tls, pool(), seed or 0
@@ -333,8 +338,8 @@ def _with_probes(messages: Iterator[Any]) -> Iterator[Any]:
         yield message
         count += 1
         if count == RECONNECT_AFTER:
-            yield Reconnect()
+            yield Reconnect(settle=True)
             yield Duplicate()
     if count < RECONNECT_AFTER:
-        yield Reconnect()
+        yield Reconnect(settle=True)
         yield Duplicate()

@@ -50,25 +50,43 @@ SAMPLE = 20  # notifications altered by unknown-fields and clock-skew
 SKEW = 86_400  # seconds: a day
 
 
+HANDLED, BROKE_IT, NOT_RUN = "handled", "broke it", "not run"
+
+
 @dataclass(slots=True)
 class ProbeResult:
+    """What came of a probe. ``ran`` False: it could not be tried (no connection, nothing sent); then it neither broke
+    the endpoint nor kept a connection, and is not handled either (a verdict cannot claim what was not tried)."""
+
     probe: Probe
     handled: bool
     sent: int
     acknowledged: int
     kept_connection: bool
     detail: str
+    ran: bool = True
+
+    @property
+    def status(self) -> str:
+        """handled, broke it, or not run."""
+        return NOT_RUN if not self.ran else HANDLED if self.handled else BROKE_IT
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.probe.name,
             "description": self.probe.description,
+            "status": self.status,
             "handled": self.handled,
             "sent": self.sent,
             "acknowledged": self.acknowledged,
-            "kept_connection": self.kept_connection,
+            "kept_connection": self.kept_connection if self.ran else None,
             "detail": self.detail,
         }
+
+
+def not_run(probe: Probe, why: str) -> ProbeResult:
+    """A probe that could not be tried, and why (e.g. the run's CONNECT failed)."""
+    return ProbeResult(probe, False, 0, 0, False, why, ran=False)
 
 
 Step = dict[str, Any] | Duplicate  # a NOTIFICATION REQUEST to send, or a duplicate of an acknowledged one
@@ -112,10 +130,11 @@ class ConnectionOutcome:
 
     acknowledged: list[str] = field(default_factory=list)  # ids, once per acknowledgement received
     duplicates_sent: list[str] = field(default_factory=list)  # ids sent again by Duplicate steps
+    duplicates_acked: list[str] = field(default_factory=list)  # of those, acknowledged by their own acknowledgement
     drops: int = 0  # connections lost without the master closing them
     close_codes: list[int] = field(default_factory=list)
     error: str | None = None  # what went wrong during the run, if anything
-    failure: str | None = None  # the connection could not be made: why (then nothing else counts)
+    failure: str | None = None  # the connection could not be made (or CONNECT failed): why (then nothing else counts)
 
 
 def plan(probe: Probe | str, pool: Sequence[dict[str, Any]], rng: random.Random) -> ProbePlan:
@@ -138,7 +157,7 @@ def judge(plan: ProbePlan, outcomes: Sequence[ConnectionOutcome]) -> ProbeResult
         return _judge_per_connection(plan, outcomes)
     failed = next((o.failure for o in outcomes if o.failure is not None), None)
     if failed is not None:
-        return ProbeResult(plan.probe, False, 0, 0, False, f"no connection: {failed}")
+        return not_run(plan.probe, f"no connection: {failed}")
     if plan.tally is Tally.DUPLICATE:
         return _judge_duplicate(plan, outcomes)
     acked = len({message_id for o in outcomes for message_id in o.acknowledged})
@@ -153,8 +172,9 @@ def judge(plan: ProbePlan, outcomes: Sequence[ConnectionOutcome]) -> ProbeResult
 
 
 def _judge_duplicate(plan: ProbePlan, outcomes: Sequence[ConnectionOutcome]) -> ProbeResult:
-    # The original's acknowledgement and the duplicate's, both counted against the duplicated id.
+    # The original's acknowledgement and the duplicate's own, both counted against the duplicated id.
     acked = sum(1 for o in outcomes for message_id in o.acknowledged if message_id in o.duplicates_sent)
+    acked += sum(1 for o in outcomes for message_id in o.duplicates_acked if message_id in o.duplicates_sent)
     kept = all(o.drops == 0 for o in outcomes)
     detail = "the duplicate was acknowledged" if acked == plan.sent else "the duplicate was not acknowledged"
     return _result(plan, acked, kept, detail)
@@ -164,6 +184,8 @@ def _judge_per_connection(plan: ProbePlan, outcomes: Sequence[ConnectionOutcome]
     total = len(plan.connections)
     failures = [o.failure for o in outcomes if o.failure is not None]
     made = [o for o in outcomes if o.failure is None]
+    if not made:  # none connected: the storm was not what failed (a CONNECT that fails once fails 50 times)
+        return not_run(plan.probe, f"no connection: {failures[0]}")
     acked = sum(len(o.acknowledged) for o in made)
     kept = not failures and all(o.drops == 0 for o in made)
     detail = f"{len(made)} of {total} connected, {acked} acknowledged"

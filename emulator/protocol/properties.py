@@ -71,6 +71,13 @@ class NbwssProperties:
                 f"notification.sendTimeout is {self.send_timeout * 1000:g} ms: under {MIN_SEND_TIMEOUT * 1000:g} ms every "
                 "acknowledgement will be late (in nbwss.properties it is in milliseconds, e.g. 2000; --ack-timeout is in seconds)"
             )
+        if self.resend_interval < self.send_timeout:
+            found.append(
+                f"notification.scheduledRate (--resend-interval) is {self.resend_interval:g} s, shorter than "
+                f"notification.sendTimeout (--ack-timeout, {self.send_timeout * 1000:g} ms): notifications are resent before "
+                f"their acknowledgement is due: an acknowledgement after the resend is late (ack.within-timeout) even within "
+                "sendTimeout (NetBackup's defaults are 5 s and 2000 ms)"
+            )
         return found
 
 

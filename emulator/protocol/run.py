@@ -30,7 +30,15 @@ class Target:
 
 @dataclass(frozen=True, slots=True)
 class Reconnect:
-    """A step in a message stream: drop the connection now (as a network would) and carry on."""
+    """A step in a message stream: drop the connection now (as a network would) and carry on.
+
+    ``settle``: close as a master closing on purpose would rather than at once: first
+    ping the endpoint (once the pong is in, what it sent before has arrived, the
+    time-out at most notification.sendTimeout) and answer every COMMAND request read
+    by then, so that a cloud application's login is not cut off by the test itself.
+    """
+
+    settle: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +124,8 @@ class Report:
     duplicate_acks: int = 0  # acknowledgements beyond one per copy sent
     copy_acks: int = 0  # acknowledgements of resent copies after the first (allowed: one per copy)
     ack_limit: float = 0.0  # notification.sendTimeout, seconds: an acknowledgement later than this is late
+    frames_in: int = 0  # frames received from the endpoint, all of them (what the frames.* rules checked)
+    resend_interval: float = 0.0  # notification.scheduledRate, seconds (0: not said): a resend also makes an ack late
     violations: list[Violation] = field(default_factory=list)
     commands: list[CommandExchange] = field(default_factory=list)  # COMMAND requests answered (the answer was sent)
     unanswered: list[dict[str, Any]] = field(default_factory=list)  # COMMAND requests received, no answer sent (closing)
@@ -145,10 +155,17 @@ class Report:
 
     def late_text(self, message_id: str, latency: float) -> str:
         """A late acknowledgement in words, with the limit and its unit (evidence of ack.within-timeout)."""
-        limit = f"notification.sendTimeout is {self.ack_limit * 1000:g} ms"
-        if latency <= self.ack_limit:  # within the limit, but only after a resend (a resend interval shorter than it)
-            return f"notification {message_id} acknowledged only after a resend, {latency * 1000:.0f} ms after its first send ({limit})"
-        return f"notification {message_id} acknowledged {latency * 1000:.0f} ms after its first send ({limit})"
+        timeout = f"{self.ack_limit * 1000:g} ms"
+        if latency <= self.ack_limit:  # within sendTimeout, but only after a resend: the resend interval is shorter than it
+            resend = f" ({self.resend_interval * 1000:g} ms)" if self.resend_interval else ""
+            return (
+                f"notification {message_id} acknowledged {latency * 1000:.0f} ms after its first send, only after the master "
+                f"had resent it: notification.scheduledRate{resend} is shorter than notification.sendTimeout ({timeout}), and "
+                "the master waits no longer than that for an acknowledgement"
+            )
+        return (
+            f"notification {message_id} acknowledged {latency * 1000:.0f} ms after its first send (notification.sendTimeout is {timeout})"
+        )
 
 
 class _NotYet:

@@ -12,6 +12,10 @@ same for every driver (asyncio, gevent, a test):
 * a notification sent N times may be acknowledged up to N times (once per
   copy: a slow endpoint answers the original and the resend); only more is a
   duplicate. Latency and lateness count from the *first* send;
+* a deliberate duplicate (:meth:`MasterSession.send_duplicate`, the same id sent
+  again after its acknowledgement) is settled by its *own* acknowledgement: the
+  acknowledgements still owed to the original's copies come first, and it is
+  counted apart from the notifications sent;
 * checking every frame both ways against the schemas, and the rules of
   direction and correlation; what is wrong becomes a :class:`Violation`, never
   an exception.
@@ -82,6 +86,7 @@ class Acknowledged:
     overdue: bool = False  # it had to be resent for want of an acknowledgement
     since_due: float = 0.0  # since it was due to be sent (open model: includes any delay in sending it)
     received_at: float = 0.0  # when it was read (session clock): what the latencies count to
+    duplicate: bool = False  # the acknowledgement of a deliberate duplicate, not of a notification
 
 
 @dataclass(slots=True)
@@ -123,17 +128,22 @@ class Pending:
     due: float  # when it should have left: its first send, or its slot in an open-model schedule
     attempts: int = 1
     overdue: bool = False  # resent because no acknowledgement came in time (not because of a reconnect)
+    here: int = 1  # copies sent on the current connection (those on a lost one are never answered)
+    earlier: int = 0  # acknowledgements still owed to earlier copies of the same id, which come before this one's
+    duplicate: bool = False  # a deliberate duplicate of an acknowledged notification (Counters.duplicates)
 
 
 @dataclass(slots=True)
 class Counters:
     """What went over this session, for reports."""
 
-    sent: int = 0  # notifications sent the first time
+    sent: int = 0  # notifications sent the first time (distinct ones: deliberate duplicates are apart)
     resent: int = 0  # sends of the same id again
     acknowledged: int = 0
     duplicate_acks: int = 0  # acknowledgements beyond one per copy sent (ack.once)
     copy_acks: int = 0  # acknowledgements of a resent copy after the first one: allowed, counted
+    duplicates: int = 0  # deliberate duplicates sent (an acknowledged id again; not in sent)
+    duplicates_acked: int = 0  # of those, acknowledged by their own acknowledgement (not in acknowledged)
     connects: int = 0
     frames_in: int = 0
     frames_out: int = 0
@@ -177,6 +187,9 @@ class MasterSession:
         # allocator with tables it did not give back: a soak's memory rose by 10% between 100,000 and 500,000.)
         self._acked: dict[str, int] = {}
         self._acked_before: dict[str, int] = {}
+        # id -> copies sent on this connection and not yet acknowledged, of acknowledged notifications: what a
+        # deliberate duplicate's acknowledgement comes after. Only resent ones are here (few); emptied on a reconnect.
+        self._owed_here: dict[str, int] = {}
         self._ack_schema = self.schemas.fast_validator("notification-response.json")
         self._notification_schema = self.schemas.fast_validator("notification-request.json")
         self._connect_id: str | None = None
@@ -197,10 +210,16 @@ class MasterSession:
         """The transport is gone; pending notifications wait for the next connection."""
         self.state = State.CLOSED
         self._connect_id = None
+        self._owed_here.clear()  # what was sent on the lost connection is never answered now
+        for pending in self.pending.values():
+            pending.earlier = 0
 
     def resend_all(self) -> list[bytes]:
         """After a new CONNECT succeeded: every pending notification again, same ids."""
-        return [self._resend(pending) for pending in list(self.pending.values())]
+        frames = [self._resend(pending) for pending in list(self.pending.values())]
+        for pending in self.pending.values():
+            pending.here = 1
+        return frames
 
     # -- sending -----------------------------------------------------------------------
 
@@ -232,6 +251,29 @@ class MasterSession:
         self.counters.sent += 1
         return frame
 
+    def send_duplicate(self, message_id: str, frame: bytes) -> bytes:
+        """Register a deliberate duplicate of the acknowledged ``message_id`` (its ``frame``, again) and return it.
+
+        The acknowledgements still owed to the original's copies (a slow endpoint
+        answers every copy it received) are expected first: only the one after them
+        settles the duplicate, so that an endpoint that never answers the duplicate is
+        not taken for one that did, and the copies' answers are no ``ack.once``.
+        """
+        if self.state is not State.OPEN:
+            raise RuntimeError(f"cannot send a notification while {self.state.value}")
+        self._acked.pop(message_id, None)  # the duplicate's own pending entry counts its copies from now
+        self._acked_before.pop(message_id, None)
+        owed = self._owed_here.pop(message_id, 0)
+        self.counters.frames_out += 1
+        self.counters.duplicates += 1
+        now = self.clock()
+        self.pending[message_id] = Pending(message_id, frame, now, now, now, earlier=owed, duplicate=True)
+        return frame
+
+    def lost(self) -> list[str]:
+        """The notifications still unacknowledged (deliberate duplicates are not notifications lost)."""
+        return [message_id for message_id, pending in self.pending.items() if not pending.duplicate]
+
     def send_frame(self, message: dict[str, Any]) -> bytes:
         """Any other message the master sends (a COMMAND RESPONSE): checked and encoded."""
         return self._outgoing(message)
@@ -254,6 +296,7 @@ class MasterSession:
             due.append(pending)
         for pending in due:
             pending.overdue = True
+            pending.here += 1
         return [self._resend(p) for p in due]
 
     def _resend(self, pending: Pending) -> bytes:
@@ -334,9 +377,10 @@ class MasterSession:
             return None
         if not self._is_ack(message):
             return None
-        pending = self.pending.pop(message["id"], None)
-        if pending is None:
-            return None  # a duplicate or an unknown id: receive() says which
+        pending = self.pending.get(message["id"])
+        if pending is None or pending.earlier:
+            return None  # a duplicate, an unknown id, an earlier copy's: receive() says which
+        del self.pending[message["id"]]
         self.counters.frames_in += 1
         return self._settle(pending, received_at)
 
@@ -367,14 +411,22 @@ class MasterSession:
         message_id = message.get("id")
         if not isinstance(message_id, str):
             return []
-        pending = self.pending.pop(message_id, None)
+        pending = self.pending.get(message_id)
         if pending is not None:
+            if pending.earlier:  # owed to a copy sent before the deliberate duplicate: not the duplicate's
+                pending.earlier -= 1
+                self.counters.copy_acks += 1
+                return []
+            del self.pending[message_id]
             return [self._settle(pending)]
         generation = self._acked if message_id in self._acked else self._acked_before
         copies = generation.get(message_id)
         if copies:  # the ack of a copy (a resend) after the first: the endpoint answers what it received
             generation[message_id] = copies - 1
             self.counters.copy_acks += 1
+            owed = self._owed_here.pop(message_id, 0)
+            if owed > 1:
+                self._owed_here[message_id] = owed - 1
             return []
         if copies is not None:
             self.counters.duplicate_acks += 1
@@ -390,11 +442,26 @@ class MasterSession:
 
     def _settle(self, pending: Pending, received_at: float | None = None) -> Acknowledged:
         """``pending`` has its acknowledgement, received at ``received_at`` or now (and is out of ``self.pending``)."""
-        self.counters.acknowledged += 1
+        if pending.duplicate:
+            self.counters.duplicates_acked += 1
+        else:
+            self.counters.acknowledged += 1
         self._remember_ack(pending.message_id, pending.attempts - 1)
+        if pending.here > 1:
+            owed = self._owed_here
+            if len(owed) >= ACKED_MEMORY:  # copies never answered: forget them rather than grow (a duplicate then waits less)
+                owed.clear()
+            owed[pending.message_id] = pending.here - 1
         now = self.clock() if received_at is None else received_at
         return Acknowledged(
-            pending.message_id, now - pending.first_sent, pending.attempts, pending.frame, pending.overdue, now - pending.due, now
+            pending.message_id,
+            now - pending.first_sent,
+            pending.attempts,
+            pending.frame,
+            pending.overdue,
+            now - pending.due,
+            now,
+            pending.duplicate,
         )
 
     def _remember_ack(self, message_id: str, copies: int) -> None:
@@ -402,11 +469,6 @@ class MasterSession:
         acked[message_id] = copies
         if len(acked) >= self.ack_memory // 2:
             self._acked_before, self._acked = acked, {}
-
-    def forget_ack(self, message_id: str) -> None:
-        """A deliberate duplicate of ``message_id`` is about to be sent: its next ack is expected, not a duplicate."""
-        self._acked.pop(message_id, None)
-        self._acked_before.pop(message_id, None)
 
     # -- helpers -----------------------------------------------------------------------
 

@@ -30,7 +30,6 @@ from websockets.protocol import State as WsState
 
 from emulator.exceptions import ConnectionFailed
 from emulator.findings import Finding, RuleId
-from emulator.protocol.codec import decode
 from emulator.protocol.run import NOT_YET, Duplicate, Paced, Prepared, PullSource, Raw, Reconnect, Report, Settings, Target
 from emulator.protocol.sender import Reconnection, SendPolicy
 from emulator.protocol.session import (
@@ -57,6 +56,8 @@ MAX_LATE_KEPT = 100
 HIGHEST_LATENCY_US = 3_600_000_000
 #: Notifications written to the socket together at most (~0.2 MiB of frames; see EmulatedMaster._flush).
 MAX_BURST = 128
+#: Data frames (a message's last frame) that go to ``recv`` when the master does not take them as they are parsed.
+_MESSAGE_ENDS = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
 #: The shortest sleep of the sender, seconds, where it polls: for a connection without the
 #: acknowledgement fast path (a transcript is kept), and while the endpoint is not reading.
 PACE_GRAIN = 0.0002
@@ -74,6 +75,7 @@ class MasterConnection(ClientConnection):
 
     take_text: Callable[[bytes | bytearray | memoryview], bool] | None
     received_at: float
+    unread: int  # messages parsed and queued for recv, not yet handled by the master (see EmulatedMaster._settle)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # Set before websockets' own: first set in data_received, after some of websockets'
@@ -81,6 +83,7 @@ class MasterConnection(ClientConnection):
         # (1.4 KiB more per connection, measured with 5,000 masters).
         self.take_text = None
         self.received_at = 0.0
+        self.unread = 0
         super().__init__(*args, **kwargs)
 
     def data_received(self, data: bytes) -> None:
@@ -93,6 +96,8 @@ class MasterConnection(ClientConnection):
             take is not None and type(event) is Frame and event.opcode is Opcode.TEXT and event.fin and take(cast("bytes", event.data))
         ):  # a parsed frame holds bytes
             return
+        if type(event) is Frame and event.fin and event.opcode in _MESSAGE_ENDS:
+            self.unread += 1
         super().process_event(event)
 
 
@@ -154,7 +159,6 @@ class EmulatedMaster:
         self.report = Report(url=self.targets[0].url)
         if self.settings.ack_histogram:
             self.report.latency = HdrHistogram(1, HIGHEST_LATENCY_US, 3)
-        self._duplicate_ids: set[str] | None = None  # deliberate duplicates sent, not yet acknowledged again (made at the first)
         self._ws: ClientConnection | None = None
         self._wake = asyncio.Event()
         self._session: MasterSession | None = None
@@ -164,6 +168,7 @@ class EmulatedMaster:
         self._duplicates_wanted = 0  # Duplicate steps waiting for a first acknowledgement
         self._held: Any = None  # a Paced message waiting for its time, or a step left to the sender
         self._filling = False  # the sender is in _fill (the pacer then leaves sending to it)
+        self._settling = False  # the sender waits for the receiver to handle what was read, before a deliberate close
         self._not_due = False  # the last look found the next notification not due yet (see _take_ready)
         self._source_waits = False  # the last look found the source with nothing for now: it wakes the sender itself
         self._pacer: asyncio.TimerHandle | None = None  # sends the next paced notification when due (see _pace)
@@ -331,6 +336,10 @@ class EmulatedMaster:
                     self._source_ended()
                     return
                 if isinstance(item, Reconnect):
+                    if item.settle:
+                        await self._settle(ws, session)
+                        if ws.state is not WsState.OPEN:
+                            return  # the endpoint closed it meanwhile: its drop (connection.kept), not the master's
                     self.report.deliberate_drops += 1
                     self._closing = True
                     await ws.close(1001, "master reconnecting")
@@ -344,6 +353,37 @@ class EmulatedMaster:
         finally:
             self._filling = False
             self._flush(ws, session, burst)
+
+    async def _settle(self, ws: ClientConnection, session: MasterSession) -> None:
+        """Before a deliberate close: let the exchange in flight finish, and answer the COMMANDs the endpoint sent.
+
+        A pong comes after everything the endpoint sent before it read the ping, the
+        acknowledgements of what is pending after everything it sent before it handled
+        those notifications; the receiver then handles (answers) every message read,
+        until none is left unread. Once the master sends its Close it may send nothing
+        more, not even an answer. At most notification.sendTimeout for the pong, and as
+        long again for the rest: a slow endpoint's notifications stay pending (resent
+        after the reconnect).
+        """
+        limit = self.policy.ack_limit
+        try:
+            await asyncio.wait_for(await ws.ping(), limit)
+        except (ConnectionClosed, TimeoutError):
+            return  # gone, or not answering pings: close as it is
+        if not isinstance(ws, MasterConnection):
+            return
+        deadline = time.monotonic() + limit
+        self._settling = True
+        try:
+            while (ws.unread > 0 or session.pending) and ws.state is WsState.OPEN and time.monotonic() < deadline:
+                self._wake.clear()
+                timer = asyncio.get_running_loop().call_at(deadline, self._wake.set)
+                try:
+                    await self._wake.wait()  # the receiver wakes the sender once it has handled every message read
+                finally:
+                    timer.cancel()
+        finally:
+            self._settling = False
 
     def _take_ready(self, ws: ClientConnection, session: MasterSession, burst: list[bytes]) -> Any:
         """Register the notifications that may leave now into ``burst``; what stopped it.
@@ -438,6 +478,8 @@ class EmulatedMaster:
         async def answer() -> str:
             while True:
                 frame = await ws.recv()
+                if isinstance(ws, MasterConnection):
+                    ws.unread -= 1
                 self._record("in", session, frame)
                 violations: list[Violation] = []
                 for event in session.receive(frame):
@@ -490,6 +532,10 @@ class EmulatedMaster:
                     elif isinstance(event, CloseRequested):
                         self._closing = True
                         await ws.close(event.code, event.reason)
+                if isinstance(ws, MasterConnection):
+                    ws.unread -= 1
+                    if not ws.unread and self._settling:
+                        acks_only = False  # the sender waits for this before its deliberate close (see _settle)
                 if not acks_only or self._sender_waits_for_acks(session):
                     self._wake.set()
         except ConnectionClosed as closed:
@@ -557,9 +603,9 @@ class EmulatedMaster:
 
     def _sender_waits_for_acks(self, session: MasterSession) -> bool:
         # An acknowledgement wakes the sender only when it may be waiting for it: the window
-        # was full, the run is draining, a duplicate waits for a first ack. (In the open model,
+        # was full, the run is draining, a duplicate waits for a first ack, a deliberate close waits. (In the open model,
         # a wake-up per ack would cost as much as the send itself.)
-        return self.policy.wants_ack_wakeup(len(session.pending)) or bool(self._duplicates_wanted)
+        return self.policy.wants_ack_wakeup(len(session.pending)) or bool(self._duplicates_wanted) or self._settling
 
     def _closed(self, closed: ConnectionClosed | None) -> None:
         code = _close_code(closed) if closed is not None else (self._ws.close_code if self._ws is not None else None)
@@ -576,6 +622,14 @@ class EmulatedMaster:
         policy = self.policy
         policy.acknowledged(event.received_at)  # the read's time: no second look at the clock per ack
         report = self.report
+        if event.duplicate:  # a deliberate duplicate's own acknowledgement: shown apart from the notifications'
+            report.duplicates_acked.append(event.message_id)
+            if policy.is_late(event.latency, event.overdue):
+                report.late += 1
+                report.late_acks.append((event.message_id, event.latency))
+            if self.on_ack is not None:
+                self.on_ack(event)  # Acknowledged.duplicate tells it apart
+            return
         if self._record_acks:
             report.acks.append((event.message_id, event.latency, event.attempts))
         histogram = report.latency
@@ -586,9 +640,6 @@ class EmulatedMaster:
             report.late += 1
             if self._record_acks or len(report.late_acks) < MAX_LATE_KEPT:
                 report.late_acks.append((event.message_id, event.latency))
-        if self._duplicate_ids and event.message_id in self._duplicate_ids:
-            self._duplicate_ids.discard(event.message_id)
-            report.duplicates_acked.append(event.message_id)
         if len(self._acked_frames) < 16:
             self._acked_frames.append((event.message_id, event.frame))
         if self.on_ack is not None:
@@ -607,12 +658,8 @@ class EmulatedMaster:
     async def _send_duplicate(self, ws: ClientConnection, session: MasterSession) -> None:
         """Send the first acknowledged notification again, as a master does after a reconnect."""
         message_id, frame = self._acked_frames[0]
-        session.forget_ack(message_id)
         self.report.duplicates_sent.append(message_id)
-        if self._duplicate_ids is None:
-            self._duplicate_ids = set()
-        self._duplicate_ids.add(message_id)
-        await self._send(ws, session, session.send(decode(frame)))
+        await self._send(ws, session, session.send_duplicate(message_id, frame))
 
     async def _send(self, ws: ClientConnection, session: MasterSession, frame: bytes) -> bool:
         """Write ``frame`` if it may go; whether it was written."""
@@ -688,13 +735,15 @@ class EmulatedMaster:
 
     def _finish(self, session: MasterSession) -> Report:
         report = self.report
-        report.lost = list(session.pending)
+        report.lost = session.lost()
         report.sent = session.counters.sent
         report.acknowledged = session.counters.acknowledged
         report.resent = session.counters.resent
         report.duplicate_acks = session.counters.duplicate_acks
         report.copy_acks = session.counters.copy_acks
         report.ack_limit = self.policy.ack_limit
+        report.resend_interval = self.settings.properties.resend_interval
+        report.frames_in = session.counters.frames_in
         report.violations.extend(session.outgoing_violations)
         session.outgoing_violations.clear()
         report.elapsed = time.monotonic() - self._start

@@ -183,6 +183,8 @@ def test_the_duplicate_is_handled_when_acknowledged_like_its_original(pool: list
     (original,) = ids(planned)
     both = judge(planned, [ConnectionOutcome(acknowledged=[original, original], duplicates_sent=[original])])
     assert (both.handled, both.sent, both.acknowledged, both.detail) == (True, 2, 2, "the duplicate was acknowledged")
+    apart = judge(planned, [ConnectionOutcome(acknowledged=[original], duplicates_sent=[original], duplicates_acked=[original])])
+    assert (apart.handled, apart.acknowledged) == (True, 2)  # the duplicate's own acknowledgement, as the master reports it
 
     once = judge(planned, [ConnectionOutcome(acknowledged=[original], duplicates_sent=[original])])
     assert (once.handled, once.acknowledged, once.detail) == (False, 1, "the duplicate was not acknowledged")
@@ -196,6 +198,15 @@ def test_a_probe_without_a_connection_sent_nothing(pool: list[dict[str, Any]]) -
     result = judge(plan("burst", pool, random.Random(1)), [ConnectionOutcome(failure="connection refused")])
     assert (result.handled, result.sent, result.acknowledged, result.kept_connection) == (False, 0, 0, False)
     assert result.detail == "no connection: connection refused"
+    assert result.status == "not run" and result.as_dict()["kept_connection"] is None  # neither "broke it" nor "kept"
+
+
+def test_a_storm_in_which_no_connection_was_made_was_not_run(pool: list[dict[str, Any]]) -> None:
+    planned = plan("reconnect-storm", pool, random.Random(1))
+    none = judge(planned, [ConnectionOutcome(failure="CONNECT answered wrongly")] * len(planned.connections))
+    assert (none.status, none.handled, none.detail) == ("not run", False, "no connection: CONNECT answered wrongly")
+    some = judge(planned, [ConnectionOutcome(failure="connection reset"), *[ConnectionOutcome()] * (len(planned.connections) - 1)])
+    assert some.status == "broke it"  # one of 50 refused under the storm: that is the storm's finding
 
 
 def test_the_storm_counts_connections_and_acknowledgements(pool: list[dict[str, Any]]) -> None:
@@ -224,6 +235,7 @@ def test_results_keep_their_json_keys_and_the_catalogue_is_where_it_was(pool: li
     assert result.as_dict() == {
         "name": "out-of-order",
         "description": "a job's DONE before its ACTIVE, as NetBackup's polling can report them",
+        "status": "broke it",
         "handled": False,
         "sent": 2,
         "acknowledged": 0,

@@ -151,8 +151,7 @@ def test_duplicate_and_unknown_acknowledgements_are_violations(clock, notificati
     assert isinstance(duplicate, Violation) and duplicate.rule == "ack.once"
     (unknown,) = session.receive(ack("8E909940-AD50-4543-8AEA-B52003818925"))
     assert isinstance(unknown, Violation) and unknown.rule == "ack.known-id"
-    session.forget_ack(notifications[0]["id"])  # a deliberate duplicate send
-    session.send(notifications[0])
+    session.send_duplicate(notifications[0]["id"], encode(notifications[0]))  # a deliberate duplicate send
     assert isinstance(session.receive(ack(notifications[0]["id"]))[0], Acknowledged)
 
 

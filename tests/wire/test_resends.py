@@ -11,16 +11,19 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
+from emulator.cli import main
 from emulator.protocol.codec import encode
 from emulator.protocol.messages import connect_response, notification_response
 from emulator.protocol.properties import NbwssProperties
-from emulator.protocol.run import Paced, Settings, Target
+from emulator.protocol.run import Duplicate, Paced, Settings, Target
 from emulator.protocol.session import Acknowledged, MasterSession, State, Violation
 from emulator.scenario import Timeline, load
 from emulator.wire.master import EmulatedMaster
@@ -146,3 +149,85 @@ def test_acknowledged_ids_are_remembered_for_half_the_memory_at_least(monkeypatc
         assert again.rule == "ack.once"
     (forgotten,) = session.receive(ack(ids[0]))  # long forgotten: an id the master does not know
     assert forgotten.rule == "ack.known-id"
+
+
+def test_a_deliberate_duplicate_is_settled_by_its_own_acknowledgement_after_the_copies() -> None:
+    clock = Clock()
+    session = opened(clock)
+    (message,) = notifications(1)
+    frame = session.send(message)
+    clock.now += 5.0
+    session.resend_due()  # two copies out; the slow endpoint will answer both
+    clock.now += 1.0
+    (first,) = session.receive(ack(message["id"]))  # the first copy's
+    assert isinstance(first, Acknowledged) and not first.duplicate
+    session.send_duplicate(message["id"], frame)  # the resent copy's ack is still to come
+    assert session.receive(ack(message["id"])) == []  # the resent copy's: not the duplicate's, and no ack.once
+    assert session.lost() == [] and list(session.pending) == [message["id"]]  # the duplicate still waits for its own
+    (own,) = session.receive(ack(message["id"]))
+    assert isinstance(own, Acknowledged) and own.duplicate
+    assert session.counters.duplicate_acks == 0 and session.counters.copy_acks == 1
+    (extra,) = session.receive(ack(message["id"]))  # one more than the three copies sent
+    assert isinstance(extra, Violation) and extra.rule == "ack.once"
+
+
+def test_a_deliberate_duplicate_is_counted_apart_from_the_notifications_sent() -> None:
+    clock = Clock()
+    session = opened(clock)
+    first, second = notifications(2)
+    frame = session.send(first)
+    session.send(second)
+    session.receive(ack(first["id"]))
+    session.send_duplicate(first["id"], frame)
+    assert session.counters.sent == 2 and session.counters.duplicates == 1
+    assert session.lost() == [second["id"]]  # the unanswered duplicate is not a notification lost
+    session.receive(ack(second["id"]))
+    session.receive(ack(first["id"]))
+    assert session.counters.acknowledged == 2 and session.counters.duplicates_acked == 1
+
+
+def test_a_slow_correct_endpoint_gets_no_false_ack_once_from_the_deliberate_duplicate() -> None:
+    resend, delay = 0.2, 0.3  # the notification is sent twice before its first ack; each copy is answered
+
+    async def scenario() -> tuple:
+        async with slow_endpoint(delay) as (url, received):
+            properties = NbwssProperties(resend_interval=resend, send_timeout=1.0, connection_period=0.5)
+            master = EmulatedMaster([Target(url, "t")], Settings(properties=properties, drain_timeout=3.0))
+            first, second = notifications(2)
+            # The run goes on (the second notification at 0.8 s) while the acknowledgements of the copies come.
+            report = await master.run([first, Duplicate(), Paced(0.8, second)])
+            return report, list(received)
+
+    report, received = asyncio.run(scenario())
+    assert [(v.rule, v.finding.message) for v in report.violations] == []
+    assert report.duplicate_acks == 0 and report.duplicates_sent == report.duplicates_acked != []
+    assert report.sent == 2 and report.acknowledged == 2 and not report.lost  # the duplicate is apart
+    assert len(report.acks) == 2
+    assert received.count(report.duplicates_sent[0]) >= 3  # the original, its resend, the duplicate (and its resend)
+
+
+def test_an_acknowledgement_after_a_resend_within_send_timeout_says_why_it_is_late() -> None:
+    async def scenario() -> Any:
+        async with slow_endpoint(0.3) as (url, _):
+            properties = NbwssProperties(resend_interval=0.2, send_timeout=1.0, connection_period=0.5)
+            master = EmulatedMaster([Target(url, "t")], Settings(properties=properties, drain_timeout=2.0))
+            return await master.run(notifications(3))
+
+    report = asyncio.run(scenario())  # resent at 0.2 s, answered at 0.3 s: within the 1 s sendTimeout, after the resend
+    assert report.late == 3
+    text = report.late_text(*report.late_acks[0])
+    assert re.fullmatch(
+        r"notification \S+ acknowledged \d+ ms after its first send, only after the master had resent it: "
+        r"notification.scheduledRate \(200 ms\) is shorter than notification.sendTimeout \(1000 ms\), "
+        r"and the master waits no longer than that for an acknowledgement",
+        text,
+    ), text
+
+
+def test_a_resend_interval_shorter_than_the_ack_timeout_is_warned_about(capsys: pytest.CaptureFixture[str]) -> None:
+    (warning,) = NbwssProperties(resend_interval=1.0, send_timeout=2.0).warnings()
+    assert "notification.scheduledRate (--resend-interval) is 1 s, shorter than notification.sendTimeout" in warning
+    assert NbwssProperties(resend_interval=5.0, send_timeout=2.0).warnings() == []
+    code = main(["run", "--no-probes", "--resend-interval", "0.1", "--ack-timeout", "0.5", "--quiet"])
+    assert code == 0
+    assert "warning: notification.scheduledRate (--resend-interval) is 0.1 s, shorter than" in capsys.readouterr().err
