@@ -41,8 +41,8 @@ def ack(message_id: str) -> str:
     return encode(notification_response(message_id, 1)).decode()
 
 
-def opened(clock: Clock) -> MasterSession:
-    session = MasterSession("t", clock=clock, rng=random.Random(1), resend_interval=5.0)
+def opened(clock: Clock, **kwargs: Any) -> MasterSession:
+    session = MasterSession("t", clock=clock, rng=random.Random(1), resend_interval=5.0, **kwargs)
     connect = json.loads(session.connect())
     session.receive(encode(connect_response(connect["id"], 1, True)).decode())
     assert session.state is State.OPEN
@@ -131,12 +131,9 @@ def test_an_endpoint_slower_than_the_resend_interval_gets_no_false_duplicate_fin
     assert all(attempts >= 2 for _, _, attempts in report.acks)
 
 
-def test_acknowledged_ids_are_remembered_for_half_the_memory_at_least(monkeypatch) -> None:
-    import emulator.protocol.session as session_module  # noqa: PLC0415
-
-    monkeypatch.setattr(session_module, "ACKED_MEMORY", 8)
+def test_acknowledged_ids_are_remembered_for_half_the_memory_at_least() -> None:
     clock = Clock()
-    session = opened(clock)
+    session = opened(clock, ack_memory=8)
     ids = []
     for index in range(20):
         message = dict(notifications(1)[0], id=f"00000000-0000-4000-8000-{index:012d}")
