@@ -8,14 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from emulator.cli import main
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+from helpers import cli as run
 
 
 def test_scenarios_lists_every_bundled_scenario_with_a_description(capsys) -> None:

@@ -14,23 +14,12 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from helpers import cli as run
+from helpers import free_port
 
-from emulator.cli import main
 from emulator.contract.rules import RULES
 
 FAST = ["--resend-interval", "0.2", "--ack-timeout", "0.2", "--reconnect-period", "0.5"]
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_run_with_no_endpoint_passes_against_the_embedded_one_and_writes_reports(capsys, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import cli
 from rich.console import Console
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
@@ -39,12 +40,6 @@ FAST_ARGS = ["--resend-interval", "0.3", "--ack-timeout", "0.2", "--reconnect-pe
 
 def settings() -> Settings:
     return Settings(properties=FAST, drain_timeout=1.0, connect_timeout=3.0)
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def against(fault: Fault | None, **options: Any) -> Any:

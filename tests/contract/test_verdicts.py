@@ -6,17 +6,16 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import cli, free_port
 from rich.console import Console
 from websockets.asyncio.server import ServerConnection, serve
 
-from emulator.cli import main
 from emulator.contract import ContractOptions, run_scenario
 from emulator.contract.report import print_summary
 from emulator.contract.rules import FAILED, JUDGES, NOT_EXERCISED, PASSED, RULES, WARNING, RunFacts, evaluate
@@ -36,18 +35,6 @@ ROOT = Path(__file__).parents[2]
 
 def settings(connect_timeout: float = 3.0) -> Settings:
     return Settings(properties=FAST, drain_timeout=1.0, connect_timeout=connect_timeout)
-
-
-def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def verdicts(result: Any) -> dict[RuleId, Any]:

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import cli as run
 
 from emulator import state
-from emulator.cli import main
 from emulator.diffstate import diff
 from emulator.endpoint.server import Fault, ReferenceEndpoint
 from emulator.harness import EndpointHandle, LoopThread
@@ -37,12 +37,6 @@ from emulator.load.thresholds import parse
 from emulator.protocol.run import NOT_YET, Prepared, Target
 from emulator.scenario import load as scenario
 from emulator.state import AckRecorder
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.mark.slow

@@ -7,7 +7,6 @@ import importlib.util
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import free_port
 
 from emulator import state
 from emulator.diffstate import diff
@@ -31,12 +31,6 @@ LOCUSTFILE = str(Path(__file__).resolve().parents[2] / "emulator" / "locustfile.
 LOCUST = [sys.executable, "-m", "locust", "-f", LOCUSTFILE]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
     """Poll ``condition`` (the endpoint's state, changed by another process) until it holds."""
     limit = time.monotonic() + timeout
@@ -48,13 +42,6 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
 def stats(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
     """Locust's final figures (--json-file), by (request type, name)."""
     return {(entry["method"], entry["name"]): entry for entry in json.loads(path.read_text())}
-
-
-@pytest.fixture
-def loop() -> Iterator[LoopThread]:
-    thread = LoopThread()
-    yield thread
-    thread.stop()
 
 
 @pytest.fixture

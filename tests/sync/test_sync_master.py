@@ -31,13 +31,6 @@ QUICK = NbwssProperties(resend_interval=0.2, connection_period=0.2)
 
 
 @pytest.fixture
-def loop() -> Iterator[LoopThread]:
-    thread = LoopThread()
-    yield thread
-    thread.stop()
-
-
-@pytest.fixture
 def endpoint(loop: LoopThread) -> Iterator[ReferenceEndpoint]:
     server = ReferenceEndpoint(keep=None)
     loop.call(server.start(), timeout=10)
