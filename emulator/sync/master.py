@@ -1,7 +1,7 @@
-"""The emulated master over websockets' synchronous client: a thin blocking layer over :class:`MasterSession`.
+"""The emulated master, blocking: a thin layer over :class:`MasterSession` and a :class:`~emulator.sync.connection.Connection`.
 
-One master, one thread (or one greenlet: under gevent's monkey patching, as in
-Locust, the client's reading thread and its locks become greenlet ones). It
+One master, one thread (or one greenlet under gevent's monkey patching, as in
+Locust), which reads its own socket when it waits (no reading thread). It
 does what the asyncio master does, with the same session core making every
 protocol decision: CONNECT; a window of outstanding notifications; resends of
 unacknowledged ones every ``notification.scheduledRate``; reconnection with
@@ -33,7 +33,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
-from websockets.sync.client import ClientConnection, connect
 
 from emulator.contract.rules import FAILED, RunFacts, evaluate
 from emulator.exceptions import ConnectionFailed, NbwssError
@@ -54,6 +53,7 @@ from emulator.protocol.session import (
 )
 from emulator.responders import CommandResponder
 from emulator.schemas import default_schemas, fast_is_valid
+from emulator.sync.connection import Connection
 from emulator.wire.tls import TlsOptions, client_context
 
 #: Violations kept in the report with their frames; beyond, only counted (a long Locust run must stay small).
@@ -174,7 +174,7 @@ class SyncMaster:
         self.policy = SendPolicy(window=self.settings.window, rate=None, ack_limit=self._ack_limit, resend_interval=props.resend_interval)
         self._give_up_after = self.policy.stall_timeout
         self._names: dict[str, str] = {}  # pending notification id -> its sample name
-        self._ws: ClientConnection | None = None
+        self._ws: Connection | None = None
         self._closing = False  # the master itself is closing the current connection
         self._connected_at = 0.0
         self._started = clock()
@@ -219,12 +219,7 @@ class SyncMaster:
         if self._exhausted and not session.pending:
             return False
         try:
-            # What already came is taken without a timer (under gevent, a wait with a time-out makes one each
-            # time); only an empty queue waits, until the next thing falls due.
-            try:
-                frame = ws.recv(timeout=0)
-            except TimeoutError:
-                frame = ws.recv(timeout=max(0.0, self._deadline() - self.clock()))
+            frame = ws.recv(timeout=max(0.0, self._deadline() - self.clock()))
         except TimeoutError:
             self._overdue(ws)
             return True
@@ -269,6 +264,7 @@ class SyncMaster:
             self._names.pop(message_id, None)
         self.session.pending.clear()
         report.sent, report.resent, report.duplicate_acks = counters.sent, counters.resent, counters.duplicate_acks
+        report.acknowledged = counters.acknowledged
         report.violations.extend(self.session.outgoing_violations)
         self.session.outgoing_violations.clear()
         report.elapsed = self.clock() - self._started
@@ -344,12 +340,12 @@ class SyncMaster:
             raise TokenRefused(f"{target.url}: {why}")
         return why
 
-    def _handshake(self, ws: ClientConnection, request: bytes) -> str | None:
+    def _handshake(self, ws: Connection, request: bytes) -> str | None:
         """Send CONNECT and read its answer: None when accepted, else the reason."""
         session, report = self.session, self.report
         limit = self.clock() + self.settings.connect_timeout
         try:
-            ws.send(request, text=True)
+            ws.send(request)
             while True:
                 frame = ws.recv(timeout=max(0.0, limit - self.clock()))
                 answer_problems: list[str] = []
@@ -384,7 +380,7 @@ class SyncMaster:
             report.close_codes.append(code)
             return f"connection closed during CONNECT ({code})"
 
-    def _open(self, target: Target) -> ClientConnection:
+    def _open(self, target: Target) -> Connection:
         """A WebSocket connection to ``target``, or :class:`ConnectError` saying in one line why not."""
         settings, props = self.settings, self.settings.properties
         url = target.url
@@ -393,17 +389,15 @@ class SyncMaster:
             raise ConnectError(f"not a WebSocket URL (ws:// or wss://): {url}")
         host = parts.hostname
         try:
-            ws = connect(
+            return Connection.open(
                 url,
-                ssl=client_context(self.tls) if parts.scheme == "wss" else None,
+                ssl_context=client_context(self.tls) if parts.scheme == "wss" else None,
                 open_timeout=settings.connect_timeout,
                 ping_interval=props.keepalive_interval,
                 ping_timeout=props.keepalive_interval * props.max_pong_miss,
                 close_timeout=min(2.0, props.send_timeout),
                 max_size=settings.max_size,
-                compression=None,
-                proxy=None,
-                user_agent_header="NetBackup-NBWSS-emulator",
+                user_agent="NetBackup-NBWSS-emulator",
             )
         except ssl.SSLCertVerificationError as error:
             raise ConnectError(f"TLS certificate verification failed for {host}: {error.verify_message}") from None
@@ -421,13 +415,10 @@ class SyncMaster:
             raise ConnectError(f"no WebSocket handshake with {url} within {settings.connect_timeout:g}s") from None
         except (OSError, WebSocketException) as error:
             raise ConnectError(f"cannot connect to {url}: {error}") from None
-        # Entered as `with` would (websockets 17.1 warns about a connection that is not); the master
-        # ends it itself (close()), where its life does not fit one block.
-        return ws.__enter__()
 
     # -- sending ------------------------------------------------------------------------------
 
-    def _fill(self, ws: ClientConnection, source: Iterator[Notification]) -> None:
+    def _fill(self, ws: Connection, source: Iterator[Notification]) -> None:
         """Send notifications while the window has room."""
         session, window, names = self.session, self.settings.window, self._names
         while len(session.pending) < window and session.state is State.OPEN:
@@ -451,7 +442,7 @@ class SyncMaster:
         if ws is None:
             return False
         try:
-            ws.send(frame, text=True)
+            ws.send(frame)
         except ConnectionClosed as closed:
             self._dropped(closed)
             return False
@@ -462,7 +453,7 @@ class SyncMaster:
         resend = self.session.next_resend()
         return resend if resend is not None else self.clock() + self.settings.properties.resend_interval
 
-    def _overdue(self, ws: ClientConnection) -> None:
+    def _overdue(self, ws: Connection) -> None:
         """Nothing came in time: resend what is due, and report lost what waited too long on open connections."""
         session = self.session
         now = self.clock()
@@ -475,7 +466,7 @@ class SyncMaster:
 
     # -- receiving ----------------------------------------------------------------------------
 
-    def _handle(self, ws: ClientConnection, frame: str | bytes) -> None:
+    def _handle(self, ws: Connection, frame: str | bytes) -> None:
         for event in self.session.receive(frame):
             if isinstance(event, Acknowledged):
                 self._acknowledged(event)
@@ -573,7 +564,7 @@ def _reason(violation: Violation) -> str:
     return f"[{violation.rule}] {violation.finding.pointer or '/'}: {violation.finding.message}"
 
 
-def _close_quietly(ws: ClientConnection, code: int = 1000, reason: str = "") -> None:
+def _close_quietly(ws: Connection, code: int = 1000, reason: str = "") -> None:
     """Close with the closing handshake, best effort: a dead peer must not stop the master."""
     with contextlib.suppress(OSError, WebSocketException):
         ws.close(code, reason)

@@ -1,4 +1,4 @@
-"""The emulated master over websockets' sync client (emulator.sync), against the reference endpoint on loopback."""
+"""The blocking emulated master (emulator.sync), against the reference endpoint on loopback."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from emulator.protocol.sender import Reconnection, SendPolicy
 from emulator.responders import CommandResponder
 from emulator.scenario import Timeline, load
 from emulator.sync import ConnectError, GaveUp, Sample, SyncMaster, TokenRefused, prepare
+from emulator.wire.tls import TlsOptions, server_context
 
 QUICK = NbwssProperties(resend_interval=0.2, connection_period=0.2)
 
@@ -311,3 +312,27 @@ def test_late_acknowledgements_are_counted_in_the_findings_as_run_counts_them(en
     assert not report.lost and report.late == 3
     assert sync.findings() == {"ack.within-timeout": 3}
     assert [s.error.split(" ")[0] for s in samples if s.kind == "NBWSS" and s.error] == ["[ack.within-timeout]"] * 3
+
+
+def test_wss_is_verified_against_the_given_ca_and_an_unknown_one_refused(loop: LoopThread, tmp_path: Path) -> None:
+    trustme = pytest.importorskip("trustme")
+    authority, stranger = trustme.CA(), trustme.CA()
+    authority.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(tmp_path / "server.pem")
+    authority.cert_pem.write_to_path(tmp_path / "ca.pem")
+    stranger.cert_pem.write_to_path(tmp_path / "other.pem")
+    server = ReferenceEndpoint(keep=None, ssl_context=server_context(str(tmp_path / "server.pem")))
+    loop.call(server.start(), timeout=10)
+    try:
+        assert server.url.startswith("wss://")
+        samples: list[Sample] = []
+        trusted = SyncMaster([Target(server.url, server.token)], Settings(properties=QUICK), tls=TlsOptions(cafile=str(tmp_path / "ca.pem")),
+                             on_sample=samples.append)  # fmt: skip
+        report = trusted.run(notifications(20))
+        assert report.acknowledged == 20 and not report.lost and trusted.findings() == {}
+        assert len([s for s in samples if s.kind == "NBWSS" and s.error is None]) == 20
+        wait_for(lambda: len(server.notifications) == 20)
+        untrusted = SyncMaster([Target(server.url, server.token)], tls=TlsOptions(cafile=str(tmp_path / "other.pem")))
+        with pytest.raises(ConnectError, match=re.escape("TLS certificate verification failed for 127.0.0.1")):
+            untrusted.run(notifications(1))
+    finally:
+        loop.call(server.stop(), timeout=10)
