@@ -73,6 +73,9 @@ SLP_COPY = "slp-duplicate"
 #: The catalog backup's policy (NetBackup's hot catalog backup policy type is NBU_CATALOG).
 CATALOG_POLICY = "CatalogBackup"
 _DAY = 86_400
+#: How long a finished job stays in the job database: NetBackup's Clean-up host properties keep jobs
+#: (KEEP_JOBS_HOURS, KEEP_JOBS_SUCCESSFUL_HOURS) 78 hours by default, then purge them.
+KEEP_JOBS_HOURS = 78.0
 
 
 def _in_turn(*actions: Callable[[], object]) -> Callable[[], None]:
@@ -112,6 +115,7 @@ class MasterServer:
         clock_offset_hours: int = 0,
         failures: Failures = 1.0,
         first_job_id: int = 1,
+        keep_jobs_hours: float = KEEP_JOBS_HOURS,
     ) -> None:
         self.hostname = hostname
         self.scheduler = scheduler
@@ -120,8 +124,12 @@ class MasterServer:
         self.failures = failures
         self.clients: dict[str, Client] = {}
         self.policies: dict[str, Policy] = {}
-        self.jobs: dict[int, Job] = {}
-        self.images: dict[str, Image] = {}  # deleted images stay, with deleted_time set
+        self.jobs: dict[int, Job] = {}  # the job database: finished jobs purged keep_jobs_hours after they ended
+        self.images: dict[str, Image] = {}  # deleted images stay as long as the jobs that may show them, deleted_time set
+        self.keep_jobs = keep_jobs_hours * 3600
+        # What the clean-up purges, in the order it falls due: top-level jobs that ended, images that were deleted.
+        self._ended: deque[tuple[float, int]] = deque()
+        self._deleted: deque[tuple[float, str]] = deque()
         self._live = Catalog()  # not deleted, oldest first
         self._replicated = Catalog()  # live, with a local copy and an AIR replica
         self._candidates = Candidates(self._live)  # oldest/newest picks from _live (see pick_image)
@@ -567,6 +575,31 @@ class MasterServer:
         self._emit_job(job)
         if operation is not None:
             self._end(operation)
+        if job.parent_job_id == job.job_id:  # a family is purged whole, once its top job ended (children end first)
+            self._ended.append((job.end_time, job.job_id))
+            self._clean_up()
+
+    def _clean_up(self) -> None:
+        """Purge what the job database and the catalog no longer keep (cheap when nothing is due: a look at two heads).
+
+        Without it a master's memory, and the REST answers listing its jobs, would
+        grow with every hour it runs; NetBackup keeps 78 hours of job history.
+        """
+        horizon = self.now() - self.keep_jobs
+        ended, jobs = self._ended, self.jobs
+        while ended and ended[0][0] <= horizon:
+            family = [ended.popleft()[1]]
+            while family:
+                job = jobs.pop(family.pop(), None)
+                if job is not None:
+                    family.extend(job.children)
+        deleted, images = self._deleted, self.images
+        while deleted and deleted[0][0] <= horizon - _DAY:  # a day more: a job touching the image may end after it went
+            backup_id = deleted.popleft()[1]
+            image = images.get(backup_id)
+            if image is not None and image.deleted:
+                del images[backup_id]
+                self._backup_ids.discard(backup_id)
 
     def _end(self, operation: Operation) -> None:
         operation.end_time = self.now()
@@ -589,6 +622,8 @@ class MasterServer:
         self._live.pop(image.backup_id)
         self._replicated.pop(image.backup_id)
         self._emit_image(image, "DELETE")
+        self._deleted.append((image.deleted_time, image.backup_id))
+        self._clean_up()
 
     def _create_image(self, job: Job, policy: Policy, sched: Schedule, size_gb: float) -> Image:
         backup_time = int(job.start_time)

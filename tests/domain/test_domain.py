@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import threading
 from collections import defaultdict
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,6 +15,7 @@ from emulator.domain import Client, MasterServer, Notification, Policy, Schedule
 from emulator.domain.master import _PURPOSES
 from emulator.domain.status import STATUS_CODES, describe, worst
 from emulator.protocol.messages import new_id, notification_request
+from emulator.scenario import Timeline, load
 from emulator.schemas import validate
 
 START = 1_767_643_200.0
@@ -486,3 +488,35 @@ def test_oldest_and_newest_picks_are_the_first_fit_image_in_catalog_order(operat
             source.duplicate(source.pick_image("duplicate", how, rng, target))
         source.drain()
         target.drain()
+
+
+def _run_days(timeline: Timeline, days: float) -> list[dict[str, Any]]:
+    start = timeline.scheduler.now()
+    messages = []
+    for message in timeline.notifications(repeat=True):
+        messages.append(message["payload"])  # the id is random and the timeStamp the wall clock's
+        if timeline.scheduler.now() - start > days * 86_400:
+            return messages
+    return messages
+
+
+def test_the_job_database_keeps_78_hours_of_finished_jobs_and_the_notifications_do_not_change() -> None:
+    kept = Timeline(load("smoke"), seed=5)
+    forever = Timeline(load("smoke"), seed=5)
+    for master in forever.masters.values():
+        master.keep_jobs = float("inf")
+    sent = _run_days(kept, 8)
+    assert sent == _run_days(forever, 8)  # purging draws nothing and changes no notification
+    for key, master in kept.masters.items():
+        everything = forever.masters[key]
+        horizon = master.now() - 78 * 3600
+        assert len(master.jobs) < len(everything.jobs)
+        for job_id, job in everything.jobs.items():
+            top = everything.jobs[job.parent_job_id]
+            purged = top.end_time is not None and top.end_time <= horizon
+            assert (job_id not in master.jobs) == purged, job_id
+        for backup_id, image in everything.images.items():  # deleted images go a day after the jobs that might show them
+            if image.deleted_time is not None and image.deleted_time <= horizon - 86_400:
+                assert backup_id not in master.images
+            else:
+                assert backup_id in master.images
