@@ -16,7 +16,8 @@ them (``k6/experimental/websockets`` by default, or ``k6/ws``: the scripts below
 master's domain, validates every frame both ways and correlates acknowledgements
 by id. The two take turns, round after round. CPU is the client's: k6's process (in all, and less
 what a 10 ms run of it costs: its start and end); load's senders' process while
-its clock ran, and with its generator process beside. Writes
+its clock ran, and with its generator process beside; and load with ``--prepare`` (its
+notifications generated, encoded and checked before its clock starts: pre-built, as k6's). Writes
 docs/benchmarks/k6.md.
 """
 
@@ -145,10 +146,18 @@ def k6_round(
     return count / seconds, cpu / max(count, 1) * 1e6, cpu
 
 
-def load_round(url: str, token: str, masters: int, window: int, seconds: float) -> tuple[float, float, float]:
-    """(acknowledgements per second, senders' CPU µs per ack, senders' and generator's CPU µs per ack) of nbwss-emu load."""
+def load_round(url: str, token: str, masters: int, window: int, seconds: float, prepare: int = 0) -> tuple[float, float, float]:
+    """(acknowledgements per second, senders' CPU µs per ack, senders' and generator's CPU µs per ack) of nbwss-emu load.
+
+    ``prepare``: notifications each master has generated, encoded and checked before the clock starts (as k6's are built).
+    """
     config = LoadConfig(
-        load("datacenter-day"), masters=masters, duration=seconds, targets=[Target(url, token)], settings=Settings(window=window)
+        load("datacenter-day"),
+        masters=masters,
+        duration=seconds,
+        targets=[Target(url, token)],
+        settings=Settings(window=window),
+        prepare=prepare,
     )
     result = asyncio.run(run_load(config))
     figures = result.figures()
@@ -164,6 +173,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--k6-module", choices=("experimental", "ws"), default="experimental", help="k6's WebSocket module")
+    parser.add_argument("--prepare", type=int, default=16_000, help="notifications per master load --prepare builds before its clock")
     args = parser.parse_args()
     k6 = find_k6()
     if k6 is None:
@@ -171,6 +181,7 @@ def main() -> None:
         return
     version = subprocess.run([k6, "version"], capture_output=True, text=True, check=False).stdout.strip().splitlines()[0]
     k6_rates, k6_cpu, k6_steady, load_rates, load_cpu, load_total = [], [], [], [], [], []
+    prepared_rates, prepared_cpu = [], []
     with tempfile.TemporaryDirectory() as directory, ack_endpoint() as (url, token, _):
         for _ in range(args.rounds):
             # k6's own start (runtime, script, frames) and end, measured with a run that sends for 10 ms, is no steady-state cost
@@ -183,6 +194,9 @@ def main() -> None:
             load_rates.append(rate)
             load_cpu.append(senders)
             load_total.append(total)
+            rate, senders, _ = load_round(url, token, args.masters, args.window, args.seconds, args.prepare)
+            prepared_rates.append(rate)
+            prepared_cpu.append(senders)
     median = statistics.median
     module = "k6/ws" if args.k6_module == "ws" else "k6/experimental/websockets"
     lines = [
@@ -193,10 +207,15 @@ def main() -> None:
         f"  {'k6, less its start and end (a 10 ms run)':<66}{'':>10}{median(k6_steady):>12.1f}",
         f"  {'nbwss-emu load: senders (validating, correlating)':<66}{median(load_rates):>10,.0f}{median(load_cpu):>12.1f}",
         f"  {'nbwss-emu load: senders + generator processes':<66}{'':>10}{median(load_total):>12.1f}",
-        f"  acknowledged rate load/k6: {median(load_rates) / median(k6_rates):.2f}",
+        f"  {f'nbwss-emu load --prepare {args.prepare}: frames built before the clock, as k6':<66}"
+        f"{median(prepared_rates):>10,.0f}{median(prepared_cpu):>12.1f}",
+        f"  acknowledged rate load/k6: {median(load_rates) / median(k6_rates):.2f} (generating as it goes), "
+        f"{median(prepared_rates) / median(k6_rates):.2f} (prepared)",
         f"  CPU per acknowledgement load/k6 (k6 less its start and end): {median(load_cpu) / median(k6_steady):.2f} (load's senders), "
-        f"{median(load_total) / median(k6_steady):.2f} (with its generator); target: at most 1.00",
+        f"{median(load_total) / median(k6_steady):.2f} (with its generator), {median(prepared_cpu) / median(k6_steady):.2f} (prepared); "
+        "target: at most 1.00",
         f"  rounds, k6 acked/s: {', '.join(f'{r:,.0f}' for r in k6_rates)}; load: {', '.join(f'{r:,.0f}' for r in load_rates)}",
+        f"  rounds, load --prepare acked/s: {', '.join(f'{r:,.0f}' for r in prepared_rates)}",
     ]
     for line in lines:
         print(line)
