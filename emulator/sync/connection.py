@@ -26,7 +26,7 @@ import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosedError
@@ -139,11 +139,17 @@ class Connection:
 
     def send(self, frame: bytes) -> None:
         """Send one text message (UTF-8 bytes); :class:`ConnectionClosed` when the connection is gone."""
+        self.send_many((frame,))
+
+    def send_many(self, frames: Iterable[bytes]) -> None:
+        """Send text messages in one write (one system call for a window's worth); :class:`ConnectionClosed` when gone."""
         protocol = self.protocol
+        if protocol.state is OPEN:
+            for frame in frames:
+                protocol.send_text(frame)
+            self._flush()
         if protocol.state is not OPEN:
             raise protocol.close_exc if protocol.state is CLOSED else ConnectionClosedError(protocol.close_rcvd, protocol.close_sent)
-        protocol.send_text(frame)
-        self._flush()
 
     def recv(self, timeout: float | None = None) -> str | bytes:
         """The next message (str for text, bytes for binary), waiting up to ``timeout`` seconds for it.
@@ -180,6 +186,12 @@ class Connection:
             self._received(data)
             if messages:
                 return messages.popleft()
+
+    def received(self) -> list[str | bytes]:
+        """The messages already read and not yet taken, taken now (no waiting, no system call)."""
+        messages = list(self._messages)
+        self._messages.clear()
+        return messages
 
     def close(self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = "") -> None:
         """The closing handshake, waiting up to ``close_timeout`` for the endpoint's part; the socket closed after."""
@@ -277,11 +289,11 @@ class Connection:
         if not writes:
             return
         try:
-            for data in writes:
-                if data:
-                    self.socket.sendall(data)
-                else:
-                    self.socket.shutdown(socket.SHUT_WR)
+            data = writes[0] if len(writes) == 1 else b"".join(writes)
+            if data:
+                self.socket.sendall(data)
+            if not writes[-1]:  # the end of the stream, always the protocol's last write
+                self.socket.shutdown(socket.SHUT_WR)
         except OSError:
             self.protocol.receive_eof()  # the endpoint is gone: closed (1006), as a reset would be read
             self.protocol.events_received()

@@ -227,6 +227,11 @@ class SyncMaster:
             self._dropped(closed)
             return True
         self._handle(ws, frame)
+        # What came with it in the same read is handled too before the window is refilled: one write refills it.
+        for frame in ws.received():
+            if self._ws is not ws:
+                break  # it closed meanwhile
+            self._handle(ws, frame)
         return True
 
     def drain(self, timeout: float | None = None) -> None:
@@ -299,8 +304,9 @@ class SyncMaster:
                 outcome = self._attempt(target)
                 if outcome is None:
                     self.reconnection.connected()
-                    for frame in self.session.resend_all():
-                        self._send(frame)
+                    resent = self.session.resend_all()
+                    if resent:
+                        self._send(*resent)
                     return
                 errors.append(outcome)
             why = "; ".join(errors)
@@ -419,30 +425,34 @@ class SyncMaster:
     # -- sending ------------------------------------------------------------------------------
 
     def _fill(self, ws: Connection, source: Iterator[Notification]) -> None:
-        """Send notifications while the window has room."""
-        session, window, names = self.session, self.settings.window, self._names
-        while len(session.pending) < window and session.state is State.OPEN:
+        """Send notifications while the window has room, in one write."""
+        session, names = self.session, self._names
+        room = self.settings.window - len(session.pending)
+        if room <= 0 or session.state is not State.OPEN:
+            return
+        frames = []
+        for _ in range(room):
             item = next(source, None)
             if item is None:
                 self._exhausted = True
-                return
+                break
             if type(item) is PreparedNotification:
-                frame = session.send_prepared(item.message_id, item.frame)
+                frames.append(session.send_prepared(item.message_id, item.frame))
                 names[item.message_id] = item.name
             else:
                 assert isinstance(item, dict)
-                frame = session.send(item)
+                frames.append(session.send(item))
                 names[item["id"]] = sample_name(item)
-            if not self._send(frame):
-                return
+        if frames:
+            self._send(*frames)
 
-    def _send(self, frame: bytes) -> bool:
-        """Write a frame; False when the connection is gone (what was sent stays pending, for after the reconnect)."""
+    def _send(self, *frames: bytes) -> bool:
+        """Write frames; False when the connection is gone (what was sent stays pending, for after the reconnect)."""
         ws = self._ws
         if ws is None:
             return False
         try:
-            ws.send(frame)
+            ws.send_many(frames)
         except ConnectionClosed as closed:
             self._dropped(closed)
             return False
@@ -460,9 +470,9 @@ class SyncMaster:
         expired = [p.message_id for p in session.pending.values() if now - max(p.first_sent, self._connected_at) >= self._give_up_after]
         if expired:
             self._lose(expired, f"no acknowledgement within {self._give_up_after:g}s")
-        for frame in session.resend_due():
-            if not self._send(frame):
-                return
+        due = session.resend_due()
+        if due:
+            self._send(*due)
 
     # -- receiving ----------------------------------------------------------------------------
 
