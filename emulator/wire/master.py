@@ -18,7 +18,7 @@ import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -101,6 +101,58 @@ class MasterConnection(ClientConnection):
         super().process_event(event)
 
 
+class Signal:
+    """A wake-up flag to wait for: asyncio.Event's ``set``, ``clear``, ``is_set`` and ``wait``, made small.
+
+    An Event keeps a deque of waiters (760 bytes even when empty) and waits in a coroutine
+    of its own; a master's wake-up and its feed's have one waiter at a time. Here the
+    waiters share one future, made when the first waits, and ``wait`` hands it out
+    (nothing to wait for when the flag is set). Waits cancelled are no wake-up lost:
+    the next wait makes a new future.
+    """
+
+    __slots__ = ("_set", "_waiter")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        if not self._set:
+            self._set = True
+            waiter, self._waiter = self._waiter, None
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    def wait(self) -> Awaitable[None]:
+        """Until the flag is set (at once if it is)."""
+        if self._set:
+            return _AT_ONCE
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+        return waiter
+
+
+class _AtOnce:
+    """An awaitable that is done when awaited."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[None, None, None]:
+        return
+        yield  # a generator that ends at once
+
+
+_AT_ONCE = _AtOnce()
+
+
 class ConnectError(ConnectionFailed):
     """The endpoint could not be reached; the message is one line saying why."""
 
@@ -160,9 +212,11 @@ class EmulatedMaster:
         if self.settings.ack_histogram:
             self.report.latency = HdrHistogram(1, HIGHEST_LATENCY_US, 3)
         self._ws: ClientConnection | None = None
-        self._wake = asyncio.Event()
+        self._wake = Signal()
         self._session: MasterSession | None = None
-        self._acked_frames: list[tuple[str, bytes]] = []  # a few acknowledged notifications, for Duplicate steps
+        # The first acknowledged notification, what a Duplicate step sends again. Only it: keeping a few (16) held
+        # ~10 KiB of frames per master of a load run, a third of its connection's memory.
+        self._first_acked: tuple[str, bytes] | None = None
         self._current: Target = self.targets[0]
         self._closing = False  # the master itself is closing the current connection
         self._duplicates_wanted = 0  # Duplicate steps waiting for a first acknowledgement
@@ -272,13 +326,13 @@ class EmulatedMaster:
                         raise asyncio.CancelledError  # a cancellation that asyncio.wait_for swallowed (Python < 3.12)
                     self._wake.clear()  # before looking, so that no wake-up between look and sleep is lost
                     await self._fill(ws, session)
-                    if self._duplicates_wanted and self._acked_frames and session.state is State.OPEN:
+                    if self._duplicates_wanted and self._first_acked is not None and session.state is State.OPEN:
                         self._duplicates_wanted -= 1
                         await self._send_duplicate(ws, session)
                     now = time.monotonic()
                     pending = len(session.pending)
                     if policy.drained(now, pending):
-                        duplicate_waits = pending == 0 and self._duplicates_wanted and self._acked_frames
+                        duplicate_waits = pending == 0 and self._duplicates_wanted and self._first_acked is not None
                         if not duplicate_waits or policy.drained(now, 1):  # drained(now, 1): the drain time is up
                             self._finished = True
                             return self._finish(session)
@@ -640,8 +694,8 @@ class EmulatedMaster:
             report.late += 1
             if self._record_acks or len(report.late_acks) < MAX_LATE_KEPT:
                 report.late_acks.append((event.message_id, event.latency))
-        if len(self._acked_frames) < 16:
-            self._acked_frames.append((event.message_id, event.frame))
+        if self._first_acked is None:
+            self._first_acked = (event.message_id, event.frame)
         if self.on_ack is not None:
             self.on_ack(event)
 
@@ -657,7 +711,7 @@ class EmulatedMaster:
 
     async def _send_duplicate(self, ws: ClientConnection, session: MasterSession) -> None:
         """Send the first acknowledged notification again, as a master does after a reconnect."""
-        message_id, frame = self._acked_frames[0]
+        message_id, frame = cast("tuple[str, bytes]", self._first_acked)  # sent only once there is one
         self.report.duplicates_sent.append(message_id)
         await self._send(ws, session, session.send_duplicate(message_id, frame))
 
@@ -867,11 +921,11 @@ def _register(session: MasterSession, notification: dict[str, Any] | Prepared, d
 class _Source:
     """Items of a synchronous or asynchronous iterable, taken without blocking the sender."""
 
-    def __init__(self, items: Iterable[Any] | AsyncIterable[Any] | PullSource, wake: asyncio.Event) -> None:
+    def __init__(self, items: Iterable[Any] | AsyncIterable[Any] | PullSource, wake: Signal) -> None:
         self._sync: Iterator[Any] | None = None
         self._pull: PullSource | None = None
         self._task: asyncio.Future[None] | None = None
-        self._buffer: deque[Any] = deque()
+        self._buffer: deque[Any] | None = None  # an asynchronous iterable's items as they come (created then)
         self._ended = False
         if isinstance(items, PullSource):
             self._pull = items
@@ -881,9 +935,11 @@ class _Source:
         else:
             self._sync = iter(items)
 
-    async def _feed(self, items: AsyncIterator[Any], wake: asyncio.Event) -> None:
+    async def _feed(self, items: AsyncIterator[Any], wake: Signal) -> None:
         try:
             async for item in items:
+                if self._buffer is None:
+                    self._buffer = deque()
                 self._buffer.append(item)
                 wake.set()
         finally:
