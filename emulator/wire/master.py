@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import random
 import socket
@@ -24,7 +25,7 @@ from urllib.parse import urlsplit
 
 from hdrh.histogram import HdrHistogram
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidStatus, InvalidURI, WebSocketException
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State as WsState
 
@@ -71,9 +72,12 @@ class MasterConnection(ClientConnection):
     there, with no queue, future and task switch per frame (a third of the cost of
     an ack in the open model). What it does not take goes the usual way, to ``recv``.
     ``received_at`` is when the bytes being parsed were read (``time.monotonic``).
+    ``wake_receiver`` (when set) is called when a message is queued for ``recv`` and
+    when the connection is lost: the master reads only then (see EmulatedMaster._receive).
     """
 
     take_text: Callable[[bytes | bytearray | memoryview], bool] | None
+    wake_receiver: Callable[[], None] | None
     received_at: float
     unread: int  # messages parsed and queued for recv, not yet handled by the master (see EmulatedMaster._settle)
 
@@ -82,6 +86,7 @@ class MasterConnection(ClientConnection):
         # and before others, received_at gave each connection an attribute dict of its own
         # (1.4 KiB more per connection, measured with 5,000 masters).
         self.take_text = None
+        self.wake_receiver = None
         self.received_at = 0.0
         self.unread = 0
         super().__init__(*args, **kwargs)
@@ -98,17 +103,26 @@ class MasterConnection(ClientConnection):
             return
         if type(event) is Frame and event.fin and event.opcode in _MESSAGE_ENDS:
             self.unread += 1
+            super().process_event(event)
+            if self.wake_receiver is not None:
+                self.wake_receiver()  # queued for recv now
+            return
         super().process_event(event)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.wake_receiver is not None:
+            self.wake_receiver()  # recv now says how it ended
 
 
 class Signal:
     """A wake-up flag to wait for: asyncio.Event's ``set``, ``clear``, ``is_set`` and ``wait``, made small.
 
     An Event keeps a deque of waiters (760 bytes even when empty) and waits in a coroutine
-    of its own; a master's wake-up and its feed's have one waiter at a time. Here the
-    waiters share one future, made when the first waits, and ``wait`` hands it out
-    (nothing to wait for when the flag is set). Waits cancelled are no wake-up lost:
-    the next wait makes a new future.
+    of its own; a master's wake-up and its feed's have one waiter at a time. ``wait``
+    hands out one future, made when needed (nothing to wait for when the flag is set).
+    For one waiter at a time: waiters at once would share it, and cancelling one would
+    cancel the others' wait. A wait cancelled loses no wake-up: the next makes a new future.
     """
 
     __slots__ = ("_set", "_waiter")
@@ -228,7 +242,11 @@ class EmulatedMaster:
         self._pacer: asyncio.TimerHandle | None = None  # sends the next paced notification when due (see _pace)
         self._source: _Source | None = None
         self._finished = False  # the run is over (its report made); the connection may still be closing
-        self._receiver: asyncio.Future[None] | None = None  # the last connection's reader, kept until it closes
+        # The connection's reader: while the run goes on, on a MasterConnection, only while there is something to read
+        # (acknowledgements are taken as they are parsed; a task per master waiting in recv was 2 KiB of its memory);
+        # at the end, the last connection's, kept until it closes.
+        self._receiver: asyncio.Future[None] | None = None
+        self._over = False  # the current connection has ended, and its reader has handled everything it read
         self._start = 0.0
         self.policy = self._policy()  # when notifications leave, when the run ends: decided without I/O
         self._record_acks = self.settings.record_acks  # looked at for every acknowledgement
@@ -315,13 +333,19 @@ class EmulatedMaster:
             ws = await self._establish(session, first=self.report.established == 0 and not self.report.drops)
             if ws is None:
                 break
-            if self.transcript is None and isinstance(ws, MasterConnection):  # a transcript keeps frames in one ordered path
-                ws.take_text = self._ack_taker(ws, session)
-            receiver = asyncio.ensure_future(self._receive(ws, session))
+            self._over = False
+            if isinstance(ws, MasterConnection):
+                if self.transcript is None:  # a transcript keeps frames in one ordered path
+                    ws.take_text = self._ack_taker(ws, session)
+                ws.wake_receiver = functools.partial(self._wake_receiver, ws, session)
+                if ws.unread or ws.protocol.state is WsState.CLOSED:  # what came with the CONNECT RESPONSE, or its end
+                    self._wake_receiver(ws, session)
+            else:
+                self._receiver = asyncio.ensure_future(self._receive(ws, session))
             try:
                 for frame in session.resend_all():
                     await self._send(ws, session, frame)
-                while not receiver.done():
+                while not self._over:
                     if self.stop is not None and self.stop.is_set():
                         raise asyncio.CancelledError  # a cancellation that asyncio.wait_for swallowed (Python < 3.12)
                     self._wake.clear()  # before looking, so that no wake-up between look and sleep is lost
@@ -348,18 +372,22 @@ class EmulatedMaster:
                     wake = policy.wake_at(policy.next_slot if paced else None, policy.stall_deadline(len(session.pending)))
                     await self._sleep(session, wake)
             finally:
+                # the run is over, the connection not yet: COMMANDs are answered until it closes
+                lingers = self._finished and not self._over
                 if isinstance(ws, MasterConnection):
                     ws.take_text = None  # what arrives while the connection closes is no longer counted
+                    if not lingers:
+                        ws.wake_receiver = None
                 if self._pacer is not None:
                     self._pacer.cancel()
                     self._pacer = None
-                if self._finished and not receiver.done():
-                    self._receiver = receiver  # the run is over, the connection not yet: COMMANDs are answered until it closes
-                else:
-                    if not receiver.done():
-                        receiver.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
-                        await receiver
+                if not lingers:
+                    receiver, self._receiver = self._receiver, None
+                    if receiver is not None:
+                        if not receiver.done():
+                            receiver.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                            await receiver
             if session.state is State.REFUSED:
                 break
             session.connection_lost()
@@ -564,10 +592,29 @@ class EmulatedMaster:
             self.report.close_codes.append(_close_code(closed))
             return _ContractFailure(f"connection closed during CONNECT ({_close_code(closed)})")
 
-    async def _receive(self, ws: ClientConnection, session: MasterSession) -> None:
-        """Read frames until the connection ends; wake the sender when it has something to do."""
+    def _wake_receiver(self, ws: MasterConnection, session: MasterSession) -> None:
+        """Something to read on ``ws`` (a message queued, or the connection's end): start its reader unless it runs."""
+        receiver = self._receiver
+        if receiver is None or receiver.done():
+            self._receiver = asyncio.ensure_future(self._receive(ws, session, on_demand=True))
+
+    async def _receive(self, ws: ClientConnection, session: MasterSession, *, on_demand: bool = False) -> None:
+        """Read frames until the connection ends; wake the sender when it has something to do.
+
+        ``on_demand`` (a MasterConnection, which wakes its reader): return as soon as
+        nothing is left to read, the connection still open; the next message queued for
+        ``recv``, or the connection's end, starts the reader again.
+        """
+        drained = False
         try:
-            async for frame in ws:
+            while True:
+                if on_demand and not cast(MasterConnection, ws).unread and ws.protocol.state is not WsState.CLOSED:
+                    drained = True
+                    return
+                try:
+                    frame = await ws.recv()
+                except ConnectionClosedOK:  # the end, as ``async for`` over the connection takes it
+                    break
                 if self.transcript is not None:
                     self.transcript.record("in", session.connection, frame)
                 acks_only = True
@@ -599,7 +646,9 @@ class EmulatedMaster:
             if not self._finished:
                 self._closed(None)
         finally:
-            self._wake.set()
+            if not drained:  # the connection's end (or the reader's failure): the sender's to see
+                self._over = True
+                self._wake.set()
 
     def _ack_taker(self, ws: MasterConnection, session: MasterSession) -> Callable[[bytes | bytearray | memoryview], bool]:
         """What takes acknowledgements off a :class:`MasterConnection` as they are parsed.
