@@ -875,6 +875,8 @@ class EmulatedMaster:
         if not done or closing.exception() is not None:  # best effort: a dead peer must not stop the master
             closing.cancel()
             ws.transport.abort()
+        if isinstance(ws, MasterConnection):
+            ws.wake_receiver = None  # an aborted connection is lost later: no reader for it then
         receiver, self._receiver = self._receiver, None
         if receiver is not None:  # it ends with the connection; what it read meanwhile is in the report
             if not receiver.done():
