@@ -41,7 +41,7 @@ from emulator.protocol.session import Violation, excerpt
 from emulator.scenario import Timeline
 from emulator.scenario.model import Scenario
 from emulator.schemas import default_schemas, fast_is_valid
-from emulator.wire.master import ConnectError
+from emulator.wire.master import ConnectError, Signal
 
 _LENGTH = struct.Struct(">I")
 #: Notifications the child generates for one master before it turns to the next one asking.
@@ -176,7 +176,7 @@ class Feed:
     ended: bool = False
     taken: int = 0
     violations: list[Violation] = field(default_factory=list)
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    arrived: Signal = field(default_factory=Signal)  # asyncio.Event's interface, without its 760-byte deque
     on_arrival: Callable[[], None] | None = None  # called, as arrived is set, when notifications came (or the feed ended)
     hostname: str | None = None  # the emulated master's, from the generator with its first notifications
 

@@ -208,9 +208,10 @@ async def run_load(config: LoadConfig) -> LoadResult:
         recorders = [AckRecorder() for _ in range(config.masters)] if config.expect_state else []
         # One generator of CONNECT ids and back-off jitter for all: a Random is 2.5 KiB, a tenth of a master's connection.
         rng = random.Random(config.seed)
+        settings = master_settings(config)  # one for all: the masters only read it
         masters = [
             _master(
-                config, index, targets, metrics, close_together, streams[index], scenario_start, rng,
+                config, settings, index, targets, metrics, close_together, streams[index], scenario_start, rng,
                 recorders[index] if recorders else None,
             )
             for index in range(config.masters)
@@ -365,7 +366,7 @@ def master_settings(config: LoadConfig) -> Settings:
 
 
 def _master(
-    config: LoadConfig, index: int, targets: list[Target], metrics: LoadMetrics, close_together: CloseTogether, stream: MasterStream,
+    config: LoadConfig, settings: Settings, index: int, targets: list[Target], metrics: LoadMetrics, close_together: CloseTogether, stream: MasterStream,
     scenario_start: float, rng: random.Random, recorder: AckRecorder | None = None,
 ) -> EmulatedMaster:  # fmt: skip
     on_ack, freed = metrics.on_ack, stream.acknowledged
@@ -375,7 +376,6 @@ def _master(
         on_ack(event.received_at, event.since_due)  # in the second it was read
         freed()
 
-    settings = master_settings(config)
     responder = DomainResponder(config.scenario, config.seed + index, scenario_start, config.profile, stream)
     return EmulatedMaster(
         targets, settings, tls=config.tls, rng=rng, stop=config.stop,

@@ -41,6 +41,11 @@ def feed_sizes(masters: int, window: int, rate: float | None, buffer: int | None
 class MasterStream:
     """One master's notifications for the duration, taken by the master as it can send them."""
 
+    __slots__ = (
+        "_blocked", "_ended", "_waiting_since", "_wake", "ahead", "began", "feed", "handed", "interval", "metrics",
+        "outstanding", "slid", "starved", "starved_s", "stop_at",
+    )  # fmt: skip
+
     def __init__(
         self, feed: Feed, metrics: LoadMetrics, *, began: float, stop_at: float, window: int, rate: float | None, masters: int
     ) -> None:

@@ -12,19 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import random
 import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator
 from typing import Any, cast
 from urllib.parse import urlsplit
 
 from hdrh.histogram import HdrHistogram
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidStatus, InvalidURI, WebSocketException
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State as WsState
 
@@ -71,17 +72,22 @@ class MasterConnection(ClientConnection):
     there, with no queue, future and task switch per frame (a third of the cost of
     an ack in the open model). What it does not take goes the usual way, to ``recv``.
     ``received_at`` is when the bytes being parsed were read (``time.monotonic``).
+    ``wake_receiver`` (when set) is called when a message is queued for ``recv`` and
+    when the connection is lost: the master reads only then (see EmulatedMaster._receive).
     """
 
+    # Slots: websockets' own attributes are 26; with these in the instance's attribute dict too, past the 30 an
+    # instance may share the keys of, each connection had a dict of its own (1.5 KiB more per connection).
+    __slots__ = ("received_at", "take_text", "unread", "wake_receiver")
+
     take_text: Callable[[bytes | bytearray | memoryview], bool] | None
+    wake_receiver: Callable[[], None] | None
     received_at: float
     unread: int  # messages parsed and queued for recv, not yet handled by the master (see EmulatedMaster._settle)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # Set before websockets' own: first set in data_received, after some of websockets'
-        # and before others, received_at gave each connection an attribute dict of its own
-        # (1.4 KiB more per connection, measured with 5,000 masters).
         self.take_text = None
+        self.wake_receiver = None
         self.received_at = 0.0
         self.unread = 0
         super().__init__(*args, **kwargs)
@@ -98,7 +104,68 @@ class MasterConnection(ClientConnection):
             return
         if type(event) is Frame and event.fin and event.opcode in _MESSAGE_ENDS:
             self.unread += 1
+            super().process_event(event)
+            if self.wake_receiver is not None:
+                self.wake_receiver()  # queued for recv now
+            return
         super().process_event(event)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.wake_receiver is not None:
+            self.wake_receiver()  # recv now says how it ended
+
+
+class Signal:
+    """A wake-up flag to wait for: asyncio.Event's ``set``, ``clear``, ``is_set`` and ``wait``, made small.
+
+    An Event keeps a deque of waiters (760 bytes even when empty) and waits in a coroutine
+    of its own; a master's wake-up and its feed's have one waiter at a time. ``wait``
+    hands out one future, made when needed (nothing to wait for when the flag is set).
+    For one waiter at a time: waiters at once would share it, and cancelling one would
+    cancel the others' wait. A wait cancelled loses no wake-up: the next makes a new future.
+    """
+
+    __slots__ = ("_set", "_waiter")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        if not self._set:
+            self._set = True
+            waiter, self._waiter = self._waiter, None
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    def wait(self) -> Awaitable[None]:
+        """Until the flag is set (at once if it is)."""
+        if self._set:
+            return _AT_ONCE
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+        return waiter
+
+
+class _AtOnce:
+    """An awaitable that is done when awaited."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[None, None, None]:
+        return
+        yield  # a generator that ends at once
+
+
+_AT_ONCE = _AtOnce()
 
 
 class ConnectError(ConnectionFailed):
@@ -132,6 +199,15 @@ class CloseTogether:
 class EmulatedMaster:
     """One NetBackup master's NBWSS client for one endpoint group."""
 
+    # Slots: past 30 attributes an instance no longer shares its class's keys, and each master had an attribute dict of
+    # its own (1.5 KiB; a load run has thousands of masters).
+    __slots__ = (
+        "_closing", "_current", "_duplicates_wanted", "_filling", "_finished", "_first_acked", "_held", "_not_due", "_over",
+        "_pacer", "_receiver", "_record_acks", "_session", "_settling", "_source", "_source_waits", "_start", "_timer", "_wake",
+        "_ws", "close_together", "on_ack", "policy", "report", "responder", "rng", "settings", "stop", "targets", "tls",
+        "transcript",
+    )  # fmt: skip
+
     def __init__(
         self,
         targets: Iterable[Target],
@@ -160,9 +236,11 @@ class EmulatedMaster:
         if self.settings.ack_histogram:
             self.report.latency = HdrHistogram(1, HIGHEST_LATENCY_US, 3)
         self._ws: ClientConnection | None = None
-        self._wake = asyncio.Event()
+        self._wake = Signal()
         self._session: MasterSession | None = None
-        self._acked_frames: list[tuple[str, bytes]] = []  # a few acknowledged notifications, for Duplicate steps
+        # The first acknowledged notification, what a Duplicate step sends again. Only it: keeping a few (16) held
+        # ~10 KiB of frames per master of a load run, a third of its connection's memory.
+        self._first_acked: tuple[str, bytes] | None = None
         self._current: Target = self.targets[0]
         self._closing = False  # the master itself is closing the current connection
         self._duplicates_wanted = 0  # Duplicate steps waiting for a first acknowledgement
@@ -172,9 +250,14 @@ class EmulatedMaster:
         self._not_due = False  # the last look found the next notification not due yet (see _take_ready)
         self._source_waits = False  # the last look found the source with nothing for now: it wakes the sender itself
         self._pacer: asyncio.TimerHandle | None = None  # sends the next paced notification when due (see _pace)
+        self._timer: asyncio.TimerHandle | None = None  # ends the sender's sleep at its deadline (see _sleep)
         self._source: _Source | None = None
         self._finished = False  # the run is over (its report made); the connection may still be closing
-        self._receiver: asyncio.Future[None] | None = None  # the last connection's reader, kept until it closes
+        # The connection's reader: while the run goes on, on a MasterConnection, only while there is something to read
+        # (acknowledgements are taken as they are parsed; a task per master waiting in recv was 2 KiB of its memory);
+        # at the end, the last connection's, kept until it closes.
+        self._receiver: asyncio.Future[None] | None = None
+        self._over = False  # the current connection has ended, and its reader has handled everything it read
         self._start = 0.0
         self.policy = self._policy()  # when notifications leave, when the run ends: decided without I/O
         self._record_acks = self.settings.record_acks  # looked at for every acknowledgement
@@ -261,24 +344,30 @@ class EmulatedMaster:
             ws = await self._establish(session, first=self.report.established == 0 and not self.report.drops)
             if ws is None:
                 break
-            if self.transcript is None and isinstance(ws, MasterConnection):  # a transcript keeps frames in one ordered path
-                ws.take_text = self._ack_taker(ws, session)
-            receiver = asyncio.ensure_future(self._receive(ws, session))
+            self._over = False
+            if isinstance(ws, MasterConnection):
+                if self.transcript is None:  # a transcript keeps frames in one ordered path
+                    ws.take_text = self._ack_taker(ws, session)
+                ws.wake_receiver = functools.partial(self._wake_receiver, ws, session)
+                if ws.unread or ws.protocol.state is WsState.CLOSED:  # what came with the CONNECT RESPONSE, or its end
+                    self._wake_receiver(ws, session)
+            else:
+                self._receiver = asyncio.ensure_future(self._receive(ws, session))
             try:
                 for frame in session.resend_all():
                     await self._send(ws, session, frame)
-                while not receiver.done():
+                while not self._over:
                     if self.stop is not None and self.stop.is_set():
                         raise asyncio.CancelledError  # a cancellation that asyncio.wait_for swallowed (Python < 3.12)
                     self._wake.clear()  # before looking, so that no wake-up between look and sleep is lost
                     await self._fill(ws, session)
-                    if self._duplicates_wanted and self._acked_frames and session.state is State.OPEN:
+                    if self._duplicates_wanted and self._first_acked is not None and session.state is State.OPEN:
                         self._duplicates_wanted -= 1
                         await self._send_duplicate(ws, session)
                     now = time.monotonic()
                     pending = len(session.pending)
                     if policy.drained(now, pending):
-                        duplicate_waits = pending == 0 and self._duplicates_wanted and self._acked_frames
+                        duplicate_waits = pending == 0 and self._duplicates_wanted and self._first_acked is not None
                         if not duplicate_waits or policy.drained(now, 1):  # drained(now, 1): the drain time is up
                             self._finished = True
                             return self._finish(session)
@@ -292,20 +381,29 @@ class EmulatedMaster:
                     if paced and isinstance(ws, MasterConnection):
                         paced = not self._arm_pacer(ws, session)  # the pacer sends at the slot: no wake-up for it
                     wake = policy.wake_at(policy.next_slot if paced else None, policy.stall_deadline(len(session.pending)))
-                    await self._sleep(session, wake)
+                    try:
+                        await self._sleep(session, wake)
+                    finally:
+                        if self._timer is not None:
+                            self._timer.cancel()
+                            self._timer = None
             finally:
+                # the run is over, the connection not yet: COMMANDs are answered until it closes
+                lingers = self._finished and not self._over
                 if isinstance(ws, MasterConnection):
                     ws.take_text = None  # what arrives while the connection closes is no longer counted
+                    if not lingers:
+                        ws.wake_receiver = None
                 if self._pacer is not None:
                     self._pacer.cancel()
                     self._pacer = None
-                if self._finished and not receiver.done():
-                    self._receiver = receiver  # the run is over, the connection not yet: COMMANDs are answered until it closes
-                else:
-                    if not receiver.done():
-                        receiver.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
-                        await receiver
+                if not lingers:
+                    receiver, self._receiver = self._receiver, None
+                    if receiver is not None:
+                        if not receiver.done():
+                            receiver.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                            await receiver
             if session.state is State.REFUSED:
                 break
             session.connection_lost()
@@ -510,10 +608,29 @@ class EmulatedMaster:
             self.report.close_codes.append(_close_code(closed))
             return _ContractFailure(f"connection closed during CONNECT ({_close_code(closed)})")
 
-    async def _receive(self, ws: ClientConnection, session: MasterSession) -> None:
-        """Read frames until the connection ends; wake the sender when it has something to do."""
+    def _wake_receiver(self, ws: MasterConnection, session: MasterSession) -> None:
+        """Something to read on ``ws`` (a message queued, or the connection's end): start its reader unless it runs."""
+        receiver = self._receiver
+        if receiver is None or receiver.done():
+            self._receiver = asyncio.ensure_future(self._receive(ws, session, on_demand=True))
+
+    async def _receive(self, ws: ClientConnection, session: MasterSession, *, on_demand: bool = False) -> None:
+        """Read frames until the connection ends; wake the sender when it has something to do.
+
+        ``on_demand`` (a MasterConnection, which wakes its reader): return as soon as
+        nothing is left to read, the connection still open; the next message queued for
+        ``recv``, or the connection's end, starts the reader again.
+        """
+        drained = False
         try:
-            async for frame in ws:
+            while True:
+                if on_demand and not cast(MasterConnection, ws).unread and ws.protocol.state is not WsState.CLOSED:
+                    drained = True
+                    return
+                try:
+                    frame = await ws.recv()
+                except ConnectionClosedOK:  # the end, as ``async for`` over the connection takes it
+                    break
                 if self.transcript is not None:
                     self.transcript.record("in", session.connection, frame)
                 acks_only = True
@@ -545,7 +662,9 @@ class EmulatedMaster:
             if not self._finished:
                 self._closed(None)
         finally:
-            self._wake.set()
+            if not drained:  # the connection's end (or the reader's failure): the sender's to see
+                self._over = True
+                self._wake.set()
 
     def _ack_taker(self, ws: MasterConnection, session: MasterSession) -> Callable[[bytes | bytearray | memoryview], bool]:
         """What takes acknowledgements off a :class:`MasterConnection` as they are parsed.
@@ -640,8 +759,8 @@ class EmulatedMaster:
             report.late += 1
             if self._record_acks or len(report.late_acks) < MAX_LATE_KEPT:
                 report.late_acks.append((event.message_id, event.latency))
-        if len(self._acked_frames) < 16:
-            self._acked_frames.append((event.message_id, event.frame))
+        if self._first_acked is None:
+            self._first_acked = (event.message_id, event.frame)
         if self.on_ack is not None:
             self.on_ack(event)
 
@@ -657,7 +776,7 @@ class EmulatedMaster:
 
     async def _send_duplicate(self, ws: ClientConnection, session: MasterSession) -> None:
         """Send the first acknowledged notification again, as a master does after a reconnect."""
-        message_id, frame = self._acked_frames[0]
+        message_id, frame = cast("tuple[str, bytes]", self._first_acked)  # sent only once there is one
         self.report.duplicates_sent.append(message_id)
         await self._send(ws, session, session.send_duplicate(message_id, frame))
 
@@ -701,24 +820,20 @@ class EmulatedMaster:
             ws.transport.writelines(protocol.data_to_send())
         burst.clear()
 
-    async def _sleep(self, session: MasterSession, *deadlines_given: float | None) -> None:
-        """Wait for a wake-up or the earliest deadline.
+    def _sleep(self, session: MasterSession, *deadlines_given: float | None) -> Awaitable[None]:
+        """What to await for a wake-up or the earliest deadline (the caller cancels ``_timer`` after).
 
-        A timer sets the wake-up event: no task per sleep, as asyncio.wait_for would make,
-        and no cancellation lost in it (it can swallow one before Python 3.12).
+        A timer sets the wake-up: no task per sleep, as asyncio.wait_for would make, and no
+        cancellation lost in it (it can swallow one before Python 3.12). The wake-up's own
+        future is awaited, not a coroutine: a sleeping master holds no frame for it.
         """
         deadlines = [d for d in (session.next_resend(), *deadlines_given) if d is not None]
-        timer = None
         if deadlines:
             # At least PACE_GRAIN: where the sender polls (see PACE_GRAIN), a wake-up per slot would cost more
             # than the sends; those that fell due meanwhile leave together, late by less than the grain.
             delay = max(PACE_GRAIN, min(deadlines) - time.monotonic())
-            timer = asyncio.get_running_loop().call_later(delay, self._wake.set)
-        try:
-            await self._wake.wait()
-        finally:
-            if timer is not None:
-                timer.cancel()
+            self._timer = asyncio.get_running_loop().call_later(delay, self._wake.set)
+        return self._wake.wait()
 
     def _policy(self) -> SendPolicy:
         settings = self.settings
@@ -760,6 +875,8 @@ class EmulatedMaster:
         if not done or closing.exception() is not None:  # best effort: a dead peer must not stop the master
             closing.cancel()
             ws.transport.abort()
+        if isinstance(ws, MasterConnection):
+            ws.wake_receiver = None  # an aborted connection is lost later: no reader for it then
         receiver, self._receiver = self._receiver, None
         if receiver is not None:  # it ends with the connection; what it read meanwhile is in the report
             if not receiver.done():
@@ -784,7 +901,7 @@ class EmulatedMaster:
         host = parts.hostname
         context = client_context(self.tls) if parts.scheme == "wss" else None
         try:
-            return await connect(
+            ws = await connect(
                 url,
                 ssl=context,
                 open_timeout=settings.connect_timeout,
@@ -820,6 +937,12 @@ class EmulatedMaster:
             raise ConnectError(f"no WebSocket handshake with {url} within {settings.connect_timeout:g}s") from None
         except (OSError, WebSocketException) as error:
             raise ConnectError(f"cannot connect to {url}: {error}") from None
+        # websockets keeps the opening handshake's request and response for inspection; nothing here reads them
+        # after it (what was negotiated is in ws.protocol): some 1.5 KiB a connection, of thousands in a load run.
+        ws.request = None
+        if ws.response is not None:
+            ws.response.headers.clear()
+        return ws
 
 
 class _ContractFailure(str):
@@ -867,11 +990,11 @@ def _register(session: MasterSession, notification: dict[str, Any] | Prepared, d
 class _Source:
     """Items of a synchronous or asynchronous iterable, taken without blocking the sender."""
 
-    def __init__(self, items: Iterable[Any] | AsyncIterable[Any] | PullSource, wake: asyncio.Event) -> None:
+    def __init__(self, items: Iterable[Any] | AsyncIterable[Any] | PullSource, wake: Signal) -> None:
         self._sync: Iterator[Any] | None = None
         self._pull: PullSource | None = None
         self._task: asyncio.Future[None] | None = None
-        self._buffer: deque[Any] = deque()
+        self._buffer: deque[Any] | None = None  # an asynchronous iterable's items as they come (created then)
         self._ended = False
         if isinstance(items, PullSource):
             self._pull = items
@@ -881,9 +1004,11 @@ class _Source:
         else:
             self._sync = iter(items)
 
-    async def _feed(self, items: AsyncIterator[Any], wake: asyncio.Event) -> None:
+    async def _feed(self, items: AsyncIterator[Any], wake: Signal) -> None:
         try:
             async for item in items:
+                if self._buffer is None:
+                    self._buffer = deque()
                 self._buffer.append(item)
                 wake.set()
         finally:
