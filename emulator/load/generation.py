@@ -8,7 +8,8 @@ here imports asyncio, so the child and the blocking parent do without it.
 
 Length-prefixed pickles over the child's stdin and stdout (both ends are this
 package). First the setup: ``{"scenario", "seeds", "start"}`` and, optionally,
-``"names": True`` for each frame's sample name (see below). Then requests: a list
+``"names": True`` for each frame's sample name (see below) and ``"ids"`` (the
+timelines' message ids: ``"unique"``, the default, or ``"seeded"``). Then requests: a list
 ``[(master, count), ...]`` asks for ``count`` more notifications of master
 ``master`` (its index among the seeds); a dict ``{"seeds": [...]}`` adds masters
 (the next indexes), for a parent whose masters arrive one by one. Back come
@@ -96,6 +97,7 @@ def serve(fd_in: int = 0, fd_out: int = 1) -> None:
     scenario: Scenario = setup["scenario"]
     seeds: list[int] = list(setup["seeds"])
     start: float = setup["start"]
+    ids: str = setup.get("ids", "unique")
     named: Callable[[dict[str, Any]], str] | None = None
     if setup.get("names"):
         from emulator.sync.master import sample_name  # noqa: PLC0415 - only a parent that asks for names pays for the import
@@ -130,7 +132,7 @@ def serve(fd_in: int = 0, fd_out: int = 1) -> None:
             domain = domains.get(master)
             hostname = None
             if domain is None:
-                timeline = Timeline(scenario, seed=seeds[master], start=start)
+                timeline = Timeline(scenario, seed=seeds[master], start=start, ids=ids)
                 domain = domains[master] = timeline.notifications(repeat=True)
                 hostname = timeline.masters[scenario.masters[0].key].hostname  # the master these notifications are of
             frames: list[Any] = []
