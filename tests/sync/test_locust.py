@@ -280,3 +280,27 @@ def test_a_generator_that_dies_stops_the_users_once_what_they_sent_is_settled(
     assert sum(entry["num_failures"] for entry in samples) == 0, figures
     assert sum(entry["num_requests"] for entry in samples) == len({m["id"] for m in endpoint.received})  # each acknowledged
     assert figures[("CONNECT", "CONNECT")]["num_requests"] == 2  # the users stopped: no new ones with a new generator
+
+
+def test_command_answers_come_from_the_users_domain_as_far_as_it_was_sent(endpoint: EndpointHandle, timing: float) -> None:
+    # Prepared well ahead: the generator's domain is hundreds of notifications past what the endpoint was told.
+    locust = subprocess.Popen(
+        [*LOCUST, "--headless", "-u", "1", "-r", "1", "-t", f"{round(4 * timing)}s", "--host", endpoint.url,
+         "--nbwss-token", endpoint.token, "--nbwss-scenario", "restore", "--nbwss-window", "1", "--nbwss-prepare", "400",
+         "--only-summary"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: len(endpoint.received) > 10)
+        endpoint.login()
+        jobs = endpoint.command("/netbackup/admin/jobs?page[limit]=100")
+        notified = {item["jobId"] for item in endpoint.items("JOB")}  # what was sent before the answer came first
+        _, err = locust.communicate(timeout=60)
+    finally:
+        if locust.poll() is None:
+            locust.kill()
+            locust.communicate()
+    assert "Traceback" not in err, err[-2000:]
+    assert jobs["payload"]["statusCode"] == 200, jobs
+    answered = {int(job["id"]) for job in jobs["payload"]["body"]["data"]}
+    assert answered and answered <= notified, (sorted(answered - notified)[:10], len(notified))
