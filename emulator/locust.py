@@ -3,12 +3,16 @@
 Each Locust user is one NetBackup master: its own domain (a timeline of the
 scenario with its own seed) and its own NBWSS connection, driven by
 :class:`emulator.sync.SyncMaster` on the same sans-I/O session core as ``run``
-and ``load``. As in ``load``, its notifications are generated, encoded and
-checked in a generator process, a bounded buffer ahead (:mod:`emulator.sync.feed`):
-one per Locust process with users, started by its first user and ended when the
-test stops, so that Locust's one core is the senders'. It keeps a window of notifications outstanding, resends what is
+and ``load``. It keeps a window of notifications outstanding, resends what is
 not acknowledged, reconnects with back-off when the endpoint goes away (and
 resends what was pending), and answers the endpoint's COMMAND requests.
+
+As in ``load``, the notifications are generated, encoded and checked in a
+generator process, a bounded buffer ahead (:mod:`emulator.sync.feed`): one per
+Locust process with users, started by its first user and ended when the test
+stops, so that the process's one core is the senders'. COMMAND answers come
+from the user's domain, replayed in this process when the first one is asked
+(:class:`emulator.responders.DomainResponder`).
 
 Locust gets one sample per notification and its acknowledgement (request type
 ``NBWSS``, name ``NOTIFICATION <object kinds>``, response time from the first
