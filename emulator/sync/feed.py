@@ -183,7 +183,11 @@ class FeedGenerator:
         except (OSError, ValueError, pickle.UnpicklingError, EOFError):
             pass
         finally:
-            code = self.process.wait()
+            try:
+                code = self.process.wait(CLOSE_TIMEOUT)  # its output ended: so does it, unless something went wrong
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                code = self.process.wait()
             if not self._closing:
                 self.error = f"the notification generator ended (exit {code})"
             for feed in list(feeds):  # the generator is gone: what is buffered is all there is
