@@ -25,6 +25,7 @@ import contextlib
 import os
 import pickle
 import select
+import signal
 import struct
 import time
 from collections.abc import Callable, Iterator
@@ -162,5 +163,6 @@ def serve(fd_in: int = 0, fd_out: int = 1) -> None:
 
 
 if __name__ == "__main__":
-    with contextlib.suppress(BrokenPipeError, KeyboardInterrupt):  # the parent ended first: nothing to say
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it ends us through stdin
+    with contextlib.suppress(BrokenPipeError):  # the parent ended first: nothing to say
         serve()

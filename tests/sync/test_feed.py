@@ -67,6 +67,9 @@ def test_the_child_ends_when_the_parent_closes_it(scenario: Scenario) -> None:
     generator = FeedGenerator.start(scenario, START)
     feed = generator.add(1)
     next(feed)
+    os.kill(generator.process.pid, signal.SIGINT)  # Ctrl-C at a terminal reaches it too: Locust's to handle, not the child's
+    feed.prepare(300)
+    assert feed.filled(300, timeout=30) and not generator.ended
     generator.close()
     assert generator.process.returncode == 0  # its stdin's end stopped it: not killed
     assert generator.error is None
