@@ -7,9 +7,9 @@ notifications, for S seconds, against the bare acknowledging endpoint in a
 process of its own, three ways:
 
 * ``nbwss-emu load --masters N --window W``;
-* the emulator's Locust users (``emulator.locust``: a domain per user, every
-  frame checked, one sample per notification and its acknowledgement), run as
-  Locust's master and one worker process;
+* the emulator's Locust users (``emulator.locust``: a domain per user, generated
+  and checked in the worker's generator process, one sample per notification and
+  its acknowledgement), run as Locust's master and one worker process;
 * a plain Locust user in the same setup: pre-built frames sent over websockets'
   sync client within the same window, one sample per acknowledgement, nothing
   checked: what Locust and websockets cost without the emulator.
@@ -156,8 +156,8 @@ def locust_rate(locustfile: Path, options: list[str], url: str, masters: int, se
 def steady_rate(stats: list[dict[str, Any]]) -> float:
     """Acknowledgements per second over the whole seconds after the last user connected, from Locust's stats.
 
-    Users connect one after another while each builds its domain (and prepares, if
-    asked): counting from the first request would measure the ramp, not the users.
+    Users connect one after another as each one's first notifications (or prepared ones, if
+    asked) come from the generator: counting from the first request would measure the ramp, not the users.
     """
     entries = [e for e in stats if e["method"] == "NBWSS"]
     assert entries, "no notification was acknowledged"
@@ -175,8 +175,8 @@ def steady_rate(stats: list[dict[str, Any]]) -> float:
 @dataclass
 class Rates:
     load: list[float] = field(default_factory=list)
-    emulator: list[float] = field(default_factory=list)  # generating as it goes
-    prepared: list[float] = field(default_factory=list)  # --nbwss-prepare: generated before connecting, as load does
+    emulator: list[float] = field(default_factory=list)  # the generator process a buffer ahead
+    prepared: list[float] = field(default_factory=list)  # --nbwss-prepare: that many buffered before connecting
     plain: list[float] = field(default_factory=list)
 
 
@@ -268,11 +268,11 @@ def main() -> None:
         "",
         "- *load*: `nbwss-emu load --masters N --window W` (one process).",
         "- *Locust, emulator*: the ready locustfile (`emulator.locust`), Locust master and one worker process; "
-        "each user builds its domain and generates its notifications as it goes.",
+        "each user's notifications are generated and checked in the worker's generator process, a buffer ahead.",
         *(
             [
-                f"- *Locust, prepared*: the same with `--nbwss-prepare {args.prepare}`: each user generates, encodes and "
-                "checks that many before it connects, as `load` prepares before its clock starts."
+                f"- *Locust, prepared*: the same with `--nbwss-prepare {args.prepare}`: each user waits until the generator "
+                "has made that many for it before it connects, as `load` prepares before its clock starts."
             ]
             if args.prepare
             else []
@@ -281,7 +281,7 @@ def main() -> None:
         "nothing checked, one sample per acknowledgement; master and one worker process.",
         "",
         "Rates are acknowledgements per second: load's over its run, Locust's over the whole seconds after "
-        "the last user connected (users connect one after another as each builds its domain).",
+        "the last user connected (users connect one after another as their first notifications come).",
         "",
         *lines,
         "",

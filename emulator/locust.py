@@ -7,6 +7,13 @@ and ``load``. It keeps a window of notifications outstanding, resends what is
 not acknowledged, reconnects with back-off when the endpoint goes away (and
 resends what was pending), and answers the endpoint's COMMAND requests.
 
+As in ``load``, the notifications are generated, encoded and checked in a
+generator process, a bounded buffer ahead (:mod:`emulator.sync.feed`): one per
+Locust process with users, started by its first user and ended when the test
+stops, so that the process's one core is the senders'. COMMAND answers come
+from the user's domain, replayed in this process when the first one is asked
+(:class:`emulator.responders.DomainResponder`).
+
 Locust gets one sample per notification and its acknowledgement (request type
 ``NBWSS``, name ``NOTIFICATION <object kinds>``, response time from the first
 send), one per connection attempt (``CONNECT``), and a failed sample whose error
@@ -32,11 +39,11 @@ import logging
 import os
 import random
 import sys
+import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import gevent  # type: ignore[import-untyped]  # gevent ships no type hints
 from locust import User, constant, events, task
@@ -48,10 +55,11 @@ from emulator.contract.hints import check_writable
 from emulator.exceptions import NbwssError
 from emulator.protocol.properties import NbwssProperties
 from emulator.protocol.run import Settings, Target
-from emulator.responders import CommandResponder
-from emulator.scenario import Timeline, load
+from emulator.responders import DEFAULT_PROFILE, CommandResponder, DomainResponder
+from emulator.scenario import load
 from emulator.scenario.model import Scenario
-from emulator.sync import GaveUp, Notification, Sample, SyncMaster, TokenRefused, prepare
+from emulator.sync import GaveUp, Sample, SyncMaster, TokenRefused
+from emulator.sync.feed import FeedGenerator
 from emulator.wire.tls import TlsOptions
 
 _SEEDS = itertools.count()
@@ -64,6 +72,8 @@ SEND_EXPECTED_STATE = "nbwss_send_expected_state"
 PARTS_MARGIN = 10.0
 #: Steps of the master per Locust task: a task per acknowledgement would cost Locust's scheduling per sample.
 STEPS_PER_TASK = 32
+#: Notifications each user's feed keeps buffered or on their way at least (two windows, if more).
+LOW = 128
 
 
 def _arguments(parser: Any) -> None:
@@ -79,7 +89,7 @@ def _arguments(parser: Any) -> None:
         "--nbwss-prepare",
         type=int,
         default=0,
-        help="notifications each user generates, encodes and checks before it connects (as load prepares)",
+        help="notifications each user has generated, encoded and checked before it connects (as load prepares)",
     )
     group.add_argument("--nbwss-reconnect-attempts", type=int, default=8, help="failed connection rounds in a row before a user gives up")
     group.add_argument(
@@ -253,6 +263,37 @@ def _write(path: str, document: dict[str, Any]) -> None:
         _log.error("nbwss-emulator: %s", error)
 
 
+class _Generator:
+    """This process's generator child, shared by its users: started by the first user of a test, closed at the test's stop."""
+
+    def __init__(self) -> None:
+        self.current: FeedGenerator | None = None
+        self.reported = False  # its untimely end was logged
+        self._starting = threading.Lock()  # a greenlet lock under Locust: users starting together start one child
+
+    def get(self, scenario: Scenario) -> FeedGenerator:
+        with self._starting:
+            if self.current is None or self.current.ended:
+                self.current = FeedGenerator.start(scenario, float(int(time.time())))
+                self.reported = False
+            return self.current
+
+    def failed(self) -> None:
+        """Log once that the generator ended under the users (they stop when what they had is settled)."""
+        current = self.current
+        if current is not None and current.error is not None and not self.reported:
+            self.reported = True
+            _log.error("nbwss-emulator: %s: the users stop once what they sent is settled", current.error)
+
+    def close(self, **_: Any) -> None:
+        current, self.current = self.current, None
+        if current is not None:
+            current.close()
+
+
+_generator = _Generator()
+
+
 # Registered here rather than with decorators: Locust's hooks are untyped.
 _hooks: Any = events
 _hooks.init_command_line_parser.add_listener(_arguments)
@@ -260,6 +301,7 @@ _hooks.init.add_listener(_check_options)
 _hooks.test_start.add_listener(_start)
 _hooks.test_stop.add_listener(_summary)
 _hooks.test_stop.add_listener(_stopped)
+_hooks.test_stop.add_listener(_generator.close)  # after the users' on_stop: nothing more is asked of it
 
 
 class NbwssUser(User):
@@ -273,25 +315,30 @@ class NbwssUser(User):
         if config is None:
             raise StopUser  # the configuration error was said once, at test start
         seed = config.seed * 100_000 + os.getpid() % 1000 * 1000 + next(_SEEDS)
-        timeline = Timeline(config.scenario, seed=seed, start=float(int(time.time())))
-        primary = config.scenario.masters[0].key
-        live = timeline.notifications(repeat=True)
-        prepared, problems = prepare(live, config.prepare)
-        self._messages: Iterator[Notification] = itertools.chain(prepared, live)
+        generator = _generator.get(config.scenario)
+        feed = self._messages = generator.add(seed, low=max(LOW, 2 * config.settings.window))
+        feed.prepare(config.prepare)
+        # Connected only with something to send: its domain built (its host name known), the prepared ones in.
+        feed.filled(max(1, config.prepare))
+        if feed.ended and not feed.buffer:
+            _generator.failed()
+            raise StopUser  # nothing to send: the generator is gone (said once)
         recorder = None
         if config.expect_state:
             recorder = state.AckRecorder()
-            _run.states.append((timeline.masters[primary].hostname, recorder))
+            _run.states.append((feed.hostname or "master", recorder))
+        # COMMAND answers from the master's domain, replayed here (only if asked) to where its notifications are.
+        responder = DomainResponder(config.scenario, seed, generator.start_time, DEFAULT_PROFILE, lambda: feed.taken)
         self.master = SyncMaster(
             [Target(self.host or "", config.token)],
             config.settings,
             tls=config.tls,
-            responder=CommandResponder(timeline.masters[primary], rng=random.Random(seed)),
+            responder=cast(CommandResponder, responder),
             rng=random.Random(seed),
             on_sample=self._sample,
             on_ack=recorder.acknowledged if recorder is not None else None,
         )
-        self.master.record(problems)
+        self.master.record(feed.found())
 
     @task
     def notify(self) -> None:
@@ -299,11 +346,16 @@ class NbwssUser(User):
         master, messages = self.master, self._messages
         try:
             for _ in range(STEPS_PER_TASK):
-                master.step(messages)
+                if not master.step(messages):  # the generator ended: all it had is sent and settled
+                    _generator.failed()
+                    raise StopUser
         except TokenRefused:
             raise StopUser from None  # refused: the master stops, as NetBackup does; the CONNECT sample says why
         except GaveUp:
             raise StopUser from None  # the endpoint stayed away: its pending notifications are failed samples
+        finally:
+            if messages.violations:  # what the generator found in this master's frames
+                master.record(messages.found())
 
     def on_stop(self) -> None:
         master = getattr(self, "master", None)
@@ -312,6 +364,7 @@ class NbwssUser(User):
         # Wait for what is in flight (briefly: Locust waits for its users), and report the rest lost.
         master.drain(timeout=master.settings.ack_limit())
         master.close()
+        master.record(self._messages.found())
         _run.findings.update(master.findings())
 
     def _sample(self, sample: Sample) -> None:

@@ -10,11 +10,13 @@ only as many as the senders ask for: memory is bounded by the buffer, not by
 the duration, and the first notification leaves as soon as the first chunk is in.
 
 The two processes speak length-prefixed pickles over the child's stdin and
-stdout (both ends are this package): first the scenario, seeds and start time,
+stdout (both ends are this package; the child and the format are
+:mod:`emulator.load.generation`): first the scenario, seeds and start time,
 then requests ``[(master, count), ...]``; back come ``[(master, frames,
 violations, ended, hostname), ...]`` (the master's host name in its first reply,
 None after). The child ends at its stdin's end, so it never outlives the run,
-however the run ends.
+however the run ends. This is the asyncio parent; Locust's users have a
+blocking one (:mod:`emulator.sync.feed`).
 """
 
 from __future__ import annotations
@@ -24,137 +26,23 @@ import contextlib
 import itertools
 import os
 import pickle
-import select
 import signal
-import struct
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from emulator.load import children
 from emulator.load.children import Child
-from emulator.protocol.codec import encode
+from emulator.load.generation import CHUNK, FLUSH_AT, FLUSH_EVERY, Reply, serve
+from emulator.load.generation import LENGTH as _LENGTH
+from emulator.load.generation import frame as _frame
 from emulator.protocol.run import Prepared
-from emulator.protocol.session import Violation, excerpt
-from emulator.scenario import Timeline
+from emulator.protocol.session import Violation
 from emulator.scenario.model import Scenario
-from emulator.schemas import default_schemas, fast_is_valid
 from emulator.wire.master import ConnectError, Signal
 
-_LENGTH = struct.Struct(">I")
-#: Notifications the child generates for one master before it turns to the next one asking.
-CHUNK = 64
-#: The child sends what it has once it holds this many notifications, or after this long (seconds; with many
-#: masters each domain takes 10-20 ms to build), or when nobody else is waiting.
-FLUSH_AT = 512
-FLUSH_EVERY = 0.05
-
-#: (message id, frame) pairs of one master, the violations found in them, whether its domain ended, and the
-#: emulated master's host name (in its first reply only; None after).
-Reply = tuple[int, list[tuple[str, bytes]], list[Violation], bool, str | None]
-
-
-def _frame(payload: Any) -> bytes:
-    data = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
-    return _LENGTH.pack(len(data)) + data
-
-
-# -- the child process -------------------------------------------------------------------
-
-
-class _Requests:
-    """Length-prefixed pickles read from a file descriptor, without blocking unless asked to."""
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-        self._buffer = bytearray()
-        self.ended = False
-
-    def read(self, *, block: bool) -> list[Any]:
-        ready, _, _ = select.select([self._fd], [], [], None if block else 0)
-        if ready:
-            data = os.read(self._fd, 1 << 16)
-            if not data:
-                self.ended = True
-            self._buffer += data
-        return list(self._complete())
-
-    def _complete(self) -> Iterator[Any]:
-        buffer = self._buffer
-        while len(buffer) >= 4:
-            (length,) = _LENGTH.unpack_from(buffer)
-            if len(buffer) < 4 + length:
-                return
-            yield pickle.loads(bytes(buffer[4 : 4 + length]))
-            del buffer[: 4 + length]
-
-
-def serve(fd_in: int = 0, fd_out: int = 1) -> None:
-    """The child's loop: answer requests for notifications until the requests end."""
-    requests = _Requests(fd_in)
-    while not requests.ended:
-        first = requests.read(block=True)
-        if first:
-            break
-    else:
-        return
-    setup = first.pop(0)
-    scenario: Scenario = setup["scenario"]
-    seeds: list[int] = setup["seeds"]
-    start: float = setup["start"]
-    schemas = default_schemas()
-    checker = schemas.fast_validator("notification-request.json")
-    domains: dict[int, Iterator[dict[str, Any]]] = {}
-    demand: dict[int, int] = {}  # master -> notifications asked for and not yet sent, oldest ask first
-    out: list[Reply] = []
-    pending = 0
-    flushed = time.monotonic()
-    backlog = first
-    with os.fdopen(fd_out, "wb", buffering=0, closefd=False) as sink:
-        while True:
-            for request in backlog:
-                for master, count in request:
-                    demand[master] = demand.get(master, 0) + count
-            if requests.ended:
-                return
-            if not demand:
-                if out:
-                    sink.write(_frame(out))
-                    out, pending = [], 0
-                backlog = requests.read(block=True)
-                continue
-            master, wanted = next(iter(demand.items()))
-            del demand[master]
-            domain = domains.get(master)
-            hostname = None
-            if domain is None:
-                timeline = Timeline(scenario, seed=seeds[master], start=start)
-                domain = domains[master] = timeline.notifications(repeat=True)
-                hostname = timeline.masters[scenario.masters[0].key].hostname  # the master these notifications are of
-            frames: list[tuple[str, bytes]] = []
-            violations: list[Violation] = []
-            ended = False
-            for _ in range(min(wanted, CHUNK)):
-                message = next(domain, None)
-                if message is None:
-                    ended = True
-                    break
-                frame = encode(message)
-                if not fast_is_valid(checker, message):
-                    text = excerpt(frame.decode())
-                    violations.extend(Violation("frames.schema.sent", finding, text) for finding in schemas.validate(message))
-                frames.append((message["id"], frame))
-            if not ended and wanted > len(frames):
-                demand[master] = wanted - len(frames)  # to the back: every master asking gets its turn
-            out.append((master, frames, violations, ended, hostname))
-            pending += len(frames)
-            if pending >= FLUSH_AT or not demand or time.monotonic() >= flushed + FLUSH_EVERY:
-                sink.write(_frame(out))
-                out, pending, flushed = [], 0, time.monotonic()
-            backlog = requests.read(block=False)
-
+__all__ = ["CHUNK", "FLUSH_AT", "FLUSH_EVERY", "Feed", "Generator", "Generators", "Reply", "processes_for", "serve"]
 
 # -- the senders' side -------------------------------------------------------------------
 

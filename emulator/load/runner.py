@@ -45,8 +45,7 @@ from emulator.load.metrics import LoadMetrics
 from emulator.load.streams import MasterStream, feed_sizes
 from emulator.protocol.run import Report, Settings, Target
 from emulator.protocol.session import Acknowledged, Violation
-from emulator.responders import DEFAULT_PROFILE, CommandExchange, CommandResponder
-from emulator.scenario import Timeline
+from emulator.responders import DEFAULT_PROFILE, CommandResponder, DomainResponder
 from emulator.scenario.model import Scenario
 from emulator.state import AckRecorder, document, unique_names
 from emulator.wire.master import CloseTogether, ConnectError, EmulatedMaster
@@ -55,8 +54,6 @@ from emulator.wire.tls import TlsOptions
 #: Masters below which the per-master memory figure is not shown: a few masters' growth is lost in
 #: the allocator's and the buffers' noise (it swung from 89 KiB to 40 MB on runs of 5-20 masters).
 PER_MASTER_MEMORY_FROM = 200
-#: A COMMAND's answer comes from the master's domain replayed to where its notifications are; at most this far.
-MAX_REPLAY = 5_000
 
 
 @dataclass(slots=True)
@@ -325,36 +322,6 @@ async def _freeze_while_connecting(until: float) -> None:
         gc.freeze()
 
 
-class DomainResponder:
-    """A master's COMMAND answers, from its own domain, built when the first COMMAND comes.
-
-    The notifications come from the generator process, so this process has no domain
-    until it needs one: then the master's domain (same scenario, seed and start) is
-    replayed to where its notifications are (at most MAX_REPLAY of them), and answers
-    as ``run``'s responder does.
-    """
-
-    def __init__(self, scenario: Scenario, seed: int, start: float, profile: str, stream: MasterStream) -> None:
-        self._scenario, self._seed, self._start, self._profile, self._stream = scenario, seed, start, profile, stream
-        self._responder: CommandResponder | None = None
-        self._replayed = 0
-        self._domain: Any = None
-        self.exchanges: list[CommandExchange] = []
-
-    def answer(self, message: dict[str, Any]) -> dict[str, Any]:
-        if self._responder is None:
-            timeline = Timeline(self._scenario, seed=self._seed, start=self._start)
-            self._domain = timeline.notifications(repeat=True)
-            master = timeline.masters[self._scenario.masters[0].key]
-            self._responder = CommandResponder(master, profile=self._profile, rng=random.Random(self._seed))
-            self._responder.exchanges = self.exchanges
-        behind = min(self._stream.handed - self._replayed, MAX_REPLAY)
-        for _ in itertools.islice(self._domain, max(0, behind)):
-            pass
-        self._replayed = self._stream.handed
-        return self._responder.answer(message)
-
-
 def master_settings(config: LoadConfig) -> Settings:
     """Each master's settings in a load run: acknowledgements counted, not recorded, and a share of the ack memory.
 
@@ -376,7 +343,7 @@ def _master(
         on_ack(event.received_at, event.since_due)  # in the second it was read
         freed()
 
-    responder = DomainResponder(config.scenario, config.seed + index, scenario_start, config.profile, stream)
+    responder = DomainResponder(config.scenario, config.seed + index, scenario_start, config.profile, lambda: stream.handed)
     return EmulatedMaster(
         targets, settings, tls=config.tls, rng=rng, stop=config.stop,
         on_ack=acknowledged if recorder is None else _folding(acknowledged, recorder),

@@ -215,3 +215,92 @@ def test_a_refused_token_is_a_failed_connect_sample_with_the_reason(endpoint: En
     errors = [line.split() for line in (done.stdout + done.stderr).splitlines() if "NbwssFinding" in line]
     assert errors == [["3", "CONNECT", "CONNECT:", "NbwssFinding('[connect.accepts-token]", "CONNECT", "answered", "valid:", "false')"]]
     assert not endpoint.received
+
+
+def generator_of(locust: subprocess.Popen[str]) -> Any:
+    """The generator child of a local Locust run (a psutil.Process, as Locust brings psutil), once its first user started it."""
+    import psutil  # noqa: PLC0415
+
+    found: list[psutil.Process] = []
+
+    def started() -> bool:
+        found[:] = [c for c in psutil.Process(locust.pid).children() if "emulator.load.generation" in " ".join(c.cmdline())]
+        return bool(found) or locust.poll() is not None
+
+    wait_for(started)
+    assert len(found) == 1, found  # one for all the process's users
+    return found[0]
+
+
+def test_the_users_notifications_come_from_one_generator_process_that_ends_with_the_test(endpoint: EndpointHandle, tmp_path: Path) -> None:
+    locust = subprocess.Popen(
+        [*LOCUST, "--headless", "-u", "3", "-r", "3", "-t", "3s", "--host", endpoint.url, "--nbwss-token", endpoint.token,
+         "--nbwss-scenario", "restore", "--nbwss-window", "4", "--nbwss-prepare", "50", "--json-file", str(tmp_path / "run"),
+         "--only-summary"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        child = generator_of(locust)
+        _, err = locust.communicate(timeout=60)
+    finally:
+        if locust.poll() is None:
+            locust.kill()
+            locust.communicate()
+    assert locust.returncode == 0 and "Traceback" not in err, err[-2000:]
+    assert not child.is_running()  # closed at the test's stop: it does not outlive Locust
+    figures = stats(tmp_path / "run.json")
+    samples = {name: entry for (kind, name), entry in figures.items() if kind == "NBWSS"}
+    assert samples and all(name.startswith("NOTIFICATION ") for name in samples), samples  # named by the child
+    assert sum(entry["num_requests"] for entry in samples.values()) == len({m["id"] for m in endpoint.received}) > 150
+
+
+def test_a_generator_that_dies_stops_the_users_once_what_they_sent_is_settled(
+    endpoint: EndpointHandle, tmp_path: Path, timing: float
+) -> None:
+    locust = subprocess.Popen(
+        [*LOCUST, "--headless", "-u", "2", "-r", "2", "-t", f"{round(6 * timing)}s", "--host", endpoint.url,
+         "--nbwss-token", endpoint.token, "--nbwss-scenario", "restore", "--nbwss-window", "4",
+         "--json-file", str(tmp_path / "run"), "--only-summary"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        child = generator_of(locust)
+        wait_for(lambda: len(endpoint.received) > 50)
+        child.kill()
+        # The users send what was buffered, settle it, and stop; Locust runs on with none until its time is up.
+        _, err = locust.communicate(timeout=60)
+    finally:
+        if locust.poll() is None:
+            locust.kill()
+            locust.communicate()
+    assert "Traceback" not in err, err[-2000:]
+    assert err.count("the notification generator ended (exit -9)") == 1, err[-2000:]  # said once, not once per user
+    figures = stats(tmp_path / "run.json")
+    samples = [entry for (kind, _), entry in figures.items() if kind == "NBWSS"]
+    assert sum(entry["num_failures"] for entry in samples) == 0, figures
+    assert sum(entry["num_requests"] for entry in samples) == len({m["id"] for m in endpoint.received})  # each acknowledged
+    assert figures[("CONNECT", "CONNECT")]["num_requests"] == 2  # the users stopped: no new ones with a new generator
+
+
+def test_command_answers_come_from_the_users_domain_as_far_as_it_was_sent(endpoint: EndpointHandle, timing: float) -> None:
+    # Prepared well ahead: the generator's domain is hundreds of notifications past what the endpoint was told.
+    locust = subprocess.Popen(
+        [*LOCUST, "--headless", "-u", "1", "-r", "1", "-t", f"{round(4 * timing)}s", "--host", endpoint.url,
+         "--nbwss-token", endpoint.token, "--nbwss-scenario", "restore", "--nbwss-window", "1", "--nbwss-prepare", "400",
+         "--only-summary"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: len(endpoint.received) > 10)
+        endpoint.login()
+        jobs = endpoint.command("/netbackup/admin/jobs?page[limit]=100")
+        notified = {item["jobId"] for item in endpoint.items("JOB")}  # what was sent before the answer came first
+        _, err = locust.communicate(timeout=60)
+    finally:
+        if locust.poll() is None:
+            locust.kill()
+            locust.communicate()
+    assert "Traceback" not in err, err[-2000:]
+    assert jobs["payload"]["statusCode"] == 200, jobs
+    answered = {int(job["id"]) for job in jobs["payload"]["body"]["data"]}
+    assert answered and answered <= notified, (sorted(answered - notified)[:10], len(notified))
