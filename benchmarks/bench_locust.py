@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -109,8 +111,64 @@ def load_rate(url: str, token: str, masters: int, window: int, seconds: float, d
     return float(figures["acknowledged"] / figures["elapsed_s"])
 
 
-def locust_rate(locustfile: Path, options: list[str], url: str, masters: int, seconds: float, directory: str) -> float:
-    """Acknowledgements per second of Locust users: master and one worker process, from the master's final stats."""
+def _cpu_seconds(pid: int) -> float:
+    """A process's CPU time so far (user + system), from /proc; 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as children:
+            return [int(child) for child in children.read().split()]
+    except OSError:
+        return []
+
+
+class CpuSampler:
+    """The CPU time of a process and of its children (a Locust worker and its generator process), sampled over time."""
+
+    def __init__(self, pid: int, every: float = 0.1) -> None:
+        self.samples: list[tuple[float, float, float]] = []  # (wall time, the process's CPU s, its children's CPU s)
+        self._pid, self._every = pid, every
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._done.wait(self._every):
+            children = sum(_cpu_seconds(child) for child in _children(self._pid))
+            self.samples.append((time.time(), _cpu_seconds(self._pid), children))
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def between(self, start: float, end: float) -> tuple[float, float]:
+        """CPU seconds (the process's, its children's) spent from wall time ``start`` to ``end`` (nearest samples)."""
+        inside = [sample for sample in self.samples if start <= sample[0] <= end]
+        assert len(inside) >= 2, "too few CPU samples in the steady seconds"
+        first, last = inside[0], inside[-1]
+        scale = (end - start) / (last[0] - first[0])  # the samples bracket a little less than the window
+        return (last[1] - first[1]) * scale, (last[2] - first[2]) * scale
+
+
+@dataclass
+class Run:
+    """One Locust run's steady state: acknowledgements per second, and CPU µs per acknowledgement of its worker and of the
+    worker's generator process."""
+
+    rate: float
+    worker_cpu: float
+    generator_cpu: float
+
+
+def locust_rate(locustfile: Path, options: list[str], url: str, masters: int, seconds: float, directory: str) -> Run:
+    """Locust users' steady rate and CPU per acknowledgement: master and one worker process, from the master's final stats."""
     port = _free_port()
     locust = [sys.executable, "-m", "locust", "-f", str(locustfile)]
     worker = subprocess.Popen(
@@ -118,6 +176,7 @@ def locust_rate(locustfile: Path, options: list[str], url: str, masters: int, se
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    sampler = CpuSampler(worker.pid)
     prefix = Path(directory, "locust")
     try:
         subprocess.run(
@@ -150,11 +209,16 @@ def locust_rate(locustfile: Path, options: list[str], url: str, masters: int, se
         )  # fmt: skip  (exit 1: some samples failed; counted below)
     finally:
         worker.wait(timeout=30)
-    return steady_rate(json.loads(prefix.with_suffix(".json").read_text()))
+        sampler.stop()
+    rate, first, end = steady_rate(json.loads(prefix.with_suffix(".json").read_text()))
+    worker_cpu, generator_cpu = sampler.between(first, end)
+    acks = rate * (end - first)
+    return Run(rate, worker_cpu / acks * 1e6, generator_cpu / acks * 1e6)
 
 
-def steady_rate(stats: list[dict[str, Any]]) -> float:
-    """Acknowledgements per second over the whole seconds after the last user connected, from Locust's stats.
+def steady_rate(stats: list[dict[str, Any]]) -> tuple[float, int, int]:
+    """Acknowledgements per second over the whole seconds after the last user connected, from Locust's stats, and those
+    seconds (the first, and the end of the last: epoch seconds).
 
     Users connect one after another as each one's first notifications (or prepared ones, if
     asked) come from the generator: counting from the first request would measure the ramp, not the users.
@@ -169,7 +233,8 @@ def steady_rate(stats: list[dict[str, Any]]) -> float:
             per_second[int(second)] = per_second.get(int(second), 0) + count
     seconds = [s for s in per_second if int(connected) < s < max(per_second)]  # whole seconds, the last one partial
     assert len(seconds) >= 3, f"only {len(seconds)} s after the last user connected: run longer (--seconds)"
-    return sum(per_second[s] for s in seconds) / len(seconds)
+    seconds = list(range(min(seconds), max(seconds) + 1))  # every second of the window, one without a sample included
+    return sum(per_second.get(s, 0) for s in seconds) / len(seconds), seconds[0], seconds[-1] + 1
 
 
 @dataclass
@@ -178,6 +243,7 @@ class Rates:
     emulator: list[float] = field(default_factory=list)  # the generator process a buffer ahead
     prepared: list[float] = field(default_factory=list)  # --nbwss-prepare: that many buffered before connecting
     plain: list[float] = field(default_factory=list)
+    cpu: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # Locust runs' (worker, generator) CPU µs per ack
 
 
 def measure(url: str, token: str, masters: int, window: int, seconds: float, rounds: int, prepare: int, directory: str) -> Rates:
@@ -185,19 +251,26 @@ def measure(url: str, token: str, masters: int, window: int, seconds: float, rou
     frames_file.write_text("\n".join(frame.hex() for frame in frames(2000)))
     plain = Path(directory, "plain_locustfile.py")
     plain.write_text(PLAIN_USER)
-    import os  # noqa: PLC0415 - the plain user reads its frames and window from the environment
-
     os.environ["PLAIN_FRAMES"], os.environ["PLAIN_WINDOW"] = str(frames_file), str(window)
     emulator = ["--nbwss-token", token, "--nbwss-window", str(window)]
     prepared = [*emulator, "--nbwss-prepare", str(prepare)]
     rates = Rates()
+
+    def locust(name: str, locustfile: Path, options: list[str]) -> Callable[[], float]:
+        def run() -> float:
+            result = locust_rate(locustfile, options, url, masters, seconds, directory)
+            rates.cpu.setdefault(name, []).append((result.worker_cpu, result.generator_cpu))
+            return result.rate
+
+        return run
+
     clients: list[tuple[list[float], Callable[[], float]]] = [
-        (rates.emulator, lambda: locust_rate(LOCUSTFILE, emulator, url, masters, seconds, directory)),
+        (rates.emulator, locust("emulator", LOCUSTFILE, emulator)),
         (rates.load, lambda: load_rate(url, token, masters, window, seconds, directory)),
-        (rates.plain, lambda: locust_rate(plain, [], url, masters, seconds, directory)),
+        (rates.plain, locust("plain", plain, [])),
     ]
     if prepare:
-        clients.append((rates.prepared, lambda: locust_rate(LOCUSTFILE, prepared, url, masters, seconds, directory)))
+        clients.append((rates.prepared, locust("prepared", LOCUSTFILE, prepared)))
     for round_ in range(rounds):
         turn = round_ % len(clients)
         for figures, run in clients[turn:] + clients[:turn]:  # alternate who goes first
@@ -246,6 +319,26 @@ def main() -> None:
         )
         if args.prepare:
             row += f" {median(rates.prepared):,.0f} | {spread(rates.prepared, rates.load)} | {spread(rates.prepared, rates.plain)} |"
+        lines.append(row)
+    lines += [
+        "",
+        "CPU per acknowledgement in the same steady seconds (µs, medians): the Locust worker process, and the generator "
+        "process beside it. plain/emulator is the rate a worker's user reaches against a plain user's when each has "
+        "its core (and the generator one of its own):",
+        "",
+        "| window | worker, emulator | worker, plain | plain/emulator (min–max) | generator, emulator |"
+        + (" worker, prepared | plain/prepared |" if args.prepare else ""),
+        "|---:|---:|---:|---:|---:|" + ("---:|---:|" if args.prepare else ""),
+    ]
+    for window, rates in results.items():
+        worker = {name: [cpu for cpu, _ in runs] for name, runs in rates.cpu.items()}
+        generator = {name: [cpu for _, cpu in runs] for name, runs in rates.cpu.items()}
+        row = (
+            f"| {window} | {median(worker['emulator']):.1f} | {median(worker['plain']):.1f} "
+            f"| {spread(worker['plain'], worker['emulator'])} | {median(generator['emulator']):.1f} |"
+        )
+        if args.prepare:
+            row += f" {median(worker['prepared']):.1f} | {spread(worker['plain'], worker['prepared'])} |"
         lines.append(row)
     lines += ["", "Rounds (acks/s, in the order run):", ""]
     for window, rates in results.items():

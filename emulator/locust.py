@@ -34,6 +34,7 @@ stopped) and the master merges and rewrites FILE as each part arrives.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import logging
 import os
@@ -53,6 +54,7 @@ from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 from emulator import state
 from emulator.contract.hints import check_writable
 from emulator.exceptions import NbwssError
+from emulator.load.generation import GC_THRESHOLDS
 from emulator.protocol.properties import NbwssProperties
 from emulator.protocol.run import Settings, Target
 from emulator.responders import DEFAULT_PROFILE, CommandResponder, DomainResponder
@@ -165,6 +167,10 @@ def _check_options(environment: Any, **_: Any) -> None:
     # gevent's loop keeps the time of its last turn, from before the seconds of importing the locustfile:
     # Locust's --run-time timer, armed next, would count from then and end a short run at once.
     gevent.get_hub().loop.update_now()
+    # Every acknowledgement allocates a few short-lived containers; collected every 700 allocations, with Locust's
+    # and the users' state traversed again and again, they cost a tenth of a worker's time (bench_locust).
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
     if isinstance(environment.runner, WorkerRunner):  # its options (--nbwss-expect-state among them) come later
         environment.runner.register_message(SEND_EXPECTED_STATE, _stop_and_send)
     options = environment.parsed_options
