@@ -14,9 +14,16 @@ process of its own, three ways:
   sync client within the same window, one sample per acknowledgement, nothing
   checked: what Locust and websockets cost without the emulator.
 
-Rates count acknowledgements from the first to the last (load: its report's
-elapsed time; Locust: its stats' first and last request). Rounds alternate the
-three; each ratio is the median of per-round ratios, with its spread. The page
+Rates count acknowledgements (load: over its report's elapsed time; Locust: over
+the whole seconds after its last user connected). Rounds alternate the clients;
+each ratio is the median of per-round ratios, with its spread.
+
+On a machine with few cores the worker shares them with the endpoint, Locust's
+master and its generator process, so rates also say who got the cores. The CPU
+each Locust worker (and its generator process) spent per acknowledgement in the
+same steady seconds, sampled from /proc, says what a user costs: a plain user's
+CPU per ack over the emulator user's is the rate a worker reaches against a
+plain user's when each has a core (and the generator one of its own). The page
 ``docs/benchmarks/locust.md`` is written from the figures of the run.
 """
 
@@ -374,7 +381,10 @@ def main() -> None:
         "nothing checked, one sample per acknowledgement; master and one worker process.",
         "",
         "Rates are acknowledgements per second: load's over its run, Locust's over the whole seconds after "
-        "the last user connected (users connect one after another as their first notifications come).",
+        "the last user connected (users connect one after another as their first notifications come). "
+        "CPU per acknowledgement is the worker process's (and its generator process's) in the same seconds, "
+        "sampled from /proc: on this 2-core machine the endpoint, Locust's master, the worker and the generator "
+        "share the cores, so the rates also say who got them, and the CPU says what each user costs.",
         "",
         *lines,
         "",
