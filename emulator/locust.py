@@ -317,9 +317,11 @@ class NbwssUser(User):
     wait_time = constant(0)
 
     def on_start(self) -> None:
+        # A user that cannot run stops at its first task: Locust logs a StopUser raised here with a traceback.
+        self.master: SyncMaster | None = None
         config = _run.config
         if config is None:
-            raise StopUser  # the configuration error was said once, at test start
+            return  # the configuration error was said once, at test start
         seed = config.seed * 100_000 + os.getpid() % 1000 * 1000 + next(_SEEDS)
         generator = _generator.get(config.scenario)
         feed = self._messages = generator.add(seed, low=max(LOW, 2 * config.settings.window))
@@ -328,7 +330,7 @@ class NbwssUser(User):
         feed.filled(max(1, config.prepare))
         if feed.ended and not feed.buffer:
             _generator.failed()
-            raise StopUser  # nothing to send: the generator is gone (said once)
+            return  # nothing to send: the generator is gone (said once)
         recorder = None
         if config.expect_state:
             recorder = state.AckRecorder()
@@ -349,7 +351,9 @@ class NbwssUser(User):
     @task
     def notify(self) -> None:
         """Run the master a few steps: connect when not connected, keep the window full, read acknowledgements."""
-        master, messages = self.master, self._messages
+        master, messages = self.master, getattr(self, "_messages", None)
+        if master is None or messages is None:
+            raise StopUser  # it could not start (said once)
         try:
             for _ in range(STEPS_PER_TASK):
                 if not master.step(messages):  # the generator ended: all it had is sent and settled
