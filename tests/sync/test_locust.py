@@ -303,4 +303,7 @@ def test_command_answers_come_from_the_users_domain_as_far_as_it_was_sent(endpoi
     assert "Traceback" not in err, err[-2000:]
     assert jobs["payload"]["statusCode"] == 200, jobs
     answered = {int(job["id"]) for job in jobs["payload"]["body"]["data"]}
-    assert answered and answered <= notified, (sorted(answered - notified)[:10], len(notified))
+    # The domain replayed to the last notification sent may already hold the jobs of that instant whose notification
+    # is the next one (a step ahead), never the hundreds the generator prepared.
+    ahead = answered - notified
+    assert answered and len(ahead) <= 5 and all(job > max(notified) for job in ahead), (sorted(ahead)[:10], len(notified))
