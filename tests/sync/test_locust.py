@@ -39,6 +39,13 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
         time.sleep(0.02)
 
 
+def reap(locust: subprocess.Popen[str]) -> None:
+    """Kill a Locust process the test is leaving behind (it failed before Locust ended), and wait for it."""
+    if locust.poll() is None:
+        locust.kill()
+        locust.communicate()
+
+
 def stats(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
     """Locust's final figures (--json-file), by (request type, name)."""
     return {(entry["method"], entry["name"]): entry for entry in json.loads(path.read_text())}
@@ -121,9 +128,7 @@ def test_users_reconnect_and_resend_with_the_endpoint_restarted_under_them_nothi
         wait_for(lambda: endpoint.connects == 2 * users)
         _, err = locust.communicate(timeout=60)
     finally:
-        if locust.poll() is None:
-            locust.kill()
-            locust.communicate()
+        reap(locust)
         loop.call(endpoint.stop(), timeout=10)
     assert locust.returncode in (0, 1), err[-2000:]  # 1: CONNECT attempts failed while the endpoint was down
     assert "Traceback" not in err
@@ -243,9 +248,7 @@ def test_the_users_notifications_come_from_one_generator_process_that_ends_with_
         child = generator_of(locust)
         _, err = locust.communicate(timeout=60)
     finally:
-        if locust.poll() is None:
-            locust.kill()
-            locust.communicate()
+        reap(locust)
     assert locust.returncode == 0 and "Traceback" not in err, err[-2000:]
     assert not child.is_running()  # closed at the test's stop: it does not outlive Locust
     figures = stats(tmp_path / "run.json")
@@ -270,9 +273,7 @@ def test_a_generator_that_dies_stops_the_users_once_what_they_sent_is_settled(
         # The users send what was buffered, settle it, and stop; Locust runs on with none until its time is up.
         _, err = locust.communicate(timeout=60)
     finally:
-        if locust.poll() is None:
-            locust.kill()
-            locust.communicate()
+        reap(locust)
     assert "Traceback" not in err, err[-2000:]
     assert err.count("the notification generator ended (exit -9)") == 1, err[-2000:]  # said once, not once per user
     figures = stats(tmp_path / "run.json")
@@ -297,9 +298,7 @@ def test_command_answers_come_from_the_users_domain_as_far_as_it_was_sent(endpoi
         notified = {item["jobId"] for item in endpoint.items("JOB")}  # what was sent before the answer came first
         _, err = locust.communicate(timeout=60)
     finally:
-        if locust.poll() is None:
-            locust.kill()
-            locust.communicate()
+        reap(locust)
     assert "Traceback" not in err, err[-2000:]
     assert jobs["payload"]["statusCode"] == 200, jobs
     answered = {int(job["id"]) for job in jobs["payload"]["body"]["data"]}
